@@ -1,0 +1,216 @@
+/* mx.h - the engine's C view of MLX: opaque arrays, the ops we use, I/O,
+ * memory and device control. Implemented in C++ (mx.cpp and friends); the
+ * only header the C engine includes to reach MLX. No model knowledge here.
+ *
+ * Errors: a failing call returns NULL (or -1) and records a message in a
+ * thread-local buffer (mx_error()). No C++ exception ever crosses into C.
+ * Every op given a NULL input returns NULL at once without touching the
+ * message, so a chain of ops can be checked once at its end.
+ *
+ * Lifetimes: every array returned by an op belongs to the innermost scope
+ * opened on the calling thread (mx_scope_open); closing the scope frees
+ * them all. mx_keep() takes an array out of its scope: the caller then owns
+ * it and frees it with mx_free(). With no scope open, the caller owns every
+ * returned array. Arrays handed to a callback (loaders) are owned by the
+ * callee, as if returned with no scope open. */
+#ifndef GOMLX_MX_H
+#define GOMLX_MX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mx_array_s *mx_array;
+typedef struct mx_scope_s mx_scope;
+
+typedef enum {
+    MX_BOOL,
+    MX_UINT8,
+    MX_UINT32,
+    MX_INT32,
+    MX_INT64,
+    MX_FLOAT16,
+    MX_BFLOAT16,
+    MX_FLOAT32,
+    MX_OTHER /* a dtype the engine does not handle */
+} mx_dtype;
+
+#define MX_MAX_DIMS 8
+
+/* ---- errors, scopes, lifetimes ---- */
+const char *mx_error(void);        /* "" when none */
+void mx_set_error(const char *fmt, ...);
+void mx_clear_error(void);
+
+mx_scope *mx_scope_open(void);
+void mx_scope_close(mx_scope *scope); /* frees every array still owned */
+mx_array mx_keep(mx_array a);         /* detach from scope; NULL passes */
+void mx_free(mx_array a);             /* NULL is fine; also if in a scope */
+mx_array mx_copy_ref(mx_array a);     /* a second handle to the same array */
+
+/* ---- device, streams, memory ---- */
+int mx_gpu_available(void);           /* 1 when a GPU (Metal/CUDA) backend exists */
+int mx_set_device(int gpu);           /* default device for this process: 0 cpu, 1 gpu */
+int mx_device_is_gpu(void);
+const char *mx_version(void);
+size_t mx_active_memory(void);
+size_t mx_peak_memory(void);
+size_t mx_cache_memory(void);
+void mx_reset_peak_memory(void);
+void mx_clear_cache(void);
+size_t mx_set_cache_limit(size_t bytes);
+size_t mx_set_wired_limit(size_t bytes);  /* no-op where unsupported */
+
+/* ---- inspection ---- */
+int mx_ndim(mx_array a);
+int mx_dim(mx_array a, int axis);     /* negative axis counts from the end */
+size_t mx_size(mx_array a);           /* number of elements */
+size_t mx_nbytes(mx_array a);
+mx_dtype mx_get_dtype(mx_array a);
+const char *mx_dtype_name(mx_dtype t);
+size_t mx_dtype_size(mx_dtype t);
+
+/* ---- evaluation and readback ---- */
+int mx_eval(mx_array *arrays, int n);        /* 0 ok, -1 error */
+int mx_async_eval(mx_array *arrays, int n);
+/* Evaluates a, converts it to `as` and copies its elements (row-major)
+ * into dst, which holds `cap` bytes. */
+int mx_read(mx_array a, mx_dtype as, void *dst, size_t cap);
+int mx_item_int(mx_array a, int64_t *out);
+int mx_item_float(mx_array a, double *out);
+
+/* ---- creation ---- */
+mx_array mx_from_data(const void *data, const int *shape, int ndim, mx_dtype t); /* copies */
+mx_array mx_scalar(double v, mx_dtype t);
+mx_array mx_zeros(const int *shape, int ndim, mx_dtype t);
+mx_array mx_full(const int *shape, int ndim, double v, mx_dtype t);
+mx_array mx_arange(int start, int stop, int step, mx_dtype t);
+
+/* ---- shape and layout ---- */
+mx_array mx_reshape(mx_array a, const int *shape, int ndim);
+mx_array mx_transpose(mx_array a, const int *perm, int ndim);
+mx_array mx_swapaxes(mx_array a, int axis1, int axis2);
+mx_array mx_expand_dims(mx_array a, int axis);
+mx_array mx_squeeze(mx_array a, int axis);
+mx_array mx_astype(mx_array a, mx_dtype t);
+mx_array mx_contiguous(mx_array a);
+/* start/stop per axis for the first ndim axes (stop clamped to the size),
+ * remaining axes whole; strides NULL means 1. */
+mx_array mx_slice(mx_array a, const int *start, const int *stop, const int *strides, int ndim);
+/* Writes src into dst[start:stop] (all axes); returns the updated array.
+ * MLX reuses dst's buffer when dst has no other reference at eval time. */
+mx_array mx_slice_update(mx_array dst, mx_array src, const int *start, const int *stop, int ndim);
+mx_array mx_concat(const mx_array *arrays, int n, int axis);
+mx_array mx_repeat(mx_array a, int repeats, int axis);
+mx_array mx_broadcast_to(mx_array a, const int *shape, int ndim);
+
+/* ---- elementwise ---- */
+mx_array mx_add(mx_array a, mx_array b);
+mx_array mx_subtract(mx_array a, mx_array b);
+mx_array mx_multiply(mx_array a, mx_array b);
+mx_array mx_divide(mx_array a, mx_array b);
+mx_array mx_maximum(mx_array a, mx_array b);
+mx_array mx_minimum(mx_array a, mx_array b);
+mx_array mx_power(mx_array a, mx_array b);
+mx_array mx_negative(mx_array a);
+mx_array mx_exp(mx_array a);
+mx_array mx_log(mx_array a);
+mx_array mx_sqrt(mx_array a);
+mx_array mx_rsqrt(mx_array a);
+mx_array mx_tanh(mx_array a);
+mx_array mx_sigmoid(mx_array a);
+mx_array mx_erf(mx_array a);
+mx_array mx_abs(mx_array a);
+mx_array mx_square(mx_array a);
+mx_array mx_greater(mx_array a, mx_array b);
+mx_array mx_greater_equal(mx_array a, mx_array b);
+mx_array mx_less(mx_array a, mx_array b);
+mx_array mx_less_equal(mx_array a, mx_array b);
+mx_array mx_equal(mx_array a, mx_array b);
+mx_array mx_logical_and(mx_array a, mx_array b);
+mx_array mx_logical_not(mx_array a);
+mx_array mx_where(mx_array cond, mx_array a, mx_array b);
+/* x * scalar, keeping x's dtype (the scalar is cast to it) */
+mx_array mx_scale(mx_array x, double s);
+
+/* ---- reductions, sorting, indexing ---- */
+mx_array mx_sum(mx_array a, int axis, int keepdims);
+mx_array mx_mean(mx_array a, int axis, int keepdims);
+mx_array mx_max(mx_array a, int axis, int keepdims);
+mx_array mx_min(mx_array a, int axis, int keepdims);
+mx_array mx_argmax(mx_array a, int axis, int keepdims);
+mx_array mx_logsumexp(mx_array a, int axis, int keepdims);
+mx_array mx_softmax(mx_array a, int axis, int precise);
+mx_array mx_cumsum(mx_array a, int axis, int reverse, int inclusive);
+mx_array mx_sort(mx_array a, int axis);
+mx_array mx_argsort(mx_array a, int axis);
+mx_array mx_argpartition(mx_array a, int kth, int axis);
+mx_array mx_take(mx_array a, mx_array indices, int axis);
+mx_array mx_take_along_axis(mx_array a, mx_array indices, int axis);
+mx_array mx_put_along_axis(mx_array a, mx_array indices, mx_array values, int axis);
+
+/* ---- linear algebra and quantization ---- */
+mx_array mx_matmul(mx_array a, mx_array b);
+/* MLX affine quantization; biases may be NULL only for modes without them.
+ * transpose=1 computes x @ w.T (w stored [out, in]). On the CPU device our
+ * own kernels run here when enabled (see mx_set_cpu_kernels). */
+mx_array mx_quantized_matmul(mx_array x, mx_array w, mx_array scales, mx_array biases,
+                             int transpose, int group_size, int bits);
+mx_array mx_dequantize(mx_array w, mx_array scales, mx_array biases, int group_size, int bits,
+                       mx_dtype out);
+/* Quantizes along the last axis; writes three owned-by-scope arrays. */
+int mx_quantize(mx_array w, int group_size, int bits, mx_array *wq, mx_array *scales,
+                mx_array *biases);
+/* 1 = our CPU quantized kernels on (default unless GOMLX_CPU_KERNELS=0), 0 = MLX's. */
+void mx_set_cpu_kernels(int on);
+int mx_cpu_kernels(void);
+
+/* ---- fused transformer pieces (mlx::core::fast) ---- */
+mx_array mx_rms_norm(mx_array x, mx_array weight, float eps);  /* weight may be NULL */
+mx_array mx_layer_norm(mx_array x, mx_array weight, mx_array bias, float eps);
+/* x [B, H, T, D]; rotates the first `dims` features starting at position
+ * `offset`. freqs (may be NULL) overrides base, as for llama3 scaling. */
+mx_array mx_rope(mx_array x, int dims, int traditional, float base, float scale, int offset,
+                 mx_array freqs);
+/* q [B, Hq, Tq, D], k/v [B, Hkv, Tk, D]; GQA when Hq is a multiple of Hkv.
+ * causal=1 uses MLX's causal mode (queries aligned to the end of the keys);
+ * mask (additive float or boolean keep-mask, broadcastable to
+ * [B, Hq, Tq, Tk]) may be given instead; both 0/NULL means no mask. */
+mx_array mx_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, mx_array mask);
+
+/* ---- random ---- */
+mx_array mx_random_key(uint64_t seed);
+int mx_random_split(mx_array key, mx_array *k1, mx_array *k2);
+/* Samples one index per row from unnormalized log-probabilities. */
+mx_array mx_random_categorical(mx_array logits, int axis, mx_array key);
+
+/* ---- files ---- */
+/* Called once per tensor; the callee owns `a`. Return non-zero to stop. */
+typedef int (*mx_tensor_fn)(const char *name, mx_array a, void *user);
+/* Safetensors: metadata strings are passed to meta_fn (may be NULL). */
+typedef int (*mx_meta_str_fn)(const char *key, const char *value, void *user);
+int mx_load_safetensors(const char *path, mx_tensor_fn fn, mx_meta_str_fn meta_fn, void *user);
+
+typedef enum { MX_META_NONE, MX_META_ARRAY, MX_META_STRING, MX_META_STRINGS } mx_meta_kind;
+typedef struct {
+    mx_meta_kind kind;
+    mx_array array;          /* MX_META_ARRAY: borrowed, valid during the call */
+    const char *string;      /* MX_META_STRING */
+    const char *const *strings; /* MX_META_STRINGS */
+    size_t n_strings;
+} mx_meta_value;
+typedef int (*mx_meta_fn)(const char *key, const mx_meta_value *v, void *user);
+/* GGUF through MLX's reader: Q4_0/Q4_1/Q8_0 arrive as affine-quantized
+ * triples (<name>.weight uint32, .scales, .biases); other quantized types
+ * arrive dequantized (float16); F16/F32/BF16 as they are. */
+int mx_load_gguf(const char *path, mx_tensor_fn fn, mx_meta_fn meta_fn, void *user);
+int mx_save_npy(const char *path, mx_array a);
+int mx_save_safetensors(const char *path, const char *const *names, const mx_array *arrays, int n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
