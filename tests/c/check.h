@@ -1,0 +1,87 @@
+/* check.h - the tiny test harness of the C tests: CHECK macros, a case
+ * runner and the closing "N passed, N failed" line. */
+#ifndef GM_CHECK_H
+#define GM_CHECK_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int check_failures_in_case;
+static int check_cases_passed, check_cases_failed;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (!(cond)) {                                                                \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
+            check_failures_in_case++;                                                 \
+        }                                                                             \
+    } while (0)
+
+#define CHECK_MSG(cond, ...)                                                \
+    do {                                                                    \
+        if (!(cond)) {                                                      \
+            fprintf(stderr, "  %s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                   \
+            fprintf(stderr, "\n");                                          \
+            check_failures_in_case++;                                       \
+        }                                                                   \
+    } while (0)
+
+#define CHECK_EQ_INT(a, b)                                                              \
+    do {                                                                                \
+        long long va_ = (long long)(a), vb_ = (long long)(b);                           \
+        if (va_ != vb_) {                                                               \
+            fprintf(stderr, "  %s:%d: %s == %s failed: %lld != %lld\n", __FILE__, __LINE__, \
+                    #a, #b, va_, vb_);                                                  \
+            check_failures_in_case++;                                                   \
+        }                                                                               \
+    } while (0)
+
+#define CHECK_NEAR(a, b, tol)                                                              \
+    do {                                                                                   \
+        double va_ = (double)(a), vb_ = (double)(b);                                       \
+        if (!(fabs(va_ - vb_) <= (tol))) {                                                 \
+            fprintf(stderr, "  %s:%d: |%s - %s| <= %g failed: %g vs %g\n", __FILE__, __LINE__, \
+                    #a, #b, (double)(tol), va_, vb_);                                      \
+            check_failures_in_case++;                                                      \
+        }                                                                                  \
+    } while (0)
+
+#define CHECK_STR(a, b)                                                                    \
+    do {                                                                                   \
+        const char *va_ = (a), *vb_ = (b);                                                 \
+        if (!va_ || !vb_ || strcmp(va_, vb_) != 0) {                                       \
+            fprintf(stderr, "  %s:%d: %s == %s failed: \"%s\" != \"%s\"\n", __FILE__, __LINE__, \
+                    #a, #b, va_ ? va_ : "(null)", vb_ ? vb_ : "(null)");                   \
+            check_failures_in_case++;                                                      \
+        }                                                                                  \
+    } while (0)
+
+#define RUN(fn)                                                    \
+    do {                                                           \
+        check_failures_in_case = 0;                                \
+        fn();                                                      \
+        if (check_failures_in_case) {                              \
+            check_cases_failed++;                                  \
+            fprintf(stderr, "FAIL %s\n", #fn);                     \
+        } else {                                                   \
+            check_cases_passed++;                                  \
+            fprintf(stderr, "ok   %s\n", #fn);                     \
+        }                                                          \
+    } while (0)
+
+/* Prints the closing line and gives main's exit status. */
+static inline int check_summary(void) {
+    printf("%d passed, %d failed\n", check_cases_passed, check_cases_failed);
+    return check_cases_failed ? 1 : 0;
+}
+
+/* The repo root (ctest runs from it; GOMLX_ROOT overrides). */
+static inline const char *check_root(void) {
+    const char *r = getenv("GOMLX_ROOT");
+    return r && *r ? r : ".";
+}
+
+#endif
