@@ -1,0 +1,84 @@
+/* kv_cache.c - per-session key/value cache: preallocated in steps of 256
+ * positions and written in place with slice_update, so a decode step
+ * neither copies the cache nor reallocates it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model.h"
+#include "util/error.h"
+
+enum { KV_STEP = 256 };
+
+int gm_kv_cache_init(gm_kv_cache *c, const gm_model *m) {
+    memset(c, 0, sizeof *c);
+    c->n_layers = m->cfg.num_layers;
+    c->k = calloc((size_t)c->n_layers, sizeof(mx_array));
+    c->v = calloc((size_t)c->n_layers, sizeof(mx_array));
+    if (!c->k || !c->v) {
+        gm_kv_cache_free(c);
+        return gm_fail(GOMLX_ERR_INTERNAL, "out of memory for the KV cache");
+    }
+    return 0;
+}
+
+/* A buffer of at least `need` positions holding the first `keep` of old. */
+static mx_array grown(mx_array old, int need, int keep, int kvh, int d, mx_dtype dtype) {
+    int cap = (need + KV_STEP - 1) / KV_STEP * KV_STEP;
+    if (!old) return mx_zeros((int[]){1, kvh, cap, d}, 4, dtype);
+    mx_array head = mx_slice(old, (int[]){0, 0, 0}, (int[]){1, kvh, keep}, NULL, 3);
+    mx_array tail = mx_zeros((int[]){1, kvh, cap - keep, d}, 4, dtype);
+    return mx_concat((mx_array[]){head, tail}, 2, 2);
+}
+
+int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k, mx_array v,
+                       mx_array *keys, mx_array *values) {
+    int kvh = m->cfg.num_kv_heads, d = m->cfg.head_dim;
+    int t = mx_dim(k, 2), start = c->offset, end = start + t;
+    mx_array *slots[2] = {&c->k[layer], &c->v[layer]};
+    mx_array news[2] = {k, v};
+    mx_array *views[2] = {keys, values};
+    for (int i = 0; i < 2; i++) {
+        mx_array cur = *slots[i];
+        if (!cur || mx_dim(cur, 2) < end) {
+            mx_array bigger = mx_keep(grown(cur, end, start, kvh, d, mx_get_dtype(news[i])));
+            if (!bigger) return gm_fail_mlx("growing the KV cache");
+            mx_free(cur);
+            cur = bigger;
+        }
+        mx_array updated = mx_keep(mx_slice_update(cur, news[i], (int[]){0, 0, start, 0},
+                                                   (int[]){1, kvh, end, d}, 4));
+        if (!updated) {
+            *slots[i] = cur;
+            return gm_fail_mlx("writing the KV cache");
+        }
+        /* Dropping our handle to the old buffer lets MLX update in place. */
+        mx_free(cur);
+        *slots[i] = updated;
+        *views[i] = mx_slice(updated, (int[]){0, 0, 0}, (int[]){1, kvh, end}, NULL, 3);
+        if (!*views[i]) return gm_fail_mlx("slicing the KV cache");
+    }
+    if (end > c->capacity) c->capacity = mx_dim(c->k[layer], 2);
+    return 0;
+}
+
+int gm_kv_cache_arrays(gm_kv_cache *c, mx_array *out, int cap) {
+    int n = 0;
+    for (int i = 0; i < c->n_layers && n + 2 <= cap; i++) {
+        if (c->k[i]) out[n++] = c->k[i];
+        if (c->v[i]) out[n++] = c->v[i];
+    }
+    return n;
+}
+
+void gm_kv_cache_free(gm_kv_cache *c) {
+    for (int i = 0; c->k && i < c->n_layers; i++) mx_free(c->k[i]);
+    for (int i = 0; c->v && i < c->n_layers; i++) mx_free(c->v[i]);
+    free(c->k);
+    free(c->v);
+    memset(c, 0, sizeof *c);
+}
+
+uint64_t gm_kv_bytes_per_token(const gm_model *m) {
+    return 2ull * (uint64_t)m->cfg.num_layers * (uint64_t)m->cfg.num_kv_heads *
+           (uint64_t)m->cfg.head_dim * mx_dtype_size(gm_model_dtype(m));
+}

@@ -1,0 +1,202 @@
+/* config.c - config.json → gm_config, with the defaults mlx-lm and
+ * transformers use for each architecture. */
+#include "io/config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/error.h"
+
+static const char *supported_types[] = {"llama", "mistral", "qwen2", "gemma2"};
+
+static int get_int(const cJSON *o, const char *key, int def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? (int)v->valuedouble : def;
+}
+
+static double get_num(const cJSON *o, const char *key, double def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+static int get_bool(const cJSON *o, const char *key, int def) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsBool(v)) return cJSON_IsTrue(v);
+    return def;
+}
+
+static int require_int(const cJSON *o, const char *key, int *out, const char *origin) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v))
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: missing or non-numeric \"%s\"", origin, key);
+    *out = (int)v->valuedouble;
+    return 0;
+}
+
+void gm_config_add_eos(gm_config *c, int32_t id) {
+    if (id < 0) return;
+    for (int i = 0; i < c->n_eos; i++)
+        if (c->eos_ids[i] == id) return;
+    if (c->n_eos < GM_MAX_EOS) c->eos_ids[c->n_eos++] = id;
+}
+
+static void add_eos_json(gm_config *c, const cJSON *v) {
+    if (cJSON_IsNumber(v)) {
+        gm_config_add_eos(c, (int32_t)v->valuedouble);
+    } else if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e)) gm_config_add_eos(c, (int32_t)e->valuedouble);
+    }
+}
+
+static mx_dtype parse_dtype(const char *s) {
+    if (!s) return MX_BFLOAT16;
+    if (!strcmp(s, "float32")) return MX_FLOAT32;
+    if (!strcmp(s, "float16")) return MX_FLOAT16;
+    return MX_BFLOAT16;
+}
+
+static int parse_rope_scaling(gm_config *c, const cJSON *rs, const char *origin) {
+    if (!rs || cJSON_IsNull(rs)) return 0;
+    if (!cJSON_IsObject(rs)) return gm_fail(GOMLX_ERR_FORMAT, "%s: rope_scaling is not an object", origin);
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+    if (!cJSON_IsString(t)) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
+    const char *type = cJSON_IsString(t) ? t->valuestring : "default";
+    c->rope_factor = (float)get_num(rs, "factor", 1.0);
+    if (!strcmp(type, "default")) {
+        c->rope_scaling = GM_ROPE_DEFAULT;
+    } else if (!strcmp(type, "linear")) {
+        c->rope_scaling = GM_ROPE_LINEAR;
+    } else if (!strcmp(type, "llama3")) {
+        c->rope_scaling = GM_ROPE_LLAMA3;
+        c->rope_low_freq_factor = (float)get_num(rs, "low_freq_factor", 1.0);
+        c->rope_high_freq_factor = (float)get_num(rs, "high_freq_factor", 4.0);
+        c->rope_original_max_position = get_int(rs, "original_max_position_embeddings", 8192);
+        if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
+            return gm_fail(GOMLX_ERR_FORMAT, "%s: llama3 rope_scaling needs high_freq_factor > low_freq_factor", origin);
+    } else {
+        return gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: rope_scaling type \"%s\" is not supported (default, linear, llama3 are)", origin, type);
+    }
+    return 0;
+}
+
+int gm_config_parse(const char *json_text, const char *origin, gm_config *out) {
+    memset(out, 0, sizeof *out);
+    out->bos_id = -1;
+    cJSON *root = cJSON_Parse(json_text);
+    if (!root) return gm_fail(GOMLX_ERR_FORMAT, "%s: invalid JSON near \"%.20s\"", origin, cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() : "");
+    int rc = 0;
+    if (!cJSON_IsObject(root)) {
+        rc = gm_fail(GOMLX_ERR_FORMAT, "%s: not a JSON object", origin);
+        goto done;
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!cJSON_IsString(mt)) {
+        rc = gm_fail(GOMLX_ERR_FORMAT, "%s: missing \"model_type\"", origin);
+        goto done;
+    }
+    int known = 0;
+    for (size_t i = 0; i < sizeof supported_types / sizeof *supported_types; i++)
+        if (!strcmp(mt->valuestring, supported_types[i])) known = 1;
+    if (!known) {
+        rc = gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: model_type \"%s\" is not supported (supported: llama, mistral, qwen2, gemma2)", origin, mt->valuestring);
+        goto done;
+    }
+    snprintf(out->model_type, sizeof out->model_type, "%s", mt->valuestring);
+    int is_gemma = !strcmp(out->model_type, "gemma2");
+    int is_qwen = !strcmp(out->model_type, "qwen2");
+
+    if ((rc = require_int(root, "hidden_size", &out->hidden_size, origin)) ||
+        (rc = require_int(root, "intermediate_size", &out->intermediate_size, origin)) ||
+        (rc = require_int(root, "num_hidden_layers", &out->num_layers, origin)) ||
+        (rc = require_int(root, "num_attention_heads", &out->num_heads, origin)) ||
+        (rc = require_int(root, "vocab_size", &out->vocab_size, origin)))
+        goto done;
+    out->num_kv_heads = get_int(root, "num_key_value_heads", out->num_heads);
+    out->head_dim = get_int(root, "head_dim", out->num_heads > 0 ? out->hidden_size / out->num_heads : 0);
+    out->max_position_embeddings = get_int(root, "max_position_embeddings", 4096);
+    out->rms_norm_eps = (float)get_num(root, "rms_norm_eps", is_gemma ? 1e-6 : 1e-5);
+    out->rope_theta = (float)get_num(root, "rope_theta", is_qwen ? 1e6 : 10000.0);
+    out->rope_traditional = get_bool(root, "rope_traditional", 0);
+    out->tie_word_embeddings = get_bool(root, "tie_word_embeddings", is_qwen || is_gemma);
+    out->attention_bias = get_bool(root, "attention_bias", is_qwen);
+    out->mlp_bias = get_bool(root, "mlp_bias", 0);
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    out->sliding_window = cJSON_IsNumber(sw) ? (int)sw->valuedouble : 0;
+    if (is_qwen && !get_bool(root, "use_sliding_window", 0)) out->sliding_window = 0;
+    if (is_gemma) {
+        out->query_pre_attn_scalar = (float)get_num(root, "query_pre_attn_scalar", out->head_dim);
+        out->attn_logit_softcapping = (float)get_num(root, "attn_logit_softcapping", 0.0);
+        out->final_logit_softcapping = (float)get_num(root, "final_logit_softcapping", 0.0);
+        out->sliding_window_pattern = 2;
+        if (!out->sliding_window) out->sliding_window = 4096;
+    }
+    if ((rc = parse_rope_scaling(out, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), origin))) goto done;
+    const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
+    if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
+    out->dtype = parse_dtype(cJSON_IsString(td) ? td->valuestring : NULL);
+    add_eos_json(out, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
+    out->bos_id = get_int(root, "bos_token_id", -1);
+
+    cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization");
+    if (!q) q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
+    if (cJSON_IsObject(q)) {
+        out->quant_bits = get_int(q, "bits", 0);
+        out->quant_group_size = get_int(q, "group_size", 64);
+        const cJSON *mode = cJSON_GetObjectItemCaseSensitive(q, "mode");
+        if (cJSON_IsString(mode) && strcmp(mode->valuestring, "affine") != 0) {
+            rc = gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: quantization mode \"%s\" is not supported (affine is)", origin, mode->valuestring);
+            goto done;
+        }
+        out->quant = cJSON_Duplicate(q, 1);
+    }
+    rc = gm_config_validate(out, origin);
+done:
+    cJSON_Delete(root);
+    if (rc) gm_config_free(out);
+    return rc;
+}
+
+void gm_config_add_generation_config(gm_config *c, const char *json_text) {
+    cJSON *root = cJSON_Parse(json_text);
+    if (!root) return;
+    add_eos_json(c, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
+    cJSON_Delete(root);
+}
+
+int gm_config_validate(const gm_config *c, const char *origin) {
+    if (c->hidden_size <= 0 || c->intermediate_size <= 0 || c->num_layers <= 0 || c->num_heads <= 0 ||
+        c->num_kv_heads <= 0 || c->head_dim <= 0 || c->vocab_size <= 0)
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: sizes must be positive (hidden %d, intermediate %d, layers %d, heads %d, kv heads %d, head_dim %d, vocab %d)",
+                       origin, c->hidden_size, c->intermediate_size, c->num_layers, c->num_heads, c->num_kv_heads, c->head_dim, c->vocab_size);
+    if (c->num_heads % c->num_kv_heads)
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)", origin, c->num_heads, c->num_kv_heads);
+    if (c->head_dim % 2)
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: head_dim %d must be even for RoPE", origin, c->head_dim);
+    if (c->quant_bits && c->quant_bits != 2 && c->quant_bits != 3 && c->quant_bits != 4 && c->quant_bits != 5 && c->quant_bits != 6 && c->quant_bits != 8)
+        return gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: %d-bit quantization is not supported", origin, c->quant_bits);
+    if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: rope_theta must be positive", origin);
+    return 0;
+}
+
+int gm_config_quant_for(const gm_config *c, const char *module, int *bits, int *group_size) {
+    *bits = c->quant_bits;
+    *group_size = c->quant_group_size ? c->quant_group_size : 64;
+    if (c->quant) {
+        const cJSON *o = cJSON_GetObjectItemCaseSensitive(c->quant, module);
+        if (cJSON_IsFalse(o)) return 0;
+        if (cJSON_IsObject(o)) {
+            *bits = get_int(o, "bits", *bits);
+            *group_size = get_int(o, "group_size", *group_size);
+        }
+    }
+    return *bits > 0;
+}
+
+void gm_config_free(gm_config *c) {
+    if (c->quant) cJSON_Delete(c->quant);
+    c->quant = NULL;
+}

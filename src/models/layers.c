@@ -1,0 +1,220 @@
+/* layers.c - shared transformer blocks over the MLX shim: linear layers
+ * (dense or affine-quantized), embeddings, RMSNorm, RoPE, attention with a
+ * KV cache and gated MLPs. Model files compose these. */
+#include "models/layers.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "util/error.h"
+
+static int shape_error(const char *name, mx_array a, int rows, int cols) {
+    return gm_fail(GOMLX_ERR_FORMAT, "tensor %s has shape [%d, %d], expected [%d, %d]", name,
+                   mx_dim(a, 0), mx_ndim(a) > 1 ? mx_dim(a, 1) : 0, rows, cols);
+}
+
+int gm_linear_load(gm_linear *l, gm_weights *w, const gm_config *cfg, const char *prefix, int in,
+                   int out, int want_bias) {
+    char name[256];
+    memset(l, 0, sizeof *l);
+    l->in = in;
+    l->out = out;
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    l->w = gm_weights_take(w, name);
+    if (!l->w) return gm_fail(GOMLX_ERR_FORMAT, "missing tensor %s", name);
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    l->scales = gm_weights_take(w, name);
+    snprintf(name, sizeof name, "%s.biases", prefix);
+    l->biases = gm_weights_take(w, name);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    l->bias = gm_weights_take(w, name);
+    snprintf(name, sizeof name, "%s.weight", prefix);
+
+    if (mx_ndim(l->w) != 2) return gm_fail(GOMLX_ERR_FORMAT, "tensor %s must be 2-D, has %d dims", name, mx_ndim(l->w));
+    if (l->scales) {
+        if (!l->biases) return gm_fail(GOMLX_ERR_FORMAT, "%s.scales without %s.biases", prefix, prefix);
+        if (mx_ndim(l->scales) != 2 || mx_dim(l->scales, 0) != out || mx_get_dtype(l->w) != MX_UINT32)
+            return gm_fail(GOMLX_ERR_FORMAT, "quantized tensor %s has inconsistent scales or packing", name);
+        int bits, group;
+        if (!gm_config_quant_for(cfg, prefix, &bits, &group)) {
+            /* No config entry (GGUF, or a config that omits it): MLX's
+             * GGUF reader packs groups of 32, so the packing ratio gives bits. */
+            group = 32;
+            bits = 0;
+        }
+        if (!bits) {
+            int packed = mx_dim(l->w, 1), groups = mx_dim(l->scales, 1);
+            bits = groups ? packed * 32 / (groups * group) : 0;
+        }
+        if (bits <= 0 || mx_dim(l->scales, 1) * group != in || mx_dim(l->w, 1) * 32 != in * bits ||
+            mx_dim(l->w, 0) != out)
+            return gm_fail(GOMLX_ERR_FORMAT,
+                           "quantized tensor %s: packed shape [%d, %d] with %d groups does not fit [%d, %d] at %d bits, group %d",
+                           name, mx_dim(l->w, 0), mx_dim(l->w, 1), mx_dim(l->scales, 1), out, in, bits, group);
+        l->bits = bits;
+        l->group_size = group;
+    } else if (mx_dim(l->w, 0) != out || mx_dim(l->w, 1) != in) {
+        return shape_error(name, l->w, out, in);
+    }
+    if (want_bias && !l->bias) return gm_fail(GOMLX_ERR_FORMAT, "missing tensor %s.bias", prefix);
+    if (l->bias && (mx_ndim(l->bias) != 1 || mx_dim(l->bias, 0) != out))
+        return gm_fail(GOMLX_ERR_FORMAT, "tensor %s.bias has the wrong shape (expected [%d])", prefix, out);
+    return 0;
+}
+
+void gm_linear_free(gm_linear *l) {
+    mx_free(l->w);
+    mx_free(l->scales);
+    mx_free(l->biases);
+    mx_free(l->bias);
+    memset(l, 0, sizeof *l);
+}
+
+mx_array gm_linear_apply(const gm_linear *l, mx_array x) {
+    mx_array y;
+    if (l->bits)
+        y = mx_quantized_matmul(x, l->w, l->scales, l->biases, 1, l->group_size, l->bits);
+    else
+        y = mx_matmul(x, mx_swapaxes(l->w, 0, 1));
+    if (l->bias) y = mx_add(y, l->bias);
+    return y;
+}
+
+mx_array gm_embedding_lookup(const gm_linear *table, mx_array ids, mx_dtype dtype) {
+    if (!table->bits) return mx_astype(mx_take(table->w, ids, 0), dtype);
+    mx_array w = mx_take(table->w, ids, 0);
+    mx_array s = mx_take(table->scales, ids, 0);
+    mx_array b = mx_take(table->biases, ids, 0);
+    return mx_dequantize(w, s, b, table->group_size, table->bits, dtype);
+}
+
+int gm_norm_load(mx_array *out, gm_weights *w, const char *name, int n) {
+    *out = gm_weights_take(w, name);
+    if (!*out) return gm_fail(GOMLX_ERR_FORMAT, "missing tensor %s", name);
+    if (mx_ndim(*out) != 1 || mx_dim(*out, 0) != n)
+        return gm_fail(GOMLX_ERR_FORMAT, "tensor %s has the wrong shape (expected [%d])", name, n);
+    return 0;
+}
+
+mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight) {
+    return mx_rms_norm(x, weight, m->cfg.rms_norm_eps);
+}
+
+mx_array gm_rope_freqs(const gm_config *c) {
+    if (c->rope_scaling != GM_ROPE_LLAMA3) return NULL;
+    /* Llama 3.1 scaling: long wavelengths are stretched by `factor`, short
+     * ones kept, and the band between blended smoothly (Meta's recipe as
+     * implemented by mlx-lm and transformers). */
+    int half = c->head_dim / 2;
+    float periods[512];
+    if (half > 512) return NULL;
+    double old_ctx = c->rope_original_max_position;
+    double low_wavelen = old_ctx / c->rope_low_freq_factor;
+    double high_wavelen = old_ctx / c->rope_high_freq_factor;
+    for (int i = 0; i < half; i++) {
+        double f = pow(c->rope_theta, (2.0 * i) / c->head_dim);
+        double wavelen = 2.0 * M_PI * f;
+        double scaled = wavelen > low_wavelen ? f * c->rope_factor : f;
+        if (wavelen > high_wavelen && wavelen < low_wavelen) {
+            double smooth = (old_ctx / wavelen - c->rope_low_freq_factor) /
+                            (c->rope_high_freq_factor - c->rope_low_freq_factor);
+            scaled = f / ((1.0 - smooth) / c->rope_factor + smooth);
+        }
+        periods[i] = (float)scaled;
+    }
+    int shape[1] = {half};
+    return mx_from_data(periods, shape, 1, MX_FLOAT32);
+}
+
+static mx_array heads(mx_array x, int n_heads, int head_dim) {
+    int t = mx_dim(x, 1);
+    int shape[4] = {1, t, n_heads, head_dim};
+    int perm[4] = {0, 2, 1, 3};
+    return mx_transpose(mx_reshape(x, shape, 4), perm, 4);
+}
+
+/* Boolean keep-mask [T, S] for queries at offset..offset+T-1 over keys
+ * 0..S-1: causal, and within `window` positions when window > 0. */
+static mx_array attention_mask(int offset, int t, int s, int window) {
+    mx_array q = mx_reshape(mx_arange(offset, offset + t, 1, MX_INT32), (int[]){t, 1}, 2);
+    mx_array k = mx_reshape(mx_arange(0, s, 1, MX_INT32), (int[]){1, s}, 2);
+    mx_array keep = mx_greater_equal(q, k);
+    if (window > 0) keep = mx_logical_and(keep, mx_less(mx_subtract(q, k), mx_scalar(window, MX_INT32)));
+    return keep;
+}
+
+/* Attention by hand, for what the fused kernel cannot do (logit soft-capping). */
+static mx_array attention_softcapped(const gm_model *m, mx_array q, mx_array k, mx_array v,
+                                     float scale, mx_array keep) {
+    int h = m->cfg.num_heads, kvh = m->cfg.num_kv_heads, d = m->cfg.head_dim;
+    int t = mx_dim(q, 2), s = mx_dim(k, 2), rep = h / kvh;
+    float cap = m->cfg.attn_logit_softcapping;
+    q = mx_reshape(mx_scale(q, scale), (int[]){1, kvh, rep, t, d}, 5);
+    k = mx_expand_dims(k, 2);
+    v = mx_expand_dims(v, 2);
+    mx_array scores = mx_matmul(q, mx_swapaxes(k, -1, -2)); /* [1, kvh, rep, t, s] */
+    scores = mx_scale(mx_tanh(mx_scale(scores, 1.0 / cap)), cap);
+    if (keep) {
+        mx_array neg = mx_scalar(-INFINITY, mx_get_dtype(scores));
+        scores = mx_where(keep, scores, neg);
+    }
+    mx_array p = mx_softmax(scores, -1, 1);
+    mx_array o = mx_matmul(p, v);
+    (void)s;
+    return mx_reshape(o, (int[]){1, h, t, d}, 4);
+}
+
+mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
+                      gm_kv_cache *cache) {
+    const gm_config *c = &m->cfg;
+    int t = mx_dim(x, 1), d = c->head_dim;
+    mx_array q = heads(gm_linear_apply(&layer->wq, x), c->num_heads, d);
+    mx_array k = heads(gm_linear_apply(&layer->wk, x), c->num_kv_heads, d);
+    mx_array v = heads(gm_linear_apply(&layer->wv, x), c->num_kv_heads, d);
+    int offset = cache->offset;
+    float base = c->rope_theta, rscale = m->rope_scale;
+    q = mx_rope(q, d, c->rope_traditional, base, rscale, offset, m->rope_freqs);
+    k = mx_rope(k, d, c->rope_traditional, base, rscale, offset, m->rope_freqs);
+    mx_array keys, values;
+    if (!q || !k || !v) return NULL;
+    if (gm_kv_cache_update(cache, m, li, k, v, &keys, &values)) return NULL;
+    int s = offset + t;
+    float scale = c->query_pre_attn_scalar > 0 ? 1.0f / sqrtf(c->query_pre_attn_scalar)
+                                               : 1.0f / sqrtf((float)d);
+    int window = layer->sliding ? c->sliding_window : 0;
+    int windowed = window > 0 && s > window;
+    mx_array o;
+    if (c->attn_logit_softcapping > 0) {
+        mx_array keep = (t > 1 || windowed) ? attention_mask(offset, t, s, window) : NULL;
+        o = attention_softcapped(m, q, keys, values, scale, keep);
+    } else if (windowed) {
+        o = mx_sdpa(q, keys, values, scale, 0, attention_mask(offset, t, s, window));
+    } else {
+        o = mx_sdpa(q, keys, values, scale, t > 1, NULL);
+    }
+    int perm[4] = {0, 2, 1, 3};
+    o = mx_reshape(mx_transpose(o, perm, 4), (int[]){1, t, c->num_heads * d}, 3);
+    return gm_linear_apply(&layer->wo, o);
+}
+
+static mx_array gelu_tanh(mx_array x) {
+    /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the approximation
+     * Gemma was trained with. */
+    mx_array inner = mx_scale(mx_add(x, mx_scale(mx_multiply(mx_square(x), x), 0.044715)),
+                              sqrt(2.0 / M_PI));
+    mx_array one = mx_scalar(1.0, mx_get_dtype(x));
+    return mx_multiply(mx_scale(x, 0.5), mx_add(one, mx_tanh(inner)));
+}
+
+mx_array gm_mlp(const gm_linear *gate, const gm_linear *up, const gm_linear *down, mx_array x,
+                int gelu) {
+    mx_array g = gm_linear_apply(gate, x);
+    mx_array act = gelu ? gelu_tanh(g) : mx_multiply(g, mx_sigmoid(g));
+    return gm_linear_apply(down, mx_multiply(act, gm_linear_apply(up, x)));
+}
+
+mx_array gm_unembed(const gm_model *m, mx_array h) {
+    h = gm_rms_norm(m, h, m->final_norm);
+    return gm_linear_apply(m->lm_head.w ? &m->lm_head : &m->embed, h);
+}

@@ -1,0 +1,35 @@
+/* layers.h - the shared blocks model files are built from: linear layers
+ * (dense or quantized), embeddings, norms, RoPE, attention with the KV
+ * cache, gated MLPs. Each returns a scope-owned array or NULL on error. */
+#ifndef GM_LAYERS_H
+#define GM_LAYERS_H
+
+#include "models/model.h"
+
+/* Takes <prefix>.weight (+ .scales/.biases when quantized, + .bias when
+ * present) from w; checks the shape is [out, in]. Quantization bits and
+ * group size come from the config (per-layer overrides included) or, for
+ * GGUF (cfg quant_bits 0 but scales present), from the packed shape with
+ * group size 32. need_bias: 1 required, 0 forbidden-if-absent-ok. */
+int gm_linear_load(gm_linear *l, gm_weights *w, const gm_config *cfg, const char *prefix, int in,
+                   int out, int want_bias);
+void gm_linear_free(gm_linear *l);
+mx_array gm_linear_apply(const gm_linear *l, mx_array x);
+/* Rows of an embedding table for ids (dequantized when quantized). */
+mx_array gm_embedding_lookup(const gm_linear *table, mx_array ids, mx_dtype dtype);
+/* Takes a 1-D norm weight of size n; GOMLX_ERR_FORMAT when missing or wrong. */
+int gm_norm_load(mx_array *out, gm_weights *w, const char *name, int n);
+mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight);
+/* Multi-head attention of layer `li` over x [1, T, hidden], with RoPE at
+ * cache->offset and the cache updated in place. */
+mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
+                      gm_kv_cache *cache);
+/* silu(gate(x)) * up(x) -> down; gelu_tanh when gelu != 0 (Gemma). */
+mx_array gm_mlp(const gm_linear *gate, const gm_linear *up, const gm_linear *down, mx_array x,
+                int gelu);
+/* Final norm and unembedding (tied or not) of hidden [1, T, hidden]. */
+mx_array gm_unembed(const gm_model *m, mx_array h);
+/* Llama 3 rope frequencies (periods per rotated pair) or NULL. */
+mx_array gm_rope_freqs(const gm_config *c);
+
+#endif

@@ -1,0 +1,70 @@
+/* llama.c - the Llama decoder, which also serves Mistral and Qwen2: they
+ * differ only by config (q/k/v bias, tied embeddings, rope theta and
+ * scaling, sliding window), never by code.
+ *
+ *   h = embed(ids)
+ *   per layer: h += attn(rms_norm(h)); h += mlp(rms_norm(h))
+ *   logits = lm_head(rms_norm(h)) */
+#include <stdio.h>
+
+#include "models/layers.h"
+#include "util/error.h"
+
+static int llama_load_layer(gm_model *m, gm_weights *w, int i) {
+    const gm_config *c = &m->cfg;
+    gm_layer *l = &m->layers[i];
+    int hidden = c->hidden_size, q_dim = c->num_heads * c->head_dim,
+        kv_dim = c->num_kv_heads * c->head_dim, ff = c->intermediate_size;
+    char p[128], n[160];
+    int rc;
+#define LOAD(field, name, in, out, bias)                                        \
+    snprintf(p, sizeof p, "model.layers.%d.%s", i, name);                       \
+    if ((rc = gm_linear_load(&l->field, w, c, p, in, out, bias))) return rc;
+    LOAD(wq, "self_attn.q_proj", hidden, q_dim, c->attention_bias)
+    LOAD(wk, "self_attn.k_proj", hidden, kv_dim, c->attention_bias)
+    LOAD(wv, "self_attn.v_proj", hidden, kv_dim, c->attention_bias)
+    LOAD(wo, "self_attn.o_proj", q_dim, hidden, 0)
+    LOAD(w_gate, "mlp.gate_proj", hidden, ff, c->mlp_bias)
+    LOAD(w_up, "mlp.up_proj", hidden, ff, c->mlp_bias)
+    LOAD(w_down, "mlp.down_proj", ff, hidden, c->mlp_bias)
+#undef LOAD
+    snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", i);
+    if ((rc = gm_norm_load(&l->attn_norm, w, n, hidden))) return rc;
+    snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", i);
+    if ((rc = gm_norm_load(&l->mlp_norm, w, n, hidden))) return rc;
+    l->sliding = c->sliding_window > 0;
+    return 0;
+}
+
+static int llama_load(gm_model *m, gm_weights *w) {
+    const gm_config *c = &m->cfg;
+    int rc = gm_linear_load(&m->embed, w, c, "model.embed_tokens", c->hidden_size, c->vocab_size, 0);
+    if (rc) return rc;
+    for (int i = 0; i < c->num_layers; i++)
+        if ((rc = llama_load_layer(m, w, i))) return rc;
+    if ((rc = gm_norm_load(&m->final_norm, w, "model.norm.weight", c->hidden_size))) return rc;
+    if (!c->tie_word_embeddings || gm_weights_get(w, "lm_head.weight"))
+        rc = gm_linear_load(&m->lm_head, w, c, "lm_head", c->hidden_size, c->vocab_size, 0);
+    return rc;
+}
+
+static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
+    mx_array h = gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m));
+    for (int i = 0; i < m->cfg.num_layers && h; i++) {
+        const gm_layer *l = &m->layers[i];
+        h = mx_add(h, gm_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache));
+        h = mx_add(h, gm_mlp(&l->w_gate, &l->w_up, &l->w_down, gm_rms_norm(m, h, l->mlp_norm), 0));
+    }
+    if (!h) return NULL;
+    cache->offset += mx_dim(ids, 1);
+    if (logits == GM_LOGITS_NONE) return h;
+    if (logits == GM_LOGITS_LAST) {
+        int t = mx_dim(h, 1);
+        h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
+    }
+    return gm_unembed(m, h);
+}
+
+const gm_arch gm_arch_llama = {"llama", llama_load, llama_forward, "llama3"};
+const gm_arch gm_arch_mistral = {"mistral", llama_load, llama_forward, "mistral"};
+const gm_arch gm_arch_qwen2 = {"qwen2", llama_load, llama_forward, "chatml"};
