@@ -2,6 +2,7 @@
 // scope registration and the exception guard that keeps C++ out of C.
 #pragma once
 #include <cstddef>
+#include <string>
 #include <utility>
 
 #include <mlx/array.h>
@@ -25,6 +26,10 @@ mx_array wrap_unscoped(mlx::core::array a);
 // Records the exception being handled as the thread's error message.
 void record_current_exception() noexcept;
 void record(const char *msg) noexcept;
+
+// Throws unless the GGUF file's header and tensor extents are in bounds
+// (MLX's reader would crash on them); mx_gguf_check.cpp.
+void check_gguf_file(const std::string &path);
 
 mlx::core::Dtype to_mlx(mx_dtype t);
 // Checks ndim (0..MX_MAX_DIMS) and copies the dims.

@@ -96,6 +96,7 @@ int mx_load_gguf(const char *path, mx_tensor_fn fn, mx_meta_fn meta_fn, void *us
         return -1;
     }
     return guard_ret(-1, [&] {
+        check_gguf_file(path);
         mc::GGUFLoad l = mc::load_gguf(std::string(path));
         if (meta_fn)
             for (const std::string &k : sorted_keys(l.second)) {
