@@ -1,0 +1,3 @@
+module github.com/ril3y/gomlx
+
+go 1.23
