@@ -15,7 +15,7 @@ const benchPrompt = "Write a long story about a robot who learns to paint."
 func benchGenerate(b *testing.B, maxTokens int) {
 	m := sharedModel(b)
 	in := greedy(benchPrompt, maxTokens)
-	in.IgnoreEOS = true // exactly maxTokens tokens per run
+	in.IgnoreEOS = true                                             // exactly maxTokens tokens per run
 	if _, err := m.Generate(context.Background(), in); err != nil { // warm-up
 		b.Fatal(err)
 	}

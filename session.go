@@ -112,4 +112,3 @@ func (s *Session) free() {
 		s.ptr = nil
 	}
 }
-
