@@ -2,8 +2,6 @@
 // and GGUF loading by callback (in sorted-name order, so loading is
 // deterministic), safetensors and .npy saving.
 #include <algorithm>
-#include <cstdint>
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -29,36 +27,19 @@ std::vector<std::string> sorted_keys(const Map &m) {
     return keys;
 }
 
-// MLX reads safetensors data lazily and a short read during eval is not
-// reported, so a truncated file is caught here: the data section must hold
-// every tensor's bytes.
-void check_safetensors_size(const std::string &path, const mc::SafetensorsLoad &l) {
-    FILE *f = fopen(path.c_str(), "rb");
-    if (!f) throw std::runtime_error(path + ": cannot open");
-    unsigned char h[8];
-    bool ok = fread(h, 1, 8, f) == 8 && fseek(f, 0, SEEK_END) == 0;
-    long size = ok ? ftell(f) : -1;
-    fclose(f);
-    if (!ok || size < 0) throw std::runtime_error(path + ": cannot read the safetensors header");
-    uint64_t header = 0;
-    for (int i = 7; i >= 0; i--) header = header << 8 | h[i];
-    uint64_t need = 8 + header;
-    for (const auto &kv : l.first) need += kv.second.nbytes();
-    if (need > (uint64_t)size)
-        throw std::runtime_error(path + ": truncated safetensors file (" + std::to_string(size) +
-                                 " bytes, tensors need " + std::to_string(need) + ")");
-}
+// A callback that stops the load has its own reason (the engine records it
+// in its own error buffer), so the shim's message is left empty then.
 
 // Hands each tensor to fn (which owns it); returns fn's first non-zero.
 template <class Map>
-int feed_tensors(const char *what, Map &tensors, mx_tensor_fn fn, void *user) {
+int feed_tensors(Map &tensors, mx_tensor_fn fn, void *user) {
     for (const std::string &name : sorted_keys(tensors)) {
         auto it = tensors.find(name);
         mx_array h = wrap_unscoped(std::move(it->second));
         tensors.erase(it);  // what is not handed over is freed with the map
         int rc = fn(name.c_str(), h, user);
         if (rc) {
-            mx_set_error("%s: stopped by the tensor callback at %s", what, name.c_str());
+            mx_clear_error();
             return rc;
         }
     }
@@ -76,17 +57,15 @@ int mx_load_safetensors(const char *path, mx_tensor_fn fn, mx_meta_str_fn meta_f
     }
     return guard_ret(-1, [&] {
         mc::SafetensorsLoad l = mc::load_safetensors(std::string(path));
-        check_safetensors_size(path, l);
         if (meta_fn)
             for (const std::string &k : sorted_keys(l.second)) {
                 int rc = meta_fn(k.c_str(), l.second[k].c_str(), user);
                 if (rc) {
-                    mx_set_error("mx_load_safetensors: stopped by the metadata callback at %s",
-                                 k.c_str());
+                    mx_clear_error();
                     return rc;
                 }
             }
-        return feed_tensors("mx_load_safetensors", l.first, fn, user);
+        return feed_tensors(l.first, fn, user);
     });
 }
 
@@ -122,11 +101,11 @@ int mx_load_gguf(const char *path, mx_tensor_fn fn, mx_meta_fn meta_fn, void *us
                 int rc = meta_fn(k.c_str(), &v, user);
                 delete borrowed;
                 if (rc) {
-                    mx_set_error("mx_load_gguf: stopped by the metadata callback at %s", k.c_str());
+                    mx_clear_error();
                     return rc;
                 }
             }
-        return feed_tensors("mx_load_gguf", l.first, fn, user);
+        return feed_tensors(l.first, fn, user);
     });
 }
 
