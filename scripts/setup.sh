@@ -8,7 +8,7 @@ ROOT=$(pwd)
 
 need_apt=()
 if command -v apt-get >/dev/null 2>&1; then
-  for pkg in cmake pkg-config libpcre2-dev libcjson-dev libpng-dev libjpeg-dev python3-venv unzip; do
+  for pkg in cmake ninja-build g++ pkg-config libpcre2-dev libcjson-dev libpng-dev libjpeg-dev python3-venv unzip; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
   done
   command -v npm >/dev/null 2>&1 || need_apt+=(npm)

@@ -1,0 +1,194 @@
+/* test_generate.c - generation behaviour through the public API on the
+ * tiny Llama fixture: chunked prefill and prefix reuse give the same
+ * tokens as a plain run, cancellation and callbacks stop it, sessions on
+ * several threads agree, and memory returns to its baseline. (Token
+ * values themselves are checked against mlx-lm and transformers in
+ * tests/py/test_parity.py.) */
+#include <pthread.h>
+
+#include "check.h"
+#include "gomlx.h"
+
+static char fixture[512];
+static const int32_t PROMPT[12] = {5, 17, 42, 99, 150, 7, 3, 250, 31, 64, 128, 11};
+
+static gomlx_generate_params greedy(int max_tokens) {
+    gomlx_generate_params p = gomlx_generate_params_default();
+    p.temperature = 0;
+    p.max_tokens = max_tokens;
+    p.ignore_eos = 1;
+    return p;
+}
+
+static int run_ids(gomlx_model *m, const int32_t *ids, size_t n, gomlx_generate_params *p, int32_t *out) {
+    gomlx_session *s;
+    if (gomlx_session_new(m, &s) != GOMLX_OK) return -1;
+    gomlx_result r;
+    int rc = gomlx_generate_ids(s, ids, n, p, &r);
+    int count = rc == GOMLX_OK ? r.n_tokens : -1;
+    if (rc == GOMLX_OK) memcpy(out, r.tokens, sizeof(int32_t) * (size_t)r.n_tokens);
+    gomlx_result_free(&r);
+    gomlx_session_free(s);
+    return count;
+}
+
+static void test_chunked_prefill_matches(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    int32_t a[16], b[16];
+    gomlx_generate_params p = greedy(16);
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, a), 16);
+    p.prefill_chunk = 5; /* 12 tokens in chunks of 5, 5 and 2 */
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, b), 16);
+    CHECK(!memcmp(a, b, sizeof a));
+    gomlx_model_free(m);
+}
+
+static void test_prefix_reuse_matches(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    gomlx_generate_params p = greedy(8);
+    int32_t fresh[8];
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, fresh), 8);
+    gomlx_session *s;
+    gomlx_session_new(m, &s);
+    gomlx_result r;
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 8, &p, &r), GOMLX_OK);
+    gomlx_result_free(&r);
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
+    CHECK_EQ_INT(r.stats.cached_tokens, 8);
+    CHECK_EQ_INT(r.stats.prompt_tokens, 4);
+    CHECK(r.n_tokens == 8 && !memcmp(r.tokens, fresh, sizeof fresh));
+    gomlx_result_free(&r);
+    gomlx_session_free(s);
+    gomlx_model_free(m);
+}
+
+typedef struct {
+    gomlx_session *s;
+    int seen;
+    int stop_after;
+    int use_cancel;
+} stopper;
+
+static int on_token(const char *text, size_t len, void *user) {
+    (void)text;
+    (void)len;
+    stopper *st = user;
+    if (++st->seen == st->stop_after) {
+        if (st->use_cancel) gomlx_cancel(st->s);
+        else return 1;
+    }
+    return 0;
+}
+
+static void test_cancel_and_callback_stop(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    gomlx_session *s;
+    gomlx_session_new(m, &s);
+    gomlx_generate_params p = greedy(64);
+    stopper st = {s, 0, 3, 1};
+    p.on_token = on_token;
+    p.user = &st;
+    gomlx_result r;
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_ERR_CANCELLED);
+    CHECK_EQ_INT(r.stats.stop_reason, GOMLX_STOP_CANCELLED);
+    CHECK(r.n_tokens <= 4); /* stops within one token of the request */
+    gomlx_result_free(&r);
+    st = (stopper){s, 0, 5, 0};
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
+    CHECK_EQ_INT(r.stats.stop_reason, GOMLX_STOP_CALLBACK);
+    gomlx_result_free(&r);
+    /* The cancel flag does not leak into the next call. */
+    p.on_token = NULL;
+    p.max_tokens = 6;
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
+    CHECK_EQ_INT(r.n_tokens, 6);
+    CHECK_EQ_INT(r.stats.stop_reason, GOMLX_STOP_MAX_TOKENS);
+    gomlx_result_free(&r);
+    gomlx_session_free(s);
+    gomlx_model_free(m);
+}
+
+typedef struct {
+    gomlx_model *m;
+    int32_t tokens[12];
+    int n;
+} thread_job;
+
+static void *thread_main(void *arg) {
+    thread_job *j = arg;
+    gomlx_generate_params p = greedy(12);
+    j->n = run_ids(j->m, PROMPT, 12, &p, j->tokens);
+    return NULL;
+}
+
+static void test_threads_agree(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    int32_t want[12];
+    gomlx_generate_params p = greedy(12);
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, want), 12);
+    pthread_t t[4];
+    thread_job jobs[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i].m = m;
+        pthread_create(&t[i], NULL, thread_main, &jobs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_EQ_INT(jobs[i].n, 12);
+        CHECK(!memcmp(jobs[i].tokens, want, sizeof want));
+    }
+    gomlx_model_free(m);
+}
+
+static void test_memory_returns_to_baseline(void) {
+    gomlx_clear_cache();
+    gomlx_memory_stats before, loaded, after_gen, after_free;
+    gomlx_get_memory_stats(&before);
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    gomlx_get_memory_stats(&loaded);
+    gomlx_session *s;
+    gomlx_session_new(m, &s);
+    gomlx_generate_params p = greedy(8);
+    for (int i = 0; i < 50; i++) {
+        gomlx_result r;
+        CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12 - (size_t)(i % 3), &p, &r), GOMLX_OK);
+        gomlx_result_free(&r);
+        gomlx_session_reset(s);
+    }
+    gomlx_get_memory_stats(&after_gen);
+    CHECK_MSG(after_gen.active == loaded.active, "active %llu after 50 generations, %llu after load",
+              (unsigned long long)after_gen.active, (unsigned long long)loaded.active);
+    gomlx_session_free(s);
+    gomlx_model_free(m);
+    gomlx_get_memory_stats(&after_free);
+    CHECK_MSG(after_free.active == before.active, "active %llu after free, %llu before load",
+              (unsigned long long)after_free.active, (unsigned long long)before.active);
+}
+
+static void test_use_after_close(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    gomlx_session *s;
+    gomlx_session_new(m, &s);
+    gomlx_model_free(m);
+    gomlx_result r;
+    gomlx_generate_params p = greedy(2);
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 3, &p, &r), GOMLX_ERR_CLOSED);
+    gomlx_session_free(s);
+}
+
+int main(void) {
+    snprintf(fixture, sizeof fixture, "%s/testdata/models/llama-tiny", check_root());
+    RUN(test_chunked_prefill_matches);
+    RUN(test_prefix_reuse_matches);
+    RUN(test_cancel_and_callback_stop);
+    RUN(test_threads_agree);
+    RUN(test_memory_returns_to_baseline);
+    RUN(test_use_after_close);
+    return check_summary();
+}
