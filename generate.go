@@ -111,17 +111,30 @@ func (m *Model) generate(ctx context.Context, s *Session, in GenerateInput, fn f
 	}
 
 	var res C.gomlx_result
-	w := watch(ctx, m.closing, sp)
-	err = call(func() C.gomlx_status {
-		switch {
-		case msgs != nil:
-			return C.gomlx_generate(sp, msgs, nMsgs, &params, &res)
-		case prompt != nil:
-			return C.gomlx_generate_text(sp, prompt, &params, &res)
+	var cause error
+	for attempt := 0; ; attempt++ {
+		w := watch(ctx, m.closing, sp)
+		err = call(func() C.gomlx_status {
+			switch {
+			case msgs != nil:
+				return C.gomlx_generate(sp, msgs, nMsgs, &params, &res)
+			case prompt != nil:
+				return C.gomlx_generate_text(sp, prompt, &params, &res)
+			}
+			return C.gomlx_generate_ids(sp, ids, C.size_t(len(in.PromptIDs)), &params, &res)
+		})
+		cause = w.stop()
+		// Only this package cancels the session. A cancellation nobody
+		// asked for is a stale one: a ctx that ended just as the session's
+		// previous call was returning. The library has cleared it by now,
+		// so the call is made once more.
+		if err == nil || err.(*Error).Code != CodeCancelled || cause != nil || s == nil || attempt > 0 ||
+			res.stats.generated_tokens > 0 {
+			break
 		}
-		return C.gomlx_generate_ids(sp, ids, C.size_t(len(in.PromptIDs)), &params, &res)
-	})
-	cause := w.stop()
+		C.gomlx_result_free(&res)
+		res = C.gomlx_result{}
+	}
 	defer C.gomlx_result_free(&res)
 	if sink != nil && sink.panicked {
 		panic(sink.panicVal)
