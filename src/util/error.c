@@ -23,8 +23,9 @@ int gm_fail_context(int status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
-    snprintf(old, sizeof old, "%s", error_message);
-    snprintf(error_message, sizeof error_message, "%s: %s", prefix, old);
+    memcpy(old, error_message, sizeof old);
+    int k = snprintf(error_message, sizeof error_message, "%s: ", prefix);
+    if (k > 0 && (size_t)k < sizeof error_message) strncat(error_message, old, sizeof error_message - (size_t)k - 1);
     return status;
 }
 
