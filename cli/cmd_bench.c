@@ -1,11 +1,141 @@
-/* cmd_bench.c - placeholder until the subcommand lands. */
-#include <stdio.h>
+/* cmd_bench.c - `gomlx bench`: load time, prompt tok/s for a long prompt,
+ * decode tok/s at two lengths with EOS ignored, time to first token and
+ * peak memory, as a table or JSON. tools/bench.py runs it side by side
+ * with mlx-lm. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
 #include "commands.h"
+#include "common.h"
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+typedef struct {
+    int gen;
+    double prompt_tps, decode_tps, ttft_ms, total_ms;
+    uint64_t peak;
+} bench_row;
+
+static int usage(void) {
+    fprintf(stderr, "usage: gomlx bench [MODEL] [--prompt-tokens N] [--gen 32,128] [--runs R] [--json] [--device cpu|gpu] [--no-cpu-kernels]\n");
+    return 2;
+}
+
+/* Median of the runs, so one slow outlier on a shared machine does not
+ * decide the result. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
 
 int cmd_bench(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "gomlx bench: not built yet\n");
-    return 1;
+    const char *model_path = NULL, *gen_arg = "32,128";
+    int prompt_tokens = 512, runs = 3, json = 0, cpu_kernels = -1;
+    gomlx_device device = GOMLX_DEVICE_AUTO;
+    for (int i = 0; i < argc; i++) {
+        long long v;
+        const char *a = argv[i];
+        if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--no-cpu-kernels")) cpu_kernels = 0;
+        else if (!strcmp(a, "--prompt-tokens") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 1 << 20, &v)) prompt_tokens = (int)v, i++;
+        else if (!strcmp(a, "--runs") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 100, &v)) runs = (int)v, i++;
+        else if (!strcmp(a, "--gen") && i + 1 < argc) gen_arg = argv[++i];
+        else if (!strcmp(a, "--device") && i + 1 < argc && !cli_parse_device(argv[i + 1], &device)) i++;
+        else if (a[0] != '-' && !model_path) model_path = a;
+        else return usage();
+    }
+    int32_t *gens;
+    size_t n_gens;
+    if (cli_parse_ids(gen_arg, &gens, &n_gens)) return cli_error("bench", "bad --gen %s", gen_arg);
+    if (!model_path) model_path = cli_default_model();
+
+    double t0 = now_ms();
+    gomlx_model *model = cli_load(model_path, device, cpu_kernels);
+    if (!model) {
+        free(gens);
+        return 1;
+    }
+    double load_ms = now_ms() - t0;
+    gomlx_model_info info;
+    gomlx_model_get_info(model, &info);
+
+    /* A fixed pseudo-random prompt: speed does not depend on the ids. */
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)prompt_tokens);
+    uint64_t x = 0x243F6A8885A308D3ull;
+    int lo = info.vocab_size > 1000 ? 100 : 0, span = info.vocab_size - 2 * lo;
+    for (int i = 0; i < prompt_tokens; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        prompt[i] = lo + (int32_t)(x % (uint64_t)span);
+    }
+    bench_row *rows = calloc(n_gens, sizeof *rows);
+    int code = 0;
+    for (size_t g = 0; g < n_gens && !code; g++) {
+        double pt[100], dt[100], tt[100], tot[100];
+        uint64_t peak = 0;
+        for (int r = -1; r < runs && !code; r++) { /* run -1 warms up */
+            gomlx_session *s;
+            gomlx_result res;
+            gomlx_generate_params p = gomlx_generate_params_default();
+            p.temperature = 0;
+            p.max_tokens = gens[g];
+            p.ignore_eos = 1;
+            p.prefill_chunk = 2048;
+            gomlx_reset_peak_memory();
+            if (gomlx_session_new(model, &s) != GOMLX_OK ||
+                gomlx_generate_ids(s, prompt, (size_t)prompt_tokens, &p, &res) != GOMLX_OK) {
+                fprintf(stderr, "gomlx bench: %s\n", gomlx_last_error());
+                code = 1;
+                break;
+            }
+            if (r >= 0) {
+                pt[r] = res.stats.prompt_tps;
+                dt[r] = res.stats.decode_tps;
+                tt[r] = res.stats.ttft_ms;
+                tot[r] = res.stats.total_ms;
+                if (res.stats.peak_memory > peak) peak = res.stats.peak_memory;
+            }
+            gomlx_result_free(&res);
+            gomlx_session_free(s);
+        }
+        if (code) break;
+        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), peak};
+    }
+    if (!code && json) {
+        printf("{\"model\":");
+        cli_json_string(stdout, info.name, strlen(info.name));
+        printf(",\"architecture\":\"%s\",\"format\":\"%s\",\"device\":\"%s\",\"quantization\":", info.architecture, info.format, info.device);
+        cli_json_string(stdout, info.quantization, strlen(info.quantization));
+        printf(",\"weight_bytes\":%llu,\"kv_bytes_per_token\":%llu,\"load_ms\":%.1f,\"prompt_tokens\":%d,\"runs\":%d,\"mlx\":\"%s\",\"results\":[",
+               (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
+               prompt_tokens, runs, gomlx_mlx_version());
+        for (size_t g = 0; g < n_gens; g++)
+            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"peak_memory\":%llu}",
+                   g ? "," : "", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
+                   rows[g].total_ms, (unsigned long long)rows[g].peak);
+        printf("]}\n");
+    } else if (!code) {
+        printf("model %s (%s, %s, %s), weights %.1f MiB, load %.0f ms, MLX %s, median of %d runs\n",
+               info.name, info.architecture, info.quantization, info.device,
+               (double)info.weight_bytes / 1048576.0, load_ms, gomlx_mlx_version(), runs);
+        printf("%-8s %12s %12s %10s %12s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms", "peak MiB");
+        for (size_t g = 0; g < n_gens; g++)
+            printf("%-8d %12.1f %12.1f %10.1f %12.1f\n", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps,
+                   rows[g].ttft_ms, (double)rows[g].peak / 1048576.0);
+        printf("(prompt of %d tokens, EOS ignored, greedy)\n", prompt_tokens);
+    }
+    free(rows);
+    free(prompt);
+    free(gens);
+    gomlx_model_free(model);
+    return code;
 }
