@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""gomlx vs mlx-lm, side by side, same machine, same backend, same files.
+
+For each model: `gomlx bench --json` (the C engine through its public API)
+and mlx-lm's stream_generate with EOS ignored, both with a 512-token random
+prompt and greedy decoding of 32 and 128 tokens, median of --runs. Decode
+tok/s uses one definition for both: (generated - 1) / (time from the first
+token to the last). Prints a table with ratios and writes JSON.
+
+    python tools/bench.py --gomlx build/gomlx [--models smollm2 qwen2.5-0.5b] [--json out.json]
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_GGUF = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def run_gomlx(binary, model, prompt_tokens, gens, runs, extra):
+    cmd = [str(binary), "bench", str(model), "--json", "--prompt-tokens", str(prompt_tokens),
+           "--gen", ",".join(map(str, gens)), "--runs", str(runs)] + extra
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def run_mlx_lm(model_dir, prompt_tokens, gens, runs):
+    import mlx.core as mx
+    from mlx_lm import load, stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    t0 = time.perf_counter()
+    model, tokenizer = load(str(model_dir))
+    load_ms = (time.perf_counter() - t0) * 1e3
+    tokenizer._eos_token_ids = set()  # as mlx-lm's own benchmark does: never stop early
+    vocab = model.args.vocab_size if hasattr(model, "args") else 32000
+    mx.random.seed(0)
+    prompt = mx.random.randint(100, vocab - 100, (prompt_tokens,)).tolist()
+    sampler = make_sampler(temp=0.0)
+    results = []
+    for gen in gens:
+        pt, dt, tt, peaks = [], [], [], []
+        for r in range(runs + 1):  # the first run warms up
+            mx.reset_peak_memory()
+            start = time.perf_counter()
+            first = last = None
+            n = 0
+            for resp in stream_generate(model, tokenizer, prompt, max_tokens=gen, sampler=sampler,
+                                        prefill_step_size=2048):
+                now = time.perf_counter()
+                if first is None:
+                    first = now
+                    prompt_tps = resp.prompt_tps
+                last = now
+                n = resp.generation_tokens
+            if r == 0:
+                continue
+            pt.append(prompt_tps)
+            dt.append((n - 1) / (last - first) if n > 1 else 0.0)
+            tt.append((first - start) * 1e3)
+            peaks.append(mx.get_peak_memory())
+        results.append({"gen": gen, "prompt_tps": statistics.median(pt), "decode_tps": statistics.median(dt),
+                        "ttft_ms": statistics.median(tt), "peak_memory": max(peaks)})
+    return {"load_ms": load_ms, "results": results}
+
+
+def prepare(name, out_dir):
+    """Model name → (path for gomlx, MLX folder for both)."""
+    if name == "smollm2":
+        folder = out_dir / "smollm2-135m-q4_1"
+        if not (folder / "config.json").exists():
+            subprocess.run([sys.executable, str(ROOT / "tools" / "gguf_to_mlx.py"), str(DEFAULT_GGUF), str(folder)],
+                           check=True)
+        return [("gguf", DEFAULT_GGUF), ("mlx", folder)], folder
+    if Path(name).exists():
+        return [("mlx", Path(name))], Path(name)
+    subprocess.run([sys.executable, str(ROOT / "tools" / "make_bench_models.py"), "--out", str(out_dir), name],
+                   check=True)
+    folder = out_dir / f"{name}-4bit"
+    return [("mlx", folder)], folder
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gomlx", default=str(ROOT / "build" / "gomlx"))
+    ap.add_argument("--models", nargs="+", default=["smollm2", "qwen2.5-0.5b"])
+    ap.add_argument("--prompt-tokens", type=int, default=512)
+    ap.add_argument("--gen", type=int, nargs="+", default=[32, 128])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-models")
+    ap.add_argument("--json", type=Path, help="write all results here")
+    ap.add_argument("--gomlx-extra", default="", help="extra gomlx bench flags, e.g. --no-cpu-kernels")
+    a = ap.parse_args()
+    import mlx.core as mx
+    if a.device == "cpu":
+        mx.set_default_device(mx.cpu)
+    report = {"mlx": mx.__version__, "device": str(mx.default_device()), "models": []}
+    extra = ["--device", a.device] + a.gomlx_extra.split()
+    print(f"MLX {mx.__version__} on {mx.default_device()}; prompt {a.prompt_tokens} tokens; median of {a.runs} runs")
+    hdr = f"{'model':34} {'gen':>4} {'prompt tok/s':>13} {'ref':>9} {'ratio':>6} {'decode tok/s':>13} {'ref':>9} {'ratio':>6} {'TTFT ms':>8} {'peak MiB':>9}"
+    print(hdr)
+    for name in a.models:
+        variants, ref_dir = prepare(name, a.out_dir)
+        ref = run_mlx_lm(ref_dir, a.prompt_tokens, a.gen, a.runs)
+        for kind, path in variants:
+            ours = run_gomlx(a.gomlx, path, a.prompt_tokens, a.gen, a.runs, extra)
+            for o, r in zip(ours["results"], ref["results"]):
+                label = f"{name} ({kind})"
+                print(f"{label:34} {o['gen']:>4} {o['prompt_tps']:>13.1f} {r['prompt_tps']:>9.1f} "
+                      f"{o['prompt_tps'] / r['prompt_tps']:>6.2f} {o['decode_tps']:>13.1f} {r['decode_tps']:>9.1f} "
+                      f"{o['decode_tps'] / r['decode_tps']:>6.2f} {o['ttft_ms']:>8.1f} {o['peak_memory'] / 2**20:>9.1f}")
+            report["models"].append({"name": name, "variant": kind, "gomlx": ours, "mlx_lm": ref})
+    if a.json:
+        a.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
