@@ -28,8 +28,8 @@ const char *cli_default_model(void) {
             char *slash = strrchr(exe, '/');
             if (!slash) break;
             *slash = 0;
-            snprintf(path, sizeof path, "%s/%s", exe, DEFAULT_MODEL_FILE);
-            if (exists(path)) return path;
+            int n = snprintf(path, sizeof path, "%s/%s", exe, DEFAULT_MODEL_FILE);
+            if (n > 0 && (size_t)n < sizeof path && exists(path)) return path;
         }
     }
     return NULL;

@@ -205,7 +205,7 @@ typedef struct {
 typedef int (*mx_meta_fn)(const char *key, const mx_meta_value *v, void *user);
 /* GGUF through MLX's reader: Q4_0/Q4_1/Q8_0 arrive as affine-quantized
  * triples (<name>.weight uint32, .scales, .biases); other quantized types
- * arrive dequantized (float16); F16/F32/BF16 as they are. */
+ * arrive dequantized (float16); F16/F32 as they are, BF16 as float16. */
 int mx_load_gguf(const char *path, mx_tensor_fn fn, mx_meta_fn meta_fn, void *user);
 int mx_save_npy(const char *path, mx_array a);
 int mx_save_safetensors(const char *path, const char *const *names, const mx_array *arrays, int n);
