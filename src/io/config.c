@@ -82,6 +82,70 @@ static int parse_rope_scaling(gm_config *c, const cJSON *rs, const char *origin)
     return 0;
 }
 
+/* A Gemma 2 soft-cap: absent takes transformers' default, JSON null turns
+ * it off (0), as Gemma2Config reads it. */
+static int get_cap(const cJSON *o, const char *key, double def, float *out, const char *origin) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!v) *out = (float)def;
+    else if (cJSON_IsNull(v)) *out = 0.0f;
+    else if (cJSON_IsNumber(v) && v->valuedouble >= 0 && isfinite(v->valuedouble)) *out = (float)v->valuedouble;
+    else return gm_fail(GOMLX_ERR_FORMAT, "%s: \"%s\" must be a non-negative number or null", origin, key);
+    return 0;
+}
+
+/* Gemma 2 fields, with the defaults of transformers' Gemma2Config (the
+ * original model; mlx-lm's port differs: query_pre_attn_scalar 144 and no
+ * sliding window). Layer i uses the sliding window unless
+ * (i + 1) % sliding_window_pattern == 0; an explicit "layer_types" list is
+ * accepted when it follows such a pattern. */
+static int parse_gemma2(gm_config *c, const cJSON *root, const char *origin) {
+    int rc;
+    c->head_dim = get_int(root, "head_dim", 256);
+    c->max_position_embeddings = get_int(root, "max_position_embeddings", 8192);
+    const cJSON *qs = cJSON_GetObjectItemCaseSensitive(root, "query_pre_attn_scalar");
+    c->query_pre_attn_scalar = qs ? (cJSON_IsNumber(qs) ? (float)qs->valuedouble : -1.0f) : 256.0f;
+    if (!(c->query_pre_attn_scalar > 0) || !isfinite(c->query_pre_attn_scalar))
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: query_pre_attn_scalar must be positive", origin);
+    if ((rc = get_cap(root, "attn_logit_softcapping", 50.0, &c->attn_logit_softcapping, origin)) ||
+        (rc = get_cap(root, "final_logit_softcapping", 30.0, &c->final_logit_softcapping, origin)))
+        return rc;
+    const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (!sw) c->sliding_window = 4096;
+    else if (cJSON_IsNull(sw)) c->sliding_window = 0;
+    else if (cJSON_IsNumber(sw) && sw->valuedouble >= 1 && sw->valuedouble < 1e9) c->sliding_window = (int)sw->valuedouble;
+    else return gm_fail(GOMLX_ERR_FORMAT, "%s: sliding_window must be a positive number or null", origin);
+    c->sliding_window_pattern = 2;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_activation");
+    if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu_pytorch_tanh") &&
+        strcmp(act->valuestring, "gelu_tanh") && strcmp(act->valuestring, "gelu_new"))
+        return gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: hidden_activation \"%s\" is not supported (gelu_pytorch_tanh is)", origin, act->valuestring);
+    if (get_bool(root, "use_bidirectional_attention", 0))
+        return gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: bidirectional attention is not supported", origin);
+
+    const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+    if (!types || cJSON_IsNull(types)) return 0;
+    int n = cJSON_GetArraySize(types);
+    if (!cJSON_IsArray(types) || n != c->num_layers)
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: layer_types must list one type per layer (%d)", origin, c->num_layers);
+    /* The pattern is the position of the first full-attention layer. */
+    int pattern = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *t = cJSON_GetArrayItem(types, i);
+        int full = cJSON_IsString(t) && !strcmp(t->valuestring, "full_attention");
+        if (!full && !(cJSON_IsString(t) && !strcmp(t->valuestring, "sliding_attention")))
+            return gm_fail(GOMLX_ERR_FORMAT, "%s: layer_types[%d] must be \"sliding_attention\" or \"full_attention\"", origin, i);
+        if (full && !pattern) pattern = i + 1;
+    }
+    if (!pattern) pattern = n + 1; /* every layer slides */
+    for (int i = 0; i < n; i++) {
+        int full = !strcmp(cJSON_GetArrayItem(types, i)->valuestring, "full_attention");
+        if (full != ((i + 1) % pattern == 0))
+            return gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: layer_types do not repeat a fixed pattern of sliding layers then one full layer", origin);
+    }
+    c->sliding_window_pattern = pattern;
+    return 0;
+}
+
 int gm_config_parse(const char *json_text, const char *origin, gm_config *out) {
     memset(out, 0, sizeof *out);
     out->bos_id = -1;
@@ -126,13 +190,7 @@ int gm_config_parse(const char *json_text, const char *origin, gm_config *out) {
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
     out->sliding_window = cJSON_IsNumber(sw) ? (int)sw->valuedouble : 0;
     if (is_qwen && !get_bool(root, "use_sliding_window", 0)) out->sliding_window = 0;
-    if (is_gemma) {
-        out->query_pre_attn_scalar = (float)get_num(root, "query_pre_attn_scalar", out->head_dim);
-        out->attn_logit_softcapping = (float)get_num(root, "attn_logit_softcapping", 0.0);
-        out->final_logit_softcapping = (float)get_num(root, "final_logit_softcapping", 0.0);
-        out->sliding_window_pattern = 2;
-        if (!out->sliding_window) out->sliding_window = 4096;
-    }
+    if (is_gemma && (rc = parse_gemma2(out, root, origin))) goto done;
     if ((rc = parse_rope_scaling(out, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), origin))) goto done;
     const cJSON *td = cJSON_GetObjectItemCaseSensitive(root, "torch_dtype");
     if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");

@@ -4,7 +4,7 @@
 
 #include "models/model.h"
 
-extern const gm_arch gm_arch_llama, gm_arch_mistral, gm_arch_qwen2;
+extern const gm_arch gm_arch_llama, gm_arch_mistral, gm_arch_qwen2, gm_arch_gemma2;
 
 static const struct {
     const char *model_type;
@@ -13,6 +13,7 @@ static const struct {
     {"llama", &gm_arch_llama},
     {"mistral", &gm_arch_mistral},
     {"qwen2", &gm_arch_qwen2},
+    {"gemma2", &gm_arch_gemma2},
 };
 
 const gm_arch *gm_arch_find(const char *model_type) {

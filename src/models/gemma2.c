@@ -1,0 +1,113 @@
+/* gemma2.c - the Gemma 2 decoder. What sets it apart from Llama, all
+ * following transformers' Gemma2 (the original; mlx-lm's port has no
+ * sliding window):
+ *
+ *   h = embed(ids) * sqrt(hidden)            (scale rounded to the dtype)
+ *   per layer i:
+ *     h = h + post_attn_norm(attn(input_norm(h)))   sliding window when
+ *     h = h + post_mlp_norm(geglu(pre_mlp_norm(h)))  (i+1) % pattern != 0
+ *   logits = cap * tanh(embed^T(norm(h)) / cap)
+ *
+ * Every RMSNorm scales by (1 + w); attention logits are soft-capped and
+ * scaled by 1/sqrt(query_pre_attn_scalar), which gm_attention reads from
+ * the config. Embeddings are tied. */
+#include <math.h>
+#include <stdio.h>
+
+#include "models/layers.h"
+#include "util/error.h"
+
+/* Loads a norm weight and stores 1 + w once, in the weight's own dtype (as
+ * mlx-lm computes it), so the forward pass uses the plain RMSNorm. */
+static int load_norm(mx_array *out, gm_weights *w, const char *name, int n) {
+    mx_array raw;
+    int rc = gm_norm_load(&raw, w, name, n);
+    if (rc) {
+        *out = raw; /* freed with the model */
+        return rc;
+    }
+    mx_scope *scope = mx_scope_open();
+    *out = mx_keep(mx_add(raw, mx_scalar(1.0, mx_get_dtype(raw))));
+    mx_scope_close(scope);
+    mx_free(raw);
+    if (!*out) return gm_fail(GOMLX_ERR_INTERNAL, "computing 1 + %s: %s", name, mx_error());
+    return 0;
+}
+
+static int gemma2_load_layer(gm_model *m, gm_weights *w, int i) {
+    const gm_config *c = &m->cfg;
+    gm_layer *l = &m->layers[i];
+    int hidden = c->hidden_size, q_dim = c->num_heads * c->head_dim,
+        kv_dim = c->num_kv_heads * c->head_dim, ff = c->intermediate_size;
+    char p[128], n[160];
+    int rc;
+#define LOAD(field, name, in, out, bias)                                  \
+    snprintf(p, sizeof p, "model.layers.%d.%s", i, name);                 \
+    if ((rc = gm_linear_load(&l->field, w, c, p, in, out, bias))) return rc;
+    LOAD(wq, "self_attn.q_proj", hidden, q_dim, c->attention_bias)
+    LOAD(wk, "self_attn.k_proj", hidden, kv_dim, c->attention_bias)
+    LOAD(wv, "self_attn.v_proj", hidden, kv_dim, c->attention_bias)
+    LOAD(wo, "self_attn.o_proj", q_dim, hidden, c->attention_bias)
+    LOAD(w_gate, "mlp.gate_proj", hidden, ff, 0)
+    LOAD(w_up, "mlp.up_proj", hidden, ff, 0)
+    LOAD(w_down, "mlp.down_proj", ff, hidden, 0)
+#undef LOAD
+#define NORM(field, name)                                                 \
+    snprintf(n, sizeof n, "model.layers.%d.%s.weight", i, name);          \
+    if ((rc = load_norm(&l->field, w, n, hidden))) return rc;
+    NORM(attn_norm, "input_layernorm")
+    NORM(post_attn_norm, "post_attention_layernorm")
+    NORM(mlp_norm, "pre_feedforward_layernorm")
+    NORM(post_mlp_norm, "post_feedforward_layernorm")
+#undef NORM
+    int pattern = c->sliding_window_pattern > 0 ? c->sliding_window_pattern : 2;
+    l->sliding = c->sliding_window > 0 && (i + 1) % pattern != 0;
+    return 0;
+}
+
+static int gemma2_load(gm_model *m, gm_weights *w) {
+    const gm_config *c = &m->cfg;
+    int rc = gm_linear_load(&m->embed, w, c, "model.embed_tokens", c->hidden_size, c->vocab_size, 0);
+    if (rc) return rc;
+    for (int i = 0; i < c->num_layers; i++)
+        if ((rc = gemma2_load_layer(m, w, i))) return rc;
+    if ((rc = load_norm(&m->final_norm, w, "model.norm.weight", c->hidden_size))) return rc;
+    /* Gemma 2 ties its embeddings; a separate head is honoured if present. */
+    if (gm_weights_get(w, "lm_head.weight"))
+        rc = gm_linear_load(&m->lm_head, w, c, "lm_head", c->hidden_size, c->vocab_size, 0);
+    else if (!c->tie_word_embeddings)
+        rc = gm_fail(GOMLX_ERR_FORMAT, "missing tensor lm_head.weight (tie_word_embeddings is false)");
+    m->embed_scale = sqrtf((float)c->hidden_size);
+    return rc;
+}
+
+/* cap * tanh(x / cap), in x's dtype. */
+static mx_array softcap(mx_array x, float cap) {
+    mx_array c = mx_scalar(cap, mx_get_dtype(x));
+    return mx_multiply(mx_tanh(mx_divide(x, c)), c);
+}
+
+static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
+    /* mx_scale rounds sqrt(hidden) to the activation dtype first, as
+     * transformers and mlx-lm do: it matters in bf16 (sqrt(3584) -> 60). */
+    mx_array h = mx_scale(gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m)), m->embed_scale);
+    for (int i = 0; i < m->cfg.num_layers && h; i++) {
+        const gm_layer *l = &m->layers[i];
+        mx_array a = gm_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache);
+        h = mx_add(h, gm_rms_norm(m, a, l->post_attn_norm));
+        mx_array f = gm_mlp(&l->w_gate, &l->w_up, &l->w_down, gm_rms_norm(m, h, l->mlp_norm), 1);
+        h = mx_add(h, gm_rms_norm(m, f, l->post_mlp_norm));
+    }
+    if (!h) return NULL;
+    cache->offset += mx_dim(ids, 1);
+    if (logits == GM_LOGITS_NONE) return h;
+    if (logits == GM_LOGITS_LAST) {
+        int t = mx_dim(h, 1);
+        h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
+    }
+    mx_array out = gm_unembed(m, h);
+    if (m->cfg.final_logit_softcapping > 0) out = softcap(out, m->cfg.final_logit_softcapping);
+    return out;
+}
+
+const gm_arch gm_arch_gemma2 = {"gemma2", gemma2_load, gemma2_forward, "gemma"};
