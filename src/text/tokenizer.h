@@ -35,9 +35,14 @@ typedef struct gm_gguf_tokenizer_spec {
     int add_bos, add_eos;           /* -1 when absent (model default) */
     int add_space_prefix;           /* -1 when absent */
     const char *chat_template;      /* or NULL */
+    const char *arch;               /* general.architecture or NULL; Gemma vocabularies need it */
 } gm_gguf_tokenizer_spec;
 
 int gm_tokenizer_from_gguf(const gm_gguf_tokenizer_spec *spec, gm_tokenizer **out);
+
+/* Opens the tokenizer of a model: a folder with tokenizer.json, a
+ * tokenizer.json file, or a .gguf file (its tokenizer.ggml.* metadata). */
+int gm_tokenizer_open(const char *path, gm_tokenizer **out);
 
 void gm_tokenizer_free(gm_tokenizer *t);
 
@@ -50,6 +55,9 @@ int gm_tokenizer_encode(const gm_tokenizer *t, const char *text, size_t len, int
  * skip_special drops special/control tokens. *text is malloc'ed. */
 int gm_tokenizer_decode(const gm_tokenizer *t, const int32_t *ids, size_t n_ids, int skip_special,
                         char **text);
+/* The same, with the length (the text may hold U+0000). */
+int gm_tokenizer_decode_n(const gm_tokenizer *t, const int32_t *ids, size_t n_ids, int skip_special,
+                          char **text, size_t *len);
 
 int gm_tokenizer_vocab_size(const gm_tokenizer *t);
 /* id of an exact token string (added tokens included), or -1. */
