@@ -13,11 +13,12 @@ import "C"
 import "unsafe"
 
 // rawGenerateText runs one greedy raw-text generation of exactly maxTokens
-// tokens (EOS ignored) in a fresh session and returns the tokens made.
-func rawGenerateText(m *Model, prompt string, maxTokens int) (int, error) {
+// tokens (EOS ignored) in a fresh session and returns the tokens made and
+// the library's own total_ms for the generation.
+func rawGenerateText(m *Model, prompt string, maxTokens int) (int, float64, error) {
 	mp, err := m.acquire()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer m.release()
 	cprompt := C.CString(prompt)
@@ -34,8 +35,8 @@ func rawGenerateText(m *Model, prompt string, maxTokens int) (int, error) {
 		}
 		return C.gomlx_generate_text(sp, cprompt, &p, &res)
 	})
-	n := int(res.stats.generated_tokens)
+	n, ms := int(res.stats.generated_tokens), float64(res.stats.total_ms)
 	C.gomlx_result_free(&res)
 	C.gomlx_session_free(sp)
-	return n, err
+	return n, ms, err
 }
