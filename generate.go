@@ -41,12 +41,21 @@ func (m *Model) Generate(ctx context.Context, in GenerateInput) (*GenerateOutput
 // it: keep it short, and do not call methods of the same model from it
 // (they would queue behind this generation and deadlock).
 func (m *Model) GenerateStream(ctx context.Context, in GenerateInput, fn func(token string)) (*GenerateOutput, error) {
-	return m.generate(ctx, nil, in, func(s string) error { fn(s); return nil })
+	return m.generate(ctx, nil, in, adapt(fn))
+}
+
+// adapt turns a seed-style callback into one that can stop (nil stays nil).
+func adapt(fn func(string)) func(string) error {
+	if fn == nil {
+		return nil
+	}
+	return func(s string) error { fn(s); return nil }
 }
 
 // GenerateStreamFunc is GenerateStream whose callback can stop the
 // generation by returning an error; that error is returned with the output
-// so far (StopReason StopCallback).
+// so far (StopReason StopCallback). A panic in fn stops the generation and
+// is raised again on the calling goroutine.
 func (m *Model) GenerateStreamFunc(ctx context.Context, in GenerateInput, fn func(token string) error) (*GenerateOutput, error) {
 	return m.generate(ctx, nil, in, fn)
 }

@@ -184,7 +184,7 @@ func TestSeedReproducible(t *testing.T) {
 	m := sharedModel(t)
 	gen := func(seed uint64) string {
 		out, err := m.Generate(context.Background(), GenerateInput{
-			Messages: userMsg("Tell me a short story about a cat."), MaxTokens: 24,
+			Messages: userMsg("Tell me a short story about a cat."), MaxTokens: 16,
 			Temperature: 0.8, Seed: Seed(seed),
 		})
 		if err != nil {
@@ -274,5 +274,21 @@ func TestSessionReusesCache(t *testing.T) {
 	}
 	if _, err := s.Generate(context.Background(), GenerateInput{Messages: conv}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Generate on a closed session: %v, want ErrClosed", err)
+	}
+}
+
+func TestCallbackPanicReachesCaller(t *testing.T) {
+	m := sharedModel(t)
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the callback's panic", r)
+			}
+		}()
+		m.GenerateStream(context.Background(), greedy("hi", 8), func(string) { panic("boom") })
+		t.Error("GenerateStream returned after its callback panicked")
+	}()
+	if out, err := m.GenerateStream(context.Background(), greedy("hi", 4), nil); err != nil || out.TokenCount == 0 {
+		t.Errorf("after a callback panic (and with a nil callback): %+v, %v", out, err)
 	}
 }

@@ -53,7 +53,7 @@ func (s *Session) Generate(ctx context.Context, in GenerateInput) (*GenerateOutp
 
 // GenerateStream is Model.GenerateStream in this session.
 func (s *Session) GenerateStream(ctx context.Context, in GenerateInput, fn func(token string)) (*GenerateOutput, error) {
-	return s.m.generate(ctx, s, in, func(t string) error { fn(t); return nil })
+	return s.m.generate(ctx, s, in, adapt(fn))
 }
 
 // GenerateStreamFunc is Model.GenerateStreamFunc in this session.
