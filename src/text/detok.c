@@ -142,7 +142,7 @@ static void feed(gm_detok *d, size_t k, const char *s, size_t n) {
         size_t from = 0;
         const char *hit;
         while (from < n && st->n_pattern <= n - from &&
-               (hit = memmem(s + from, n - from, st->pattern, st->n_pattern))) {
+               (hit = gm_find_bytes(s + from, n - from, st->pattern, st->n_pattern))) {
             gm_buf_append(&r, s + from, (size_t)(hit - s) - from);
             gm_buf_append(&r, st->content, st->n_content);
             from = (size_t)(hit - s) + st->n_pattern;

@@ -127,7 +127,7 @@ static int replace(const gm_norm_step *st, gm_matcher *m, const char *s, size_t 
                 continue;
             }
         } else {
-            const char *hit = st->na && st->na <= n - from ? memmem(s + from, n - from, st->a, st->na) : NULL;
+            const char *hit = st->na && st->na <= n - from ? gm_find_bytes(s + from, n - from, st->a, st->na) : NULL;
             if (!hit) break;
             ms = (size_t)(hit - s);
             me = ms + st->na;

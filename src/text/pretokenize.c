@@ -76,7 +76,7 @@ static int find_matches(const gm_pt_step *st, gm_matcher *m, const char *s, size
             if (rc == 0) break;
         } else {
             if (st->lit_len == 0) break;
-            const char *hit = st->lit_len <= n - from ? memmem(s + from, n - from, st->lit, st->lit_len) : NULL;
+            const char *hit = st->lit_len <= n - from ? gm_find_bytes(s + from, n - from, st->lit, st->lit_len) : NULL;
             if (!hit) break;
             ms = (size_t)(hit - s);
             me = ms + st->lit_len;

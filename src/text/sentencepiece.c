@@ -80,11 +80,11 @@ int gm_sp_merges_from_scores(gm_bpe *b, const char *const *tokens, size_t n_toke
             v[n++] = (cand){score, count_chars(s, cut), count_chars(s + cut, len - cut), l, r, 0, t,
                             (uint32_t)cut};
         }
-        qsort(v + start, n - start, sizeof *v, by_ids);
+        if (n > start) qsort(v + start, n - start, sizeof *v, by_ids);
     }
     gm_vocab_free(&seen);
     for (size_t i = 0; i < n; i++) v[i].seq = i;
-    qsort(v, n, sizeof *v, by_rank);
+    if (n) qsort(v, n, sizeof *v, by_rank);
     int rc = gm_pairmap_init(&b->merges, n) ? gm_fail(GOMLX_ERR_INTERNAL, "out of memory") : 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const char *s = tokens[v[i].tok];

@@ -1,6 +1,8 @@
 /* utf8.c - UTF-8 decoding/encoding and lossy repair for the tokenizer. */
 #include "text/utf8.h"
 
+#include <string.h>
+
 /* Checks the sequence at s against the well-formedness table of Unicode
  * (Table 3-7). Returns the length the lead byte asks for (0 for a bad lead)
  * and sets *got to the bytes that fit it. */
@@ -140,4 +142,16 @@ size_t gm_utf8_prev(const char *s, size_t pos) {
     size_t p = pos - 1;
     while (p > 0 && ((unsigned char)s[p] & 0xC0) == 0x80 && pos - p < 4) p--;
     return p;
+}
+
+const char *gm_find_bytes(const char *hay, size_t hay_n, const char *needle, size_t n) {
+    if (n == 0 || n > hay_n) return NULL;
+    const char *end = hay + (hay_n - n) + 1;
+    for (const char *p = hay; p < end;) {
+        p = memchr(p, needle[0], (size_t)(end - p));
+        if (!p) return NULL;
+        if (memcmp(p, needle, n) == 0) return p;
+        p++;
+    }
+    return NULL;
 }

@@ -23,6 +23,8 @@ int gm_utf8_valid(const char *s, size_t n);
 size_t gm_utf8_lossy(gm_buf *out, const char *s, size_t n, int partial);
 /* Unicode White_Space (what Rust's char::is_whitespace and regex \s test). */
 int gm_is_white_space(uint32_t cp);
+/* First occurrence of needle (n > 0) in hay, or NULL (memmem is not in C11). */
+const char *gm_find_bytes(const char *hay, size_t hay_n, const char *needle, size_t n);
 /* Start of the character that ends just before s[pos] (pos > 0). */
 size_t gm_utf8_prev(const char *s, size_t pos);
 

@@ -30,6 +30,7 @@ void gm_vocab_free(gm_vocab *v) {
     free(v->pool);
     free(v->off);
     free(v->len);
+    free(v->hash);
     free(v->slots);
     memset(v, 0, sizeof *v);
 }
@@ -42,7 +43,7 @@ static int grow_slots(gm_vocab *v) {
     for (size_t i = 0; i <= v->mask; i++) {
         int32_t id = v->slots[i];
         if (id < 0) continue;
-        size_t j = str_hash(v->pool + v->off[id], v->len[id]) & (cap - 1);
+        size_t j = v->hash[id] & (cap - 1);
         while (s[j] >= 0) j = (j + 1) & (cap - 1);
         s[j] = id;
     }
@@ -65,7 +66,10 @@ static int ensure_id(gm_vocab *v, int32_t id) {
     uint32_t *len = realloc(v->len, (size_t)cap * sizeof *len);
     if (!len) return -1;
     v->len = len;
-    for (int32_t i = v->cap_ids; i < cap; i++) v->off[i] = UINT32_MAX, v->len[i] = 0;
+    uint32_t *hash = realloc(v->hash, (size_t)cap * sizeof *hash);
+    if (!hash) return -1;
+    v->hash = hash;
+    for (int32_t i = v->cap_ids; i < cap; i++) v->off[i] = UINT32_MAX, v->len[i] = 0, v->hash[i] = 0;
     v->cap_ids = cap;
     v->n_ids = id + 1;
     return 0;
@@ -84,10 +88,12 @@ int gm_vocab_put(gm_vocab *v, const char *s, size_t n, int32_t id) {
         v->pool_cap = cap;
     }
     int had = v->off[id] != UINT32_MAX;
+    uint64_t h = str_hash(s, n);
     memcpy(v->pool + v->pool_len, s, n);
     v->pool[v->pool_len + n] = 0;
     v->off[id] = (uint32_t)v->pool_len;
     v->len[id] = (uint32_t)n;
+    v->hash[id] = (uint32_t)h;
     v->pool_len += n + 1;
     if (had) {
         /* The id changed its string: rebuild its slot chain the simple way. */
@@ -106,7 +112,7 @@ int gm_vocab_put(gm_vocab *v, const char *s, size_t n, int32_t id) {
         for (size_t i = 0; i < cap; i++) {
             int32_t k = old[i];
             if (k < 0) continue;
-            size_t j = str_hash(v->pool + v->off[k], v->len[k]) & v->mask;
+            size_t j = v->hash[k] & v->mask;
             while (fresh[j] >= 0) j = (j + 1) & v->mask;
             fresh[j] = k;
         }
@@ -114,11 +120,11 @@ int gm_vocab_put(gm_vocab *v, const char *s, size_t n, int32_t id) {
         v->slots = fresh;
     }
     if ((v->count + 1) * 2 > v->mask + 1 && grow_slots(v)) return -1;
-    size_t j = str_hash(s, n) & v->mask;
+    size_t j = h & v->mask;
     for (;; j = (j + 1) & v->mask) {
         int32_t k = v->slots[j];
         if (k < 0) break;
-        if (v->len[k] == n && memcmp(v->pool + v->off[k], s, n) == 0) {
+        if (v->hash[k] == (uint32_t)h && v->len[k] == n && memcmp(v->pool + v->off[k], s, n) == 0) {
             v->slots[j] = id; /* the later id wins the lookup */
             return 0;
         }
@@ -130,10 +136,12 @@ int gm_vocab_put(gm_vocab *v, const char *s, size_t n, int32_t id) {
 
 int32_t gm_vocab_get(const gm_vocab *v, const char *s, size_t n) {
     if (!v->slots) return -1;
-    for (size_t j = str_hash(s, n) & v->mask;; j = (j + 1) & v->mask) {
+    uint64_t h = str_hash(s, n);
+    for (size_t j = h & v->mask;; j = (j + 1) & v->mask) {
         int32_t k = v->slots[j];
         if (k < 0) return -1;
-        if (v->len[k] == n && memcmp(v->pool + v->off[k], s, n) == 0) return k;
+        if (v->hash[k] == (uint32_t)h && v->len[k] == n && memcmp(v->pool + v->off[k], s, n) == 0)
+            return k;
     }
 }
 

@@ -11,6 +11,7 @@ typedef struct gm_vocab {
     size_t pool_len, pool_cap;
     uint32_t *off;        /* per id: offset into pool; UINT32_MAX = no token */
     uint32_t *len;
+    uint32_t *hash;       /* per id: low bits of the string's hash, to skip most compares */
     int32_t n_ids;        /* ids are 0..n_ids-1 */
     int32_t cap_ids;
     int32_t *slots;       /* open addressing: id or -1 */
