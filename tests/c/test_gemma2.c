@@ -13,7 +13,8 @@
 #include "mlx/mx.h"
 
 static char tmpdir[256];
-static char fixture[512];
+static char fixture[512];   /* the folder under test: dense, then 4-bit */
+static char fixture_q4[512];
 
 enum { MAX_PROMPT = 64, MAX_GEN = 64 };
 static int32_t prompt[MAX_PROMPT], hf_tokens[MAX_GEN];
@@ -90,8 +91,8 @@ done:
     return data;
 }
 
-/* A folder with the fixture's weights (minus `drop`) and its config after
- * edit(config) (may be NULL). */
+/* Folder `dir` with the weights of model folder `from` (minus `drop`) and
+ * its config after edit(config) (edit may be NULL). */
 typedef struct {
     const char *drop;
     const char **names;
@@ -110,10 +111,10 @@ static int collect(const char *name, mx_array a, void *u) {
     return 0;
 }
 
-static void make_variant(const char *dir, const char *drop, void (*edit)(cJSON *cfg)) {
+static void make_variant(const char *from, const char *dir, const char *drop, void (*edit)(cJSON *cfg)) {
     char src[600], dst[600];
     mkdir(dir, 0755);
-    snprintf(src, sizeof src, "%s/config.json", fixture);
+    snprintf(src, sizeof src, "%s/config.json", from);
     char *text = read_text(src);
     cJSON *cfg = text ? cJSON_Parse(text) : NULL;
     free(text);
@@ -129,7 +130,7 @@ static void make_variant(const char *dir, const char *drop, void (*edit)(cJSON *
     const char *names[512];
     mx_array arrays[512];
     tensor_copy c = {drop, names, arrays, 0};
-    snprintf(src, sizeof src, "%s/model.safetensors", fixture);
+    snprintf(src, sizeof src, "%s/model.safetensors", from);
     snprintf(dst, sizeof dst, "%s/model.safetensors", dir);
     CHECK_EQ_INT(mx_load_safetensors(src, collect, NULL, &c), 0);
     CHECK_EQ_INT(mx_save_safetensors(dst, names, arrays, c.n), 0);
@@ -172,16 +173,17 @@ static void no_window(cJSON *cfg) { set_item(cfg, "sliding_window", cJSON_Create
 
 /* Without the window every row past the window changes, and the engine then
  * reproduces mlx-lm, whose gemma2 has no window: so the reference logits
- * tell a windowed engine from one that forgot the window. */
-static void test_window_matters(void) {
+ * tell a windowed engine from one that forgot the window. Dense within
+ * 1e-4 of both references, 4-bit within 1e-3 (same packed weights). */
+static void window_matters(const char *model, const char *hf_name, double tol) {
     char d[300], p[600];
-    snprintf(d, sizeof d, "%s/nowindow", tmpdir);
-    make_variant(d, NULL, no_window);
+    snprintf(d, sizeof d, "%s/nowindow-%s", tmpdir, strrchr(model, '/') + 1);
+    make_variant(model, d, NULL, no_window);
     int vocab = 0, vocab2 = 0, rows = 0, cols = 0, rows2 = 0, cols2 = 0;
-    float *win = logits_of(fixture, &vocab), *full = logits_of(d, &vocab2);
-    snprintf(p, sizeof p, "%s/reference/logits_hf.npy", fixture);
+    float *win = logits_of(model, &vocab), *full = logits_of(d, &vocab2);
+    snprintf(p, sizeof p, "%s/reference/%s", model, hf_name);
     float *hf = read_npy(p, &rows, &cols);
-    snprintf(p, sizeof p, "%s/reference/logits_mlx.npy", fixture);
+    snprintf(p, sizeof p, "%s/reference/logits_mlx.npy", model);
     float *mlx = read_npy(p, &rows2, &cols2);
     CHECK(win && full && hf && mlx);
     CHECK(n_prompt > 8 + 8); /* crosses the window of 8 well */
@@ -191,8 +193,8 @@ static void test_window_matters(void) {
         CHECK_MSG(past > 1.0, "the window changes rows past it by only %g", past);
         double d_hf = max_abs_rows(win, hf, 0, n_prompt, vocab);
         double d_mlx = max_abs_rows(full, mlx, 0, n_prompt, vocab);
-        CHECK_MSG(d_hf <= 1e-4, "windowed vs transformers: max abs %g", d_hf);
-        CHECK_MSG(d_mlx <= 1e-4, "no window vs mlx-lm: max abs %g", d_mlx);
+        CHECK_MSG(d_hf <= tol, "%s windowed vs transformers: max abs %g", model, d_hf);
+        CHECK_MSG(d_mlx <= tol, "%s no window vs mlx-lm: max abs %g", model, d_mlx);
         CHECK_MSG(max_abs_rows(win, mlx, 8, n_prompt, vocab) > 1.0, "the reference cannot see the window");
     } else {
         CHECK_MSG(0, "reference shapes [%d, %d] / [%d, %d], engine vocab %d, prompt %d", rows, cols,
@@ -203,6 +205,9 @@ static void test_window_matters(void) {
     free(hf);
     free(mlx);
 }
+
+static void test_window_matters(void) { window_matters(fixture, "logits_hf.npy", 1e-4); }
+static void test_window_matters_q4(void) { window_matters(fixture_q4, "logits_hf_dequant.npy", 1e-3); }
 
 /* Prefill in chunks of 5 (chunk edges fall inside and across the window of
  * 8) and in one piece; both must decode transformers' 40 greedy tokens. */
@@ -241,7 +246,7 @@ static void test_missing_norm(void) {
     for (int i = 0; i < 3; i++) {
         char d[300];
         snprintf(d, sizeof d, "%s/missing%d", tmpdir, i);
-        make_variant(d, names[i], NULL);
+        make_variant(fixture, d, names[i], NULL);
         CHECK_EQ_INT(try_load(d), GOMLX_ERR_FORMAT);
         CHECK_MSG(strstr(gomlx_last_error(), names[i]) != NULL, "\"%s\" does not name %s",
                   gomlx_last_error(), names[i]);
@@ -277,7 +282,7 @@ static void test_bad_configs(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char d[300];
         snprintf(d, sizeof d, "%s/config%zu", tmpdir, i);
-        make_variant(d, NULL, cases[i].edit);
+        make_variant(fixture, d, NULL, cases[i].edit);
         CHECK_EQ_INT(try_load(d), cases[i].want);
         CHECK_MSG(strstr(gomlx_last_error(), cases[i].says) != NULL, "case %zu: \"%s\" does not mention %s",
                   i, gomlx_last_error(), cases[i].says);
@@ -286,6 +291,7 @@ static void test_bad_configs(void) {
 
 int main(void) {
     snprintf(fixture, sizeof fixture, "%s/testdata/models/gemma2-tiny", check_root());
+    snprintf(fixture_q4, sizeof fixture_q4, "%s/testdata/models/gemma2-tiny-q4", check_root());
     if (load_reference()) {
         fprintf(stderr, "cannot read %s/reference/greedy.json (generate it with tools/make_fixtures.py)\n", fixture);
         return 1;
@@ -293,6 +299,7 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/gomlx-test-gemma2-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_window_matters);
+    RUN(test_window_matters_q4);
     RUN(test_chunked_prefill_greedy);
     RUN(test_missing_norm);
     RUN(test_bad_configs);
