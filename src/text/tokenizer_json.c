@@ -78,16 +78,26 @@ static int load_model(gm_tokenizer *t, const cJSON *model) {
     return 0;
 }
 
+/* Added tokens take the ids HF gives them, which is not always the id the
+ * file writes: a token already in the vocabulary keeps that id, a new one
+ * goes after the largest added id (or at the end of the vocabulary). */
 static int load_added(gm_tokenizer *t, const cJSON *list) {
     const cJSON *it;
+    int32_t vocab_size = (int32_t)t->bpe.vocab.count, max_added = -1;
     cJSON_ArrayForEach(it, list) {
         const cJSON *id = get(it, "id"), *content = get(it, "content");
         if (!cJSON_IsNumber(id) || !cJSON_IsString(content) || id->valuedouble < 0)
             return gm_fail(GOMLX_ERR_FORMAT, "tokenizer.json: bad added token");
+        const char *c = content->valuestring;
+        if (!*c) continue;
+        const gm_added_token *known = gm_added_find(&t->added, c, strlen(c));
+        int32_t tid = known ? known->id : gm_vocab_get(&t->bpe.vocab, c, strlen(c));
+        if (tid < 0)
+            tid = max_added < 0 ? vocab_size : max_added >= vocab_size || vocab_size == 0 ? max_added + 1 : vocab_size;
+        if (tid > max_added) max_added = tid;
         int special = flag(it, "special", 0);
-        int rc = gm_added_add(&t->added, content->valuestring, (int32_t)id->valuedouble, special,
-                              flag(it, "lstrip", 0), flag(it, "rstrip", 0), flag(it, "single_word", 0),
-                              flag(it, "normalized", !special));
+        int rc = gm_added_add(&t->added, c, tid, special, flag(it, "lstrip", 0), flag(it, "rstrip", 0),
+                              flag(it, "single_word", 0), flag(it, "normalized", !special));
         if (rc) return rc;
     }
     return 0;

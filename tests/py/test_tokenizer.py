@@ -115,6 +115,117 @@ def test_decode_matches_hf(name, skip, lines, hf):
             want, [str(s) for s in ids])
 
 
+# Variants of the real files: other pre-tokenizers, split behaviours,
+# normalizers, decoders, post-processors and added-token options, each
+# checked against HF with the same vocabulary.
+def _split(behavior, invert=False):
+    def edit(j):
+        j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": " ?\\p{L}+|\\p{N}|\\s+"}, "behavior": behavior,
+             "invert": invert},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]}
+    return edit
+
+
+def _llama3_template(j):
+    # What Meta's own Llama 3 tokenizer.json has: BOS from a template.
+    j["post_processor"] = {"type": "Sequence", "processors": [
+        {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": False, "use_regex": True},
+        {"type": "TemplateProcessing",
+         "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                    {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                  {"Sequence": {"id": "A", "type_id": 0}},
+                  {"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 1}},
+                  {"Sequence": {"id": "B", "type_id": 1}}],
+         "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [128000],
+                                                  "tokens": ["<|begin_of_text|>"]}}}]}
+
+
+def _gpt2(j):
+    j["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}
+
+
+def _digits(j):
+    j["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}]}
+
+
+def _metaspace(scheme, split, meta_decoder):
+    def edit(j):
+        j["normalizer"] = None
+        j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme,
+                              "split": split}
+        if meta_decoder:
+            j["decoder"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme,
+                            "split": split}
+    return edit
+
+
+def _normalizers(j):
+    j["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "NFD"}, {"type": "Strip", "strip_left": True, "strip_right": True},
+        {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "},
+        {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"}]}
+
+
+def _added_options(j):
+    for a in j["added_tokens"]:
+        if a["content"] == "<|im_start|>":
+            a["lstrip"] = a["rstrip"] = True
+        elif a["content"] == "<|im_end|>":
+            a["single_word"] = True
+        elif a["content"] == "<|endoftext|>":
+            a["normalized"] = True
+    top = max(a["id"] for a in j["added_tokens"])
+    for k, content in enumerate(["caf\u00e9", "Hello", "  "]):
+        j["added_tokens"].append({"id": top + 1 + k, "content": content, "single_word": k == 1,
+                                  "lstrip": False, "rstrip": False, "normalized": k != 2,
+                                  "special": False})
+
+
+VARIANTS = {
+    "llama3-template": ("llama3", _llama3_template),
+    "llama3-gpt2": ("llama3", _gpt2),
+    "llama3-digits": ("llama3", _digits),
+    "llama3-merged-previous": ("llama3", _split("MergedWithPrevious")),
+    "llama3-merged-next": ("llama3", _split("MergedWithNext")),
+    "llama3-contiguous": ("llama3", _split("Contiguous")),
+    "llama3-removed-invert": ("llama3", _split("Removed", True)),
+    "llama2-metaspace-first": ("llama2", _metaspace("first", False, True)),
+    "llama2-metaspace-always-split": ("llama2", _metaspace("always", True, False)),
+    "llama2-normalizers": ("llama2", _normalizers),
+    "qwen3-added-options": ("qwen3", _added_options),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_variant_matches_hf(variant, lines, tmp_path):
+    from tokenizers import Tokenizer
+
+    base, edit = VARIANTS[variant]
+    src = model_dir(base)
+    with open(os.path.join(src, "tokenizer.json"), encoding="utf-8") as f:
+        j = json.load(f)
+    edit(j)
+    path = os.path.join(tmp_path, "tokenizer.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(j, f, ensure_ascii=False)
+    tok = Tokenizer.from_file(path)
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    for special in (False, True):
+        want = [json.dumps(tok.encode(l, add_special_tokens=special).ids, separators=(",", ":"))
+                for l in lines]
+        got = gomlx([path] + (["--special"] if special else []), data)
+        compare("%s encode%s" % (variant, " --special" if special else ""), got, want, lines)
+    ids = [tok.encode(l, add_special_tokens=True).ids for l in lines]
+    want = [tok.decode(s, skip_special_tokens=False) for s in ids]
+    got = [json.loads(x) for x in gomlx([path, "--decode"], "".join(json.dumps(s) + "\n" for s in ids).encode())]
+    compare("%s decode" % variant, got, want, lines)
+
+
 def gguf_reference(lines):
     """The fixture's records, one per corpus line (checked against the corpus hash)."""
     if not os.path.isfile(GGUF_REF):
