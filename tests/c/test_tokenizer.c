@@ -319,17 +319,17 @@ static void test_bad_json(void) {
  * tokens with lstrip/rstrip/single_word. */
 static const char *SMALL_JSON =
     "{\"added_tokens\": ["
-    " {\"id\": 10, \"content\": \"<s>\", \"special\": true, \"lstrip\": false, \"rstrip\": false,"
+    " {\"id\": 8, \"content\": \"<s>\", \"special\": true, \"lstrip\": false, \"rstrip\": false,"
     "  \"single_word\": false, \"normalized\": false},"
-    " {\"id\": 11, \"content\": \"<m>\", \"special\": true, \"lstrip\": true, \"rstrip\": true,"
+    " {\"id\": 9, \"content\": \"<m>\", \"special\": true, \"lstrip\": true, \"rstrip\": true,"
     "  \"single_word\": false, \"normalized\": false},"
-    " {\"id\": 12, \"content\": \"ab\", \"special\": false, \"lstrip\": false, \"rstrip\": false,"
+    " {\"id\": 10, \"content\": \"ab\", \"special\": false, \"lstrip\": false, \"rstrip\": false,"
     "  \"single_word\": true, \"normalized\": true}],"
     " \"normalizer\": {\"type\": \"NFC\"},"
     " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"Isolated\"},"
     " \"post_processor\": {\"type\": \"TemplateProcessing\","
     "  \"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}],"
-    "  \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [10], \"tokens\": [\"<s>\"]}}},"
+    "  \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [8], \"tokens\": [\"<s>\"]}}},"
     " \"decoder\": null,"
     " \"model\": {\"type\": \"BPE\", \"unk_token\": \"?\", \"fuse_unk\": true,"
     "  \"vocab\": {\"a\": 0, \"b\": 1, \" \": 2, \"\xC3\xA9\": 3, \"e\": 4, \"?\": 5, \"\xED\x95\x9C\": 6, \"x\": 7},"
@@ -347,21 +347,21 @@ static void test_json_features(void) {
     CHECK(gm_tokenizer_adds_bos(t));
     CHECK_STR(gm_tokenizer_chat_template(t), "{{ messages }}");
     CHECK_STR(gm_tokenizer_bos_token(t), "<s>");
-    CHECK_EQ_INT(gm_tokenizer_eos_id(t), 11);
-    CHECK_IDS(t, "a b", 1, 10, 0, 2, 1);
+    CHECK_EQ_INT(gm_tokenizer_eos_id(t), 9);
+    CHECK_IDS(t, "a b", 1, 8, 0, 2, 1);
     /* NFC: e + U+0301 becomes é; Hangul jamo compose to 한. */
     CHECK_IDS(t, "e\xCC\x81", 0, 3);
     CHECK_IDS(t, "\xE1\x84\x92\xE1\x85\xA1\xE1\x86\xAB", 0, 6);
     /* lstrip/rstrip: <m> swallows the spaces around it. */
-    CHECK_IDS(t, "a  <m>  b", 0, 0, 11, 1);
+    CHECK_IDS(t, "a  <m>  b", 0, 0, 9, 1);
     /* single_word: "ab" alone is the added token, inside a word it is not. */
-    CHECK_IDS(t, "ab", 0, 12);
-    CHECK_IDS(t, "x ab x", 0, 7, 2, 12, 2, 7);
+    CHECK_IDS(t, "ab", 0, 10);
+    CHECK_IDS(t, "x ab x", 0, 7, 2, 10, 2, 7);
     CHECK_IDS(t, "xab", 0, 7, 0, 1);
     /* Unknown characters fuse into one unknown token. */
     CHECK_IDS(t, "a\xE4\xB8\xAD\xE6\x96\x87" "b", 0, 0, 5, 1);
     /* No decoder: HF joins the tokens with spaces. */
-    int32_t ids[] = {0, 1, 10};
+    int32_t ids[] = {0, 1, 8};
     char *s = decode(t, ids, 3, 0);
     CHECK_STR(s, "a b <s>");
     free(s);
