@@ -81,12 +81,6 @@ static int gemma2_load(gm_model *m, gm_weights *w) {
     return rc;
 }
 
-/* cap * tanh(x / cap), in x's dtype. */
-static mx_array softcap(mx_array x, float cap) {
-    mx_array c = mx_scalar(cap, mx_get_dtype(x));
-    return mx_multiply(mx_tanh(mx_divide(x, c)), c);
-}
-
 static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
     /* mx_scale rounds sqrt(hidden) to the activation dtype first, as
      * transformers and mlx-lm do: it matters in bf16 (sqrt(3584) -> 60). */
@@ -106,7 +100,7 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
         h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
     }
     mx_array out = gm_unembed(m, h);
-    if (m->cfg.final_logit_softcapping > 0) out = softcap(out, m->cfg.final_logit_softcapping);
+    if (m->cfg.final_logit_softcapping > 0) out = gm_softcap(out, m->cfg.final_logit_softcapping);
     return out;
 }
 

@@ -144,6 +144,12 @@ static mx_array attention_mask(int offset, int t, int s, int window) {
     return keep;
 }
 
+mx_array gm_softcap(mx_array x, float cap) {
+    /* Divide rather than multiply by 1/cap, so bf16 rounds as the references do. */
+    mx_array c = mx_scalar(cap, mx_get_dtype(x));
+    return mx_multiply(mx_tanh(mx_divide(x, c)), c);
+}
+
 /* Attention by hand, for what the fused kernel cannot do (logit soft-capping). */
 static mx_array attention_softcapped(const gm_model *m, mx_array q, mx_array k, mx_array v,
                                      float scale, mx_array keep) {
@@ -154,7 +160,7 @@ static mx_array attention_softcapped(const gm_model *m, mx_array q, mx_array k, 
     k = mx_expand_dims(k, 2);
     v = mx_expand_dims(v, 2);
     mx_array scores = mx_matmul(q, mx_swapaxes(k, -1, -2)); /* [1, kvh, rep, t, s] */
-    scores = mx_scale(mx_tanh(mx_scale(scores, 1.0 / cap)), cap);
+    scores = gm_softcap(scores, cap);
     if (keep) {
         mx_array neg = mx_scalar(-INFINITY, mx_get_dtype(scores));
         scores = mx_where(keep, scores, neg);

@@ -27,6 +27,8 @@ mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array
 /* silu(gate(x)) * up(x) -> down; gelu_tanh when gelu != 0 (Gemma). */
 mx_array gm_mlp(const gm_linear *gate, const gm_linear *up, const gm_linear *down, mx_array x,
                 int gelu);
+/* cap * tanh(x / cap) in x's dtype (Gemma 2 logit soft-capping). */
+mx_array gm_softcap(mx_array x, float cap);
 /* Final norm and unembedding (tied or not) of hidden [1, T, hidden]. */
 mx_array gm_unembed(const gm_model *m, mx_array h);
 /* Llama 3 rope frequencies (periods per rotated pair) or NULL. */
