@@ -16,6 +16,7 @@ import "runtime/cgo"
 // tokenSink receives the pieces of one generation.
 type tokenSink struct {
 	fn       func(string) error
+	pieces   int   // pieces given to fn
 	err      error // what fn returned when it stopped the generation
 	panicked bool
 	panicVal any
@@ -33,6 +34,7 @@ func gomlxGoToken(text *C.char, n C.size_t, handle C.uintptr_t) (stop C.int) {
 			stop = 1
 		}
 	}()
+	s.pieces++
 	if err := s.fn(C.GoStringN(text, C.int(n))); err != nil {
 		s.err = err
 		return 1

@@ -137,8 +137,9 @@ func (m *Model) generate(ctx context.Context, s *Session, in GenerateInput, fn f
 		// asked for is a stale one: a ctx that ended just as the session's
 		// previous call was returning. The library has cleared it by now,
 		// so the call is made once more.
+		// The retry is only made while no piece has reached the caller.
 		if err == nil || err.(*Error).Code != CodeCancelled || cause != nil || s == nil || attempt > 0 ||
-			res.stats.generated_tokens > 0 {
+			(sink != nil && sink.pieces > 0) {
 			break
 		}
 		C.gomlx_result_free(&res)

@@ -1,6 +1,6 @@
-// internal_bench.go - a raw C API generation for BenchmarkGoOverhead (cgo
-// is not allowed in _test.go files). It does what a C program would do:
-// no Go conversions beyond the prompt string, no callback, no watchers.
+// internal_bench.go - raw C API calls for the benchmarks and tests (cgo is
+// not allowed in _test.go files): a generation as a C program would make
+// it, for BenchmarkGoOverhead, and a bare gomlx_cancel.
 
 package gomlx
 
@@ -39,4 +39,12 @@ func rawGenerateText(m *Model, prompt string, maxTokens int) (int, float64, erro
 	C.gomlx_result_free(&res)
 	C.gomlx_session_free(sp)
 	return n, ms, err
+}
+
+// rawCancel cancels the session's current or next generation, as a ctx
+// that ends just after a call has returned would.
+func rawCancel(s *Session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	C.gomlx_cancel(s.ptr)
 }

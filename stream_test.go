@@ -149,7 +149,9 @@ func TestSessionCancelDoesNotLeak(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
-	// A cancellation must not carry over to the session's next call.
+	// A cancellation must not carry over to the session's next call, not
+	// even one that reaches the library after a call has returned.
+	rawCancel(s)
 	for i := 0; i < 3; i++ {
 		if _, err := s.Generate(context.Background(), greedy("hi", 4)); err != nil {
 			t.Fatalf("call %d after a cancellation: %v", i, err)
