@@ -17,7 +17,7 @@ static double now_ms(void) {
 
 typedef struct {
     int gen;
-    double prompt_tps, decode_tps, ttft_ms, total_ms;
+    double prompt_tps, decode_tps, ttft_ms, total_ms, host_ms;
     uint64_t peak;
 } bench_row;
 
@@ -80,7 +80,7 @@ int cmd_bench(int argc, char **argv) {
     bench_row *rows = calloc(n_gens, sizeof *rows);
     int code = 0;
     for (size_t g = 0; g < n_gens && !code; g++) {
-        double pt[100], dt[100], tt[100], tot[100];
+        double pt[100], dt[100], tt[100], tot[100], hm[100];
         uint64_t peak = 0;
         for (int r = -1; r < runs && !code; r++) { /* run -1 warms up */
             gomlx_session *s;
@@ -102,13 +102,14 @@ int cmd_bench(int argc, char **argv) {
                 dt[r] = res.stats.decode_tps;
                 tt[r] = res.stats.ttft_ms;
                 tot[r] = res.stats.total_ms;
+                hm[r] = res.stats.host_ms_per_token;
                 if (res.stats.peak_memory > peak) peak = res.stats.peak_memory;
             }
             gomlx_result_free(&res);
             gomlx_session_free(s);
         }
         if (code) break;
-        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), peak};
+        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), median(hm, runs), peak};
     }
     if (!code && json) {
         printf("{\"model\":");
@@ -119,18 +120,18 @@ int cmd_bench(int argc, char **argv) {
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
                prompt_tokens, runs, gomlx_mlx_version());
         for (size_t g = 0; g < n_gens; g++)
-            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"peak_memory\":%llu}",
+            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"peak_memory\":%llu}",
                    g ? "," : "", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
-                   rows[g].total_ms, (unsigned long long)rows[g].peak);
+                   rows[g].total_ms, rows[g].host_ms, (unsigned long long)rows[g].peak);
         printf("]}\n");
     } else if (!code) {
         printf("model %s (%s, %s, %s), weights %.1f MiB, load %.0f ms, MLX %s, median of %d runs\n",
                info.name, info.architecture, info.quantization, info.device,
                (double)info.weight_bytes / 1048576.0, load_ms, gomlx_mlx_version(), runs);
-        printf("%-8s %12s %12s %10s %12s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms", "peak MiB");
+        printf("%-8s %12s %12s %10s %14s %12s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms", "host ms/token", "peak MiB");
         for (size_t g = 0; g < n_gens; g++)
-            printf("%-8d %12.1f %12.1f %10.1f %12.1f\n", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps,
-                   rows[g].ttft_ms, (double)rows[g].peak / 1048576.0);
+            printf("%-8d %12.1f %12.1f %10.1f %14.3f %12.1f\n", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps,
+                   rows[g].ttft_ms, rows[g].host_ms, (double)rows[g].peak / 1048576.0);
         printf("(prompt of %d tokens, EOS ignored, greedy)\n", prompt_tokens);
     }
     free(rows);

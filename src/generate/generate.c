@@ -182,12 +182,13 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         if (rc) goto fail_session;
     }
 
-    double t_first = 0;
+    double t_first = 0, host_ms = 0;
     int budget = p->max_tokens;
     int room = s->context_length - (int)n_prompt;
     if (budget > room) budget = room;
     for (int i = 0; i < budget; i++) {
         /* Queue step i+1 before reading token i. */
+        double t_host = now_ms();
         if (i + 1 < budget) {
             mx_scope *scope = mx_scope_open();
             mx_array logits = m->arch->forward(m, y, &s->cache, GM_LOGITS_LAST);
@@ -198,6 +199,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
                 goto fail_session;
             }
         }
+        host_ms += now_ms() - t_host;
         int64_t tok;
         if (mx_item_int(y, &tok)) {
             rc = gm_fail_mlx("reading a token");
@@ -220,6 +222,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             break;
         }
         generated[n_generated++] = id;
+        t_host = now_ms();
         if (detok) {
             const char *piece;
             size_t len;
@@ -236,6 +239,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
                 break;
             }
         }
+        host_ms += now_ms() - t_host;
         if (stopped_by_callback) {
             reason = GOMLX_STOP_CALLBACK;
             break;
@@ -266,6 +270,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         if (t_first > t0) out->stats.prompt_tps = out->stats.prompt_tokens / ((t_first - t0) / 1e3);
         if (n_generated > 1 && t_end > t_first)
             out->stats.decode_tps = (n_generated - 1) / ((t_end - t_first) / 1e3);
+        if (n_generated) out->stats.host_ms_per_token = host_ms / n_generated;
     }
     /* A step queued past the stop fed a token the caller never saw: drop
      * it from the cache bookkeeping. */
