@@ -90,7 +90,7 @@ def main():
     ap.add_argument("--models", nargs="+", default=["smollm2", "qwen2.5-0.5b"])
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--gen", type=int, nargs="+", default=[32, 128])
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-models")
     ap.add_argument("--json", type=Path, help="write all results here")
@@ -102,7 +102,7 @@ def main():
     report = {"mlx": mx.__version__, "device": str(mx.default_device()), "models": []}
     extra = ["--device", a.device] + a.gomlx_extra.split()
     print(f"MLX {mx.__version__} on {mx.default_device()}; prompt {a.prompt_tokens} tokens; median of {a.runs} runs")
-    hdr = f"{'model':34} {'gen':>4} {'prompt tok/s':>13} {'ref':>9} {'ratio':>6} {'decode tok/s':>13} {'ref':>9} {'ratio':>6} {'TTFT ms':>8} {'peak MiB':>9}"
+    hdr = f"{'model':34} {'gen':>4} {'prompt tok/s':>13} {'ref':>9} {'ratio':>6} {'decode tok/s':>13} {'ref':>9} {'ratio':>6} {'TTFT ms':>8} {'host ms/tok':>11} {'peak MiB':>9}"
     print(hdr)
     for name in a.models:
         variants, ref_dir = prepare(name, a.out_dir)
@@ -113,7 +113,8 @@ def main():
                 label = f"{name} ({kind})"
                 print(f"{label:34} {o['gen']:>4} {o['prompt_tps']:>13.1f} {r['prompt_tps']:>9.1f} "
                       f"{o['prompt_tps'] / r['prompt_tps']:>6.2f} {o['decode_tps']:>13.1f} {r['decode_tps']:>9.1f} "
-                      f"{o['decode_tps'] / r['decode_tps']:>6.2f} {o['ttft_ms']:>8.1f} {o['peak_memory'] / 2**20:>9.1f}")
+                      f"{o['decode_tps'] / r['decode_tps']:>6.2f} {o['ttft_ms']:>8.1f} {o.get('host_ms_per_token', 0):>11.3f} "
+                      f"{o['peak_memory'] / 2**20:>9.1f}")
             report["models"].append({"name": name, "variant": kind, "gomlx": ours, "mlx_lm": ref})
     if a.json:
         a.json.write_text(json.dumps(report, indent=2))
