@@ -1,0 +1,232 @@
+/* pool.c - persistent pthread pool for the CPU kernels (see pool.h). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "kernels/pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* The job counter packs the job's generation (high half) with the next
+ * task index (low half), so a worker that wakes late can never take a
+ * task of a newer job with the function pointer of an older one: its
+ * compare-and-swap fails as soon as the generation moved on. */
+typedef struct pool {
+    pthread_t *threads;
+    int nworkers; /* threads besides the caller */
+
+    pthread_mutex_t run_lock; /* held by the thread whose job runs */
+    pthread_mutex_t sleep_lock;
+    pthread_cond_t wake;
+
+    _Atomic uint64_t ticket;
+    _Atomic int done;
+    _Atomic int sleepers;
+    _Atomic int quit;
+    _Atomic int spin_us;
+
+    _Atomic(gm_pool_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic int ntasks;
+    _Atomic int max_id; /* workers with this id or above sit the job out */
+} pool;
+
+static pool g_pool = {
+    .run_lock = PTHREAD_MUTEX_INITIALIZER,
+    .sleep_lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .spin_us = 200,
+};
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+typedef struct worker_arg {
+    int id;
+} worker_arg;
+
+static int env_int(const char *name, int fallback) {
+    const char *s = getenv(name);
+    if (!s || !*s) return fallback;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 0 || v > 4096) return fallback;
+    return (int)v;
+}
+
+static int default_threads(void) {
+    int n = env_int("GOMLX_THREADS", 0);
+    if (n > 0) return n;
+#ifdef __linux__
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+#endif
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
+static double now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
+}
+
+/* Takes and runs tasks of generation `gen` until none are left. */
+static void take_tasks(pool *p, uint32_t gen, int id) {
+    gm_pool_fn fn = atomic_load(&p->fn);
+    void *ctx = atomic_load(&p->ctx);
+    uint32_t n = (uint32_t)atomic_load(&p->ntasks);
+    if (id >= atomic_load(&p->max_id)) return;
+    uint64_t t = atomic_load(&p->ticket);
+    for (;;) {
+        if ((uint32_t)(t >> 32) != gen || (uint32_t)t >= n) return;
+        if (!atomic_compare_exchange_weak(&p->ticket, &t, t + 1)) continue;
+        fn(ctx, (int)(uint32_t)t, id);
+        atomic_fetch_add(&p->done, 1);
+        t = atomic_load(&p->ticket);
+    }
+}
+
+static void *worker_main(void *arg) {
+    pool *p = &g_pool;
+    int id = ((worker_arg *)arg)->id;
+    free(arg);
+    uint32_t seen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+    for (;;) {
+        uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+        if (gen == seen) {
+            double deadline = now_us() + atomic_load_explicit(&p->spin_us, memory_order_relaxed);
+            unsigned spins = 0;
+            while (gen == seen && !atomic_load_explicit(&p->quit, memory_order_relaxed)) {
+                CPU_RELAX();
+                if ((++spins & 255u) == 0 && now_us() > deadline) break;
+                gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+            }
+            if (gen == seen) {
+                /* The caller stores the ticket and then reads `sleepers`;
+                 * we bump `sleepers` and then read the ticket. Both are
+                 * seq_cst, so at least one of us sees the other. */
+                pthread_mutex_lock(&p->sleep_lock);
+                atomic_fetch_add(&p->sleepers, 1);
+                while (!atomic_load(&p->quit) &&
+                       (uint32_t)(atomic_load(&p->ticket) >> 32) == seen)
+                    pthread_cond_wait(&p->wake, &p->sleep_lock);
+                atomic_fetch_sub(&p->sleepers, 1);
+                pthread_mutex_unlock(&p->sleep_lock);
+            }
+            if (atomic_load(&p->quit)) return NULL;
+            continue;
+        }
+        seen = gen;
+        take_tasks(p, gen, id);
+    }
+}
+
+/* Called with run_lock held. */
+static void start_workers(pool *p, int nthreads) {
+    p->nworkers = 0;
+    p->threads = NULL;
+    if (nthreads <= 1) return;
+    p->threads = calloc((size_t)nthreads - 1, sizeof *p->threads);
+    if (!p->threads) return;
+    atomic_store(&p->quit, 0);
+    for (int i = 0; i < nthreads - 1; i++) {
+        worker_arg *a = malloc(sizeof *a);
+        if (!a) break;
+        a->id = i + 1;
+        if (pthread_create(&p->threads[i], NULL, worker_main, a) != 0) {
+            free(a);
+            break;
+        }
+        p->nworkers++;
+    }
+}
+
+static void stop_workers(pool *p) {
+    pthread_mutex_lock(&p->sleep_lock);
+    atomic_store(&p->quit, 1);
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->sleep_lock);
+    for (int i = 0; i < p->nworkers; i++) pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    p->threads = NULL;
+    p->nworkers = 0;
+    atomic_store(&p->quit, 0);
+}
+
+static void init_once(void) {
+    atomic_store(&g_pool.spin_us, env_int("GOMLX_SPIN_US", 200));
+    pthread_mutex_lock(&g_pool.run_lock);
+    start_workers(&g_pool, default_threads());
+    pthread_mutex_unlock(&g_pool.run_lock);
+}
+
+int gm_pool_threads(void) {
+    pthread_once(&g_once, init_once);
+    pthread_mutex_lock(&g_pool.run_lock);
+    int n = g_pool.nworkers + 1;
+    pthread_mutex_unlock(&g_pool.run_lock);
+    return n;
+}
+
+void gm_pool_set_threads(int n) {
+    pthread_once(&g_once, init_once);
+    if (n <= 0) n = default_threads();
+    pthread_mutex_lock(&g_pool.run_lock);
+    stop_workers(&g_pool);
+    start_workers(&g_pool, n);
+    pthread_mutex_unlock(&g_pool.run_lock);
+}
+
+void gm_pool_set_spin_us(int us) {
+    pthread_once(&g_once, init_once);
+    atomic_store(&g_pool.spin_us, us < 0 ? 0 : us);
+}
+
+void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads) {
+    if (ntasks <= 0) return;
+    pthread_once(&g_once, init_once);
+    pool *p = &g_pool;
+    if (ntasks == 1 || max_threads <= 1 || pthread_mutex_trylock(&p->run_lock) != 0) {
+        for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    if (p->nworkers == 0) {
+        pthread_mutex_unlock(&p->run_lock);
+        for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
+        return;
+    }
+    atomic_store(&p->fn, fn);
+    atomic_store(&p->ctx, ctx);
+    atomic_store(&p->ntasks, ntasks);
+    atomic_store(&p->max_id, max_threads);
+    atomic_store(&p->done, 0);
+    uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
+    atomic_store(&p->ticket, (uint64_t)gen << 32);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->sleep_lock);
+        pthread_cond_broadcast(&p->wake);
+        pthread_mutex_unlock(&p->sleep_lock);
+    }
+    take_tasks(p, gen, 0);
+    /* A worker may still be inside its last task; a descheduled one can
+     * take long on a busy machine, so stop burning the core after a while. */
+    unsigned spins = 0;
+    while (atomic_load(&p->done) < ntasks) {
+        CPU_RELAX();
+        if (++spins > 4096) sched_yield();
+    }
+    pthread_mutex_unlock(&p->run_lock);
+}

@@ -1,0 +1,30 @@
+/* pool.h - the persistent thread pool behind the CPU kernels: one job at a
+ * time, split into numbered tasks that the caller and the workers take
+ * from a shared counter. Workers spin briefly after a job before sleeping,
+ * because decoding issues hundreds of small jobs per token. */
+#ifndef GM_POOL_H
+#define GM_POOL_H
+
+/* Runs one task; `worker` is 0..gm_pool_threads()-1, unique among the
+ * threads running this job (index into per-thread scratch). */
+typedef void (*gm_pool_fn)(void *ctx, int task, int worker);
+
+/* Threads a job may use, the caller included. The default is the CPUs
+ * this process may run on; GOMLX_THREADS overrides. */
+int gm_pool_threads(void);
+
+/* Resizes the pool (n <= 0: back to the default). Waits for a running
+ * job to finish first. */
+void gm_pool_set_threads(int n);
+
+/* Runs fn for tasks 0..ntasks-1 on at most max_threads threads (worker
+ * indices stay below it) and returns when all are done. When another
+ * thread's job holds the pool, runs every task on the calling thread
+ * instead of waiting (worker index 0 then). */
+void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads);
+
+/* Microseconds an idle worker spins before sleeping (GOMLX_SPIN_US,
+ * default 200; 0 sleeps at once). */
+void gm_pool_set_spin_us(int us);
+
+#endif

@@ -1,0 +1,256 @@
+/* qmm.c - the quantized matmul driver: checks arguments, prepares x once
+ * per call, cuts the output rows into tasks for the thread pool and hands
+ * each task to the instruction-set backend picked at run time. */
+#include "kernels/qmm.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/pool.h"
+#include "kernels/qmm_impl.h"
+
+/* Largest M the matrix-vector path accepts (its per-row state is on the
+ * stack); the default switch-over point comes from bench_qmm. */
+#define QMM_MV_LIMIT 16
+#define QMM_MV_DEFAULT 4
+
+static _Atomic(const gm_qmm_backend *) g_backend;
+static _Atomic int g_mv_max = -1;
+
+static const gm_qmm_backend *best_backend(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &gm_qmm_avx2;
+#elif defined(__aarch64__)
+    return &gm_qmm_neon;
+#endif
+    return &gm_qmm_scalar;
+}
+
+static const gm_qmm_backend *backend_named(const char *name) {
+    if (!name || !*name) return best_backend();
+    if (!strcmp(name, "scalar")) return &gm_qmm_scalar;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!strcmp(name, "avx2") && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return &gm_qmm_avx2;
+#elif defined(__aarch64__)
+    if (!strcmp(name, "neon")) return &gm_qmm_neon;
+#endif
+    return NULL;
+}
+
+static const gm_qmm_backend *backend(void) {
+    const gm_qmm_backend *b = atomic_load_explicit(&g_backend, memory_order_acquire);
+    if (b) return b;
+    b = backend_named(getenv("GOMLX_QMM_ISA"));
+    if (!b) b = best_backend();
+    atomic_store(&g_backend, b);
+    return b;
+}
+
+const char *gm_qmm_isa(void) { return backend()->name; }
+
+int gm_qmm_set_isa(const char *name) {
+    const gm_qmm_backend *b = backend_named(name);
+    if (!b) return -1;
+    atomic_store(&g_backend, b);
+    return 0;
+}
+
+int gm_qmm_mv_max(void) {
+    int m = atomic_load(&g_mv_max);
+    if (m >= 0) return m;
+    m = QMM_MV_DEFAULT;
+    const char *s = getenv("GOMLX_QMM_MV_MAX");
+    if (s && *s) m = atoi(s);
+    if (m < 0) m = 0;
+    if (m > QMM_MV_LIMIT) m = QMM_MV_LIMIT;
+    atomic_store(&g_mv_max, m);
+    return m;
+}
+
+void gm_qmm_set_mv_max(int m) {
+    if (m > QMM_MV_LIMIT) m = QMM_MV_LIMIT;
+    atomic_store(&g_mv_max, m < 0 ? -1 : m);
+}
+
+int gm_qmm_supported(int bits, int group_size, int K) {
+    if (bits != 4 && bits != 8) return 0;
+    if (group_size != 32 && group_size != 64 && group_size != 128) return 0;
+    return K > 0 && K % group_size == 0;
+}
+
+static int is_fdtype(gm_fdtype t) { return t == GM_F32 || t == GM_F16 || t == GM_BF16; }
+
+/* ---- matrix-vector path ---- */
+
+typedef struct mv_job {
+    gm_qmm_ctx c;
+    const gm_qmm_backend *be;
+} mv_job;
+
+static void mv_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const mv_job *j = ctx;
+    int n0 = task * j->c.mv_rows;
+    int n1 = n0 + j->c.mv_rows;
+    if (n1 > j->c.a->N) n1 = j->c.a->N;
+    j->be->matvec(&j->c, n0, n1);
+}
+
+static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
+    const gm_qmm_args *a = c->a;
+    int M = a->M, K = a->K, G = c->groups, gs = a->group_size;
+    float *buf = malloc(((size_t)M * K + (size_t)M * G) * sizeof(float));
+    if (!buf) return -1;
+    float *xp = buf, *xsum = buf + (size_t)M * K;
+    for (int m = 0; m < M; m++) {
+        size_t row = (size_t)m * K;
+        for (int p = 0; p < K; p++) {
+            int k = a->bits == 4 ? qmm_perm4(p) : p;
+            xp[row + p] = qmm_load(a->x, row + k, a->x_dtype);
+        }
+        for (int g = 0; g < G; g++) {
+            float s = 0.0f;
+            for (int i = 0; i < gs; i++) s += xp[row + (size_t)g * gs + i];
+            xsum[(size_t)m * G + g] = s;
+        }
+    }
+    c->xp = xp;
+    c->xsum = xsum;
+
+    /* Enough tasks to balance a busy machine, none so small that handing
+     * it out costs more than reading its weights. */
+    size_t sb = a->sb_dtype == GM_F32 ? 4 : 2;
+    size_t row_bytes = (size_t)K * a->bits / 8 + 2 * sb * G;
+    size_t total = row_bytes * a->N;
+    int threads = gm_pool_threads();
+    int ntasks = 1;
+    if (threads > 1 && total >= 24 * 1024) {
+        size_t by_size = total / (16 * 1024);
+        ntasks = threads * 4;
+        if ((size_t)ntasks > by_size) ntasks = (int)by_size;
+        if (ntasks < threads) ntasks = threads;
+    }
+    int rows = (a->N + ntasks - 1) / ntasks;
+    rows = (rows + 3) & ~3;
+    c->mv_rows = rows;
+    ntasks = (a->N + rows - 1) / rows;
+
+    mv_job job = {*c, be};
+    gm_pool_run(mv_task, &job, ntasks, threads);
+    free(buf);
+    return 0;
+}
+
+/* ---- tiled path ---- */
+
+typedef struct tiled_job {
+    gm_qmm_ctx c;
+    const gm_qmm_backend *be;
+    float *xpack;
+} tiled_job;
+
+static int panel_width(const gm_qmm_ctx *c, int p) {
+    int rem = c->a->M - p * QMM_MP;
+    return rem >= QMM_MP ? QMM_MP : rem > QMM_MP / 2 ? QMM_MP : QMM_MP / 2;
+}
+
+/* x rows of panel p, transposed to [K][width] in the weights' k order,
+ * zero-padded past M. */
+static void pack_task(void *ctx, int p, int worker) {
+    (void)worker;
+    const tiled_job *j = ctx;
+    const gm_qmm_args *a = j->c.a;
+    int K = a->K, w = panel_width(&j->c, p);
+    float *dst = j->xpack + (size_t)p * K * QMM_MP;
+    for (int i = 0; i < w; i++) {
+        int m = p * QMM_MP + i;
+        if (m >= a->M) {
+            for (int q = 0; q < K; q++) dst[(size_t)q * w + i] = 0.0f;
+            continue;
+        }
+        size_t row = (size_t)m * K;
+        for (int q = 0; q < K; q++) {
+            int k = a->bits == 4 ? qmm_perm4(q) : q;
+            dst[(size_t)q * w + i] = qmm_load(a->x, row + k, a->x_dtype);
+        }
+    }
+}
+
+static void tiled_task(void *ctx, int task, int worker) {
+    const tiled_job *j = ctx;
+    const gm_qmm_ctx *c = &j->c;
+    const gm_qmm_args *a = c->a;
+    int K = a->K, M = a->M;
+    int n0 = task * c->nc;
+    int nrows = a->N - n0 < c->nc ? a->N - n0 : c->nc;
+    float *wt = c->scratch + (size_t)worker * c->scratch_floats;
+    float *acc = wt + (size_t)c->nc * QMM_KC;
+
+    for (int k0 = 0; k0 < K; k0 += QMM_KC) {
+        int kc = K - k0 < QMM_KC ? K - k0 : QMM_KC;
+        j->be->dequant(c, n0, nrows, k0, kc, wt);
+        /* One x panel block (kc x 16 floats) stays in L1 while the
+         * dequantized weight rows stream past it from L2. */
+        for (int p = 0; p < c->npanels; p++) {
+            int w = panel_width(c, p);
+            const float *xp = c->xpack + (size_t)p * K * QMM_MP + (size_t)k0 * w;
+            for (int i0 = 0; i0 < nrows; i0 += QMM_NR) {
+                int nr = nrows - i0 < QMM_NR ? nrows - i0 : QMM_NR;
+                j->be->micro(wt + (size_t)i0 * kc, kc, xp, w, kc,
+                             acc + (size_t)i0 * c->mpad + (size_t)p * QMM_MP, c->mpad, nr,
+                             k0 == 0);
+            }
+        }
+    }
+    for (int m = 0; m < M; m++)
+        for (int i = 0; i < nrows; i++)
+            qmm_store(a->y, (size_t)m * a->N + n0 + i, acc[(size_t)i * c->mpad + m], a->y_dtype);
+}
+
+static int run_tiled(gm_qmm_ctx *c, const gm_qmm_backend *be) {
+    const gm_qmm_args *a = c->a;
+    int M = a->M, N = a->N, K = a->K;
+    int threads = gm_pool_threads();
+    c->npanels = (M + QMM_MP - 1) / QMM_MP;
+    c->mpad = c->npanels * QMM_MP;
+
+    /* Rows per task: big enough to amortize the x stream each task reads,
+     * small enough that every thread gets a few tasks. */
+    int nc = 96;
+    int want = (N + 2 * threads - 1) / (2 * threads);
+    want = (want + QMM_NR - 1) / QMM_NR * QMM_NR;
+    if (want < nc) nc = want < QMM_NR ? QMM_NR : want;
+    c->nc = nc;
+    c->scratch_floats = (size_t)nc * QMM_KC + (size_t)nc * c->mpad;
+    c->scratch_floats = (c->scratch_floats + 15) & ~(size_t)15; /* 64-byte aligned slices */
+
+    size_t pack_floats = ((size_t)c->npanels * K * QMM_MP + 15) & ~(size_t)15;
+    size_t total = pack_floats + c->scratch_floats * threads;
+    float *buf = aligned_alloc(64, total * sizeof(float));
+    if (!buf) return -1;
+    tiled_job job = {*c, be, buf};
+    job.c.xpack = buf;
+    job.c.scratch = buf + pack_floats;
+    gm_pool_run(pack_task, &job, c->npanels, threads);
+    gm_pool_run(tiled_task, &job, (N + nc - 1) / nc, threads);
+    free(buf);
+    return 0;
+}
+
+int gm_qmm(const gm_qmm_args *a) {
+    if (!a || !a->x || !a->w || !a->scales || !a->biases || !a->y) return -1;
+    if (a->M <= 0 || a->N <= 0 || !gm_qmm_supported(a->bits, a->group_size, a->K)) return -1;
+    if (!is_fdtype(a->x_dtype) || !is_fdtype(a->sb_dtype) || !is_fdtype(a->y_dtype)) return -1;
+    gm_qmm_ctx c;
+    memset(&c, 0, sizeof c);
+    c.a = a;
+    c.groups = a->K / a->group_size;
+    c.wrow = (size_t)a->K * a->bits / 32;
+    const gm_qmm_backend *be = backend();
+    if (a->M <= gm_qmm_mv_max()) return run_matvec(&c, be);
+    return run_tiled(&c, be);
+}

@@ -1,0 +1,222 @@
+/* qmm_avx2.c - AVX2+FMA backend of the quantized matmul (x86-64). Each
+ * function carries its own target attribute, so the file builds without
+ * -mavx2 and the driver only calls it after checking the CPU. */
+#include "kernels/qmm_impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
+#define MV_ROWS 4 /* rows of x sharing one pass over the weights */
+
+AVX2_INLINE float load1(const void *p, size_t i, gm_fdtype t) {
+    if (t == GM_F16) return _cvtsh_ss(((const uint16_t *)p)[i]);
+    return qmm_load(p, i, t);
+}
+
+/* Eight consecutive scales (or biases) as float32; fewer at a row's end. */
+AVX2_INLINE void load8(const void *p, size_t i, int n, gm_fdtype t, float *out) {
+    if (n == 8) {
+        if (t == GM_F16) {
+            __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+            _mm256_storeu_ps(out, _mm256_cvtph_ps(h));
+            return;
+        }
+        if (t == GM_BF16) {
+            __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)p + i));
+            __m256i u = _mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16);
+            _mm256_storeu_ps(out, _mm256_castsi256_ps(u));
+            return;
+        }
+        _mm256_storeu_ps(out, _mm256_loadu_ps((const float *)p + i));
+        return;
+    }
+    for (int j = 0; j < n; j++) out[j] = load1(p, i + j, t);
+}
+
+/* 8 bytes of 4-bit weights: the low nibbles (x positions 0..7 of the
+ * permuted run of 16) and the high ones (positions 8..15). */
+AVX2_INLINE void unpack4(const uint8_t *p, __m256 *lo, __m256 *hi) {
+    __m256i d = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    *lo = _mm256_cvtepi32_ps(_mm256_and_si256(d, _mm256_set1_epi32(15)));
+    *hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4));
+}
+
+AVX2_INLINE void unpack8(const uint8_t *p, __m256 *lo, __m256 *hi) {
+    *lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+    *hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8))));
+}
+
+AVX2_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One weight row n against x rows m0..m0+MR-1. The group scale is applied
+ * to a whole group's dot product and the bias to the group's x sum, so the
+ * inner loop is unpack + FMA only. */
+AVX2_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR, const int BITS,
+                        const int GS) {
+    const gm_qmm_args *a = c->a;
+    const int K = a->K, G = c->groups;
+    const uint8_t *wb = (const uint8_t *)(a->w + (size_t)n * c->wrow);
+    const float *x = c->xp + (size_t)m0 * K;
+    const float *xs = c->xsum + (size_t)m0 * G;
+    __m256 yacc[MV_ROWS];
+    float bacc[MV_ROWS];
+    for (int r = 0; r < MR; r++) {
+        yacc[r] = _mm256_setzero_ps();
+        bacc[r] = 0.0f;
+    }
+    for (int g0 = 0; g0 < G; g0 += 8) {
+        int ng = G - g0 < 8 ? G - g0 : 8;
+        float sf[8], bf[8];
+        load8(a->scales, (size_t)n * G + g0, ng, a->sb_dtype, sf);
+        load8(a->biases, (size_t)n * G + g0, ng, a->sb_dtype, bf);
+        for (int r = 0; r < MR; r++)
+            for (int gi = 0; gi < ng; gi++) bacc[r] += bf[gi] * xs[(size_t)r * G + g0 + gi];
+        for (int gi = 0; gi < ng; gi++) {
+            int g = g0 + gi;
+            const uint8_t *p = wb + (size_t)g * (GS * BITS / 8);
+            const float *xg = x + (size_t)g * GS;
+            __m256 d0[MV_ROWS], d1[MV_ROWS];
+            for (int r = 0; r < MR; r++) d0[r] = d1[r] = _mm256_setzero_ps();
+            for (int u = 0; u < GS; u += 16) {
+                __m256 lo, hi;
+                if (BITS == 4)
+                    unpack4(p + u / 2, &lo, &hi);
+                else
+                    unpack8(p + u, &lo, &hi);
+                for (int r = 0; r < MR; r++) {
+                    const float *xr = xg + (size_t)r * K + u;
+                    d0[r] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xr), d0[r]);
+                    d1[r] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xr + 8), d1[r]);
+                }
+            }
+            __m256 s = _mm256_broadcast_ss(&sf[gi]);
+            for (int r = 0; r < MR; r++) yacc[r] = _mm256_fmadd_ps(s, _mm256_add_ps(d0[r], d1[r]), yacc[r]);
+        }
+    }
+    for (int r = 0; r < MR; r++)
+        qmm_store(a->y, (size_t)(m0 + r) * a->N + n, hsum(yacc[r]) + bacc[r], a->y_dtype);
+}
+
+AVX2_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, const int GS) {
+    int M = c->a->M;
+    for (int n = n0; n < n1; n++) {
+        for (int m0 = 0; m0 < M; m0 += MV_ROWS) {
+            switch (M - m0 < MV_ROWS ? M - m0 : MV_ROWS) {
+            case 1: mv_row(c, n, m0, 1, BITS, GS); break;
+            case 2: mv_row(c, n, m0, 2, BITS, GS); break;
+            case 3: mv_row(c, n, m0, 3, BITS, GS); break;
+            default: mv_row(c, n, m0, 4, BITS, GS); break;
+            }
+        }
+    }
+}
+
+#define MV_VARIANT(B, S) \
+    AVX2_FN static void mv_##B##_##S(const gm_qmm_ctx *c, int n0, int n1) { mv_body(c, n0, n1, B, S); }
+MV_VARIANT(4, 32)
+MV_VARIANT(4, 64)
+MV_VARIANT(4, 128)
+MV_VARIANT(8, 32)
+MV_VARIANT(8, 64)
+MV_VARIANT(8, 128)
+
+static void mv(const gm_qmm_ctx *c, int n0, int n1) {
+    int gs = c->a->group_size;
+    if (c->a->bits == 4) {
+        if (gs == 32) mv_4_32(c, n0, n1);
+        else if (gs == 64) mv_4_64(c, n0, n1);
+        else mv_4_128(c, n0, n1);
+    } else {
+        if (gs == 32) mv_8_32(c, n0, n1);
+        else if (gs == 64) mv_8_64(c, n0, n1);
+        else mv_8_128(c, n0, n1);
+    }
+}
+
+AVX2_FN static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *dst) {
+    const gm_qmm_args *a = c->a;
+    int gs = a->group_size, G = c->groups;
+    for (int i = 0; i < nr; i++) {
+        int n = n0 + i;
+        const uint8_t *wb = (const uint8_t *)(a->w + (size_t)n * c->wrow);
+        float *d = dst + (size_t)i * kc;
+        for (int k = k0; k < k0 + kc; k += gs) {
+            size_t gi = (size_t)n * G + (size_t)(k / gs);
+            __m256 s = _mm256_set1_ps(load1(a->scales, gi, a->sb_dtype));
+            __m256 b = _mm256_set1_ps(load1(a->biases, gi, a->sb_dtype));
+            const uint8_t *p = wb + (size_t)k * a->bits / 8;
+            for (int u = 0; u < gs; u += 16, d += 16) {
+                __m256 lo, hi;
+                if (a->bits == 4)
+                    unpack4(p + u / 2, &lo, &hi);
+                else
+                    unpack8(p + u, &lo, &hi);
+                _mm256_storeu_ps(d, _mm256_fmadd_ps(lo, s, b));
+                _mm256_storeu_ps(d + 8, _mm256_fmadd_ps(hi, s, b));
+            }
+        }
+    }
+}
+
+/* NR weight rows x NV*8 x rows: 12 accumulators at most, one broadcast per
+ * weight row per k and NV loads of x. */
+AVX2_INLINE void micro_body(const float *wt, int ldw, const float *xp, int kc, float *acc,
+                            int ldc, int first, const int NR, const int NV) {
+    __m256 cc[QMM_NR][2];
+    for (int i = 0; i < NR; i++)
+        for (int v = 0; v < NV; v++)
+            cc[i][v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + (size_t)i * ldc + 8 * v);
+    const int W = NV * 8;
+#pragma GCC unroll 4
+    for (int k = 0; k < kc; k++) {
+        __m256 x0 = _mm256_loadu_ps(xp + (size_t)k * W);
+        __m256 x1 = NV == 2 ? _mm256_loadu_ps(xp + (size_t)k * W + 8) : x0;
+        for (int i = 0; i < NR; i++) {
+            __m256 w = _mm256_broadcast_ss(wt + (size_t)i * ldw + k);
+            cc[i][0] = _mm256_fmadd_ps(w, x0, cc[i][0]);
+            if (NV == 2) cc[i][1] = _mm256_fmadd_ps(w, x1, cc[i][1]);
+        }
+    }
+    for (int i = 0; i < NR; i++)
+        for (int v = 0; v < NV; v++) _mm256_storeu_ps(acc + (size_t)i * ldc + 8 * v, cc[i][v]);
+}
+
+#define MICRO_VARIANT(R, V)                                                                   \
+    AVX2_FN static void micro_##R##_##V(const float *wt, int ldw, const float *xp, int kc,   \
+                                        float *acc, int ldc, int first) {                     \
+        micro_body(wt, ldw, xp, kc, acc, ldc, first, R, V);                                   \
+    }
+MICRO_VARIANT(1, 1)
+MICRO_VARIANT(2, 1)
+MICRO_VARIANT(3, 1)
+MICRO_VARIANT(4, 1)
+MICRO_VARIANT(5, 1)
+MICRO_VARIANT(6, 1)
+MICRO_VARIANT(1, 2)
+MICRO_VARIANT(2, 2)
+MICRO_VARIANT(3, 2)
+MICRO_VARIANT(4, 2)
+MICRO_VARIANT(5, 2)
+MICRO_VARIANT(6, 2)
+
+typedef void (*micro_fn)(const float *, int, const float *, int, float *, int, int);
+static const micro_fn micro_table[2][QMM_NR] = {
+    {micro_1_1, micro_2_1, micro_3_1, micro_4_1, micro_5_1, micro_6_1},
+    {micro_1_2, micro_2_2, micro_3_2, micro_4_2, micro_5_2, micro_6_2},
+};
+
+static void micro(const float *wt, int ldw, const float *xp, int width, int kc, float *acc,
+                  int ldc, int nr, int first) {
+    micro_table[width > 8][nr - 1](wt, ldw, xp, kc, acc, ldc, first);
+}
+
+const gm_qmm_backend gm_qmm_avx2 = {"avx2", mv, dequant, micro};
+
+#endif

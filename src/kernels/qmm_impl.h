@@ -1,0 +1,82 @@
+/* qmm_impl.h - what the quantized matmul driver (qmm.c) shares with its
+ * per-instruction-set backends (qmm_scalar.c, qmm_avx2.c, qmm_neon.c). */
+#ifndef GM_QMM_IMPL_H
+#define GM_QMM_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/half.h"
+#include "kernels/qmm.h"
+
+/* Tiled kernel geometry: a micro-tile is QMM_NR weight rows times one
+ * x panel of QMM_MP rows (the last panel may be QMM_MP/2 wide). K is cut
+ * into blocks of QMM_KC, a multiple of every group size. */
+#define QMM_NR 6
+#define QMM_MP 16
+#define QMM_KC 256
+
+/* 4-bit weights: each run of 16 values (8 bytes) is processed as the 8
+ * low nibbles, then the 8 high ones, i.e. positions 0,2,..,14,1,3,..,15.
+ * x is permuted the same way once per call, so no backend ever shuffles
+ * weights. 8-bit weights keep their natural order. */
+static inline int qmm_perm4(int p) {
+    int base = p & ~15, r = p & 15;
+    return base + (r < 8 ? 2 * r : 2 * (r - 8) + 1);
+}
+
+typedef struct gm_qmm_ctx {
+    const gm_qmm_args *a;
+    int groups;     /* K / group_size */
+    size_t wrow;    /* uint32 words per weight row */
+    /* matrix-vector path */
+    const float *xp;   /* [M][K] float32, permuted */
+    const float *xsum; /* [M][groups]: sum of x over each group */
+    int mv_rows;       /* weight rows per task */
+    /* tiled path */
+    const float *xpack; /* x panels: panel p at p*K*QMM_MP, laid [K][width] */
+    int npanels;
+    int nc;             /* weight rows per task (multiple of QMM_NR) */
+    int mpad;           /* M rounded up to the panel width */
+    float *scratch;     /* per worker: wtile [nc][QMM_KC] then acc [nc][mpad] */
+    size_t scratch_floats;
+} gm_qmm_ctx;
+
+typedef struct gm_qmm_backend {
+    const char *name;
+    /* y rows [n0, n1) for every row of x. */
+    void (*matvec)(const gm_qmm_ctx *c, int n0, int n1);
+    /* Dequantizes weight rows [n0, n0+nr) over k in [k0, k0+kc) into
+     * dst[nr][kc] (float32, 4-bit in permuted order). */
+    void (*dequant)(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *dst);
+    /* acc[i][j] (+)= sum_k wt[i][k] * xp[k][j] for i < nr, j < width;
+     * wt rows are ldw apart, acc rows ldc apart; first: overwrite. */
+    void (*micro)(const float *wt, int ldw, const float *xp, int width, int kc, float *acc,
+                  int ldc, int nr, int first);
+} gm_qmm_backend;
+
+extern const gm_qmm_backend gm_qmm_scalar;
+#if defined(__x86_64__)
+extern const gm_qmm_backend gm_qmm_avx2;
+#endif
+#if defined(__aarch64__)
+extern const gm_qmm_backend gm_qmm_neon;
+#endif
+
+static inline float qmm_load(const void *p, size_t i, gm_fdtype t) {
+    switch (t) {
+    case GM_F16: return gm_f16_to_f32(((const uint16_t *)p)[i]);
+    case GM_BF16: return gm_bf16_to_f32(((const uint16_t *)p)[i]);
+    default: return ((const float *)p)[i];
+    }
+}
+
+static inline void qmm_store(void *p, size_t i, float v, gm_fdtype t) {
+    switch (t) {
+    case GM_F16: ((uint16_t *)p)[i] = gm_f32_to_f16(v); break;
+    case GM_BF16: ((uint16_t *)p)[i] = gm_f32_to_bf16(v); break;
+    default: ((float *)p)[i] = v; break;
+    }
+}
+
+#endif
