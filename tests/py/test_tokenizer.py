@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import json
 import os
+import random
 import subprocess
 import time
 
@@ -106,6 +107,10 @@ def test_decode_matches_hf(name, skip, lines, hf):
     # that decode to broken UTF-8 on their own, exercise U+FFFD handling.
     ids += [[i] for i in range(0, min(tok.get_vocab_size(), 400))]
     ids += [seq[1:] for seq in ids[:200] if len(seq) > 2]
+    # Random ids, special ones and ids past the vocabulary included.
+    rng = random.Random(7)
+    size = tok.get_vocab_size(with_added_tokens=True)
+    ids += [[rng.randrange(size + 3) for _ in range(rng.randint(1, 12))] for _ in range(500)]
     want = [tok.decode(s, skip_special_tokens=skip) for s in ids]
     data = "".join(json.dumps(s) + "\n" for s in ids).encode("utf-8")
     args = [model_dir(name), "--decode"] + (["--skip-special"] if skip else [])
