@@ -123,6 +123,7 @@ OTHER = [
     "line\u2028separator", "next\u0085line", "mongolian\u180evowel", "soft\u00adhyphen",
     "tab\there", "vertical\x0btab", "form\x0cfeed", "bell\x07char", "nul-ish \x01\x02",
     "carriage\rreturn", "mixed\r\x0b\x0c spaces",
+    "it'\u017f fine", "'\u212a kelvin", "\u0130stanbul'S", "\ufeffbyte order mark", "\U0010fffd private",
 ]
 
 SPECIALS = [
