@@ -264,14 +264,7 @@ int gm_detok_push(gm_detok *d, int32_t id, const char **text, size_t *len) {
 int gm_detok_flush(gm_detok *d, const char **text, size_t *len) {
     d->out.len = 0;
     flush_from(d, 0);
-    int rc = finish_call(d, text, len);
-    /* The stream has ended; what comes next starts a new one. */
-    for (size_t k = 0; k < d->t->dec.n; k++) {
-        d->st[k].hold.len = 0;
-        d->st[k].count = 0;
-        d->st[k].started = d->st[k].stripped = 0;
-    }
-    return rc;
+    return finish_call(d, text, len);
 }
 
 void gm_detok_reset(gm_detok *d) {

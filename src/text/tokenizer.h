@@ -87,7 +87,8 @@ typedef struct gm_detok gm_detok;
 gm_detok *gm_detok_new(const gm_tokenizer *t, int skip_special);
 /* *text points into the detokenizer (valid until the next call). */
 int gm_detok_push(gm_detok *d, int32_t id, const char **text, size_t *len);
-/* Whatever is still held back (incomplete UTF-8 is emitted as U+FFFD). */
+/* Whatever is still held back (incomplete UTF-8 is emitted as U+FFFD).
+ * Meant for the end of a stream; gm_detok_reset starts a new one. */
 int gm_detok_flush(gm_detok *d, const char **text, size_t *len);
 void gm_detok_reset(gm_detok *d);
 void gm_detok_free(gm_detok *d);

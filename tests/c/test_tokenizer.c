@@ -252,6 +252,16 @@ static void test_sentencepiece(void) {
     int32_t bytes_then_end[] = {SP_SPACE, BYTE0 + 0xE2, BYTE0 + 0x82};
     const char *want2[] = {"", "", "", "\xEF\xBF\xBD\xEF\xBF\xBD"};
     check_stream(t, bytes_then_end, 3, want2);
+    /* A flush keeps the stream's place; a reset starts a new stream. */
+    gm_detok *d = gm_detok_new(t, 0);
+    const char *p;
+    size_t len;
+    CHECK(d && gm_detok_push(d, SP_HELLO, &p, &len) == 0 && len == 5 && !memcmp(p, "hello", 5));
+    CHECK(d && gm_detok_flush(d, &p, &len) == 0 && len == 0);
+    CHECK(d && gm_detok_push(d, SP_WORLD, &p, &len) == 0 && len == 6 && !memcmp(p, " world", 6));
+    if (d) gm_detok_reset(d);
+    CHECK(d && gm_detok_push(d, SP_WORLD, &p, &len) == 0 && len == 5 && !memcmp(p, "world", 5));
+    gm_detok_free(d);
     gm_tokenizer_free(t);
 
     t = tiny_sp(0); /* add_space_prefix false: no prefix, no strip */
