@@ -26,6 +26,7 @@ static int usage(void) {
             "  --raw            no chat template: the prompt is fed as it is\n"
             "  --ids 1,2,3      feed these token ids instead of a prompt\n"
             "  --ignore-eos     keep generating past end-of-sequence tokens\n"
+            "  --prefill-chunk N  prompt tokens per prefill step (default 512)\n"
             "  --json           print one JSON object (text, tokens, stats) instead of streaming\n"
             "  --device D       auto, cpu or gpu\n"
             "  --no-cpu-kernels use MLX's own CPU quantized matmul\n");
@@ -74,6 +75,9 @@ int cmd_run(int argc, char **argv) {
         } else if (!strcmp(a, "--stop")) {
             if (n_stops == 16) return cli_error("run", "at most 16 stop strings");
             stops[n_stops++] = v, i++;
+        } else if (!strcmp(a, "--prefill-chunk")) {
+            if (cli_parse_int(v, 1, 1 << 20, &iv)) return cli_error("run", "bad --prefill-chunk %s", v);
+            p.prefill_chunk = (int)iv, i++;
         } else if (!strcmp(a, "--ids")) {
             ids_arg = v, i++;
         } else if (!strcmp(a, "--device")) {

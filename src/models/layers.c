@@ -84,8 +84,10 @@ mx_array gm_linear_apply(const gm_linear *l, mx_array x) {
 mx_array gm_embedding_lookup(const gm_linear *table, mx_array ids, mx_dtype dtype) {
     if (!table->bits) return mx_astype(mx_take(table->w, ids, 0), dtype);
     mx_array w = mx_take(table->w, ids, 0);
-    mx_array s = mx_take(table->scales, ids, 0);
-    mx_array b = mx_take(table->biases, ids, 0);
+    /* MLX dequantizes in the scales' dtype: widen the gathered rows first so
+     * float16 GGUF scales do not round float32 embeddings. */
+    mx_array s = mx_astype(mx_take(table->scales, ids, 0), dtype);
+    mx_array b = mx_astype(mx_take(table->biases, ids, 0), dtype);
     return mx_dequantize(w, s, b, table->group_size, table->bits, dtype);
 }
 
