@@ -120,6 +120,7 @@ static void feed(gm_detok *d, size_t k, const char *s, size_t n) {
         return;
     case GM_DEC_BYTE_LEVEL: {
         if (gm_byte_level_decode(&ss->hold, s, n)) d->failed = 1;
+        if (!ss->hold.len) return;
         ss->tmp.len = 0;
         size_t used = gm_utf8_lossy(&ss->tmp, ss->hold.data, ss->hold.len, 1);
         memmove(ss->hold.data, ss->hold.data + used, ss->hold.len - used);

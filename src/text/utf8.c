@@ -105,6 +105,7 @@ int gm_utf8_valid(const char *s, size_t n) {
 
 size_t gm_utf8_lossy(gm_buf *out, const char *s, size_t n, int partial) {
     static const char fffd[] = "\xEF\xBF\xBD";
+    if (n == 0) return 0;
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* run: start of the valid stretch not yet copied */
     while (i < n) {
