@@ -13,7 +13,7 @@
 /* Largest M the matrix-vector path accepts (its per-row state is on the
  * stack); the default switch-over point comes from bench_qmm. */
 #define QMM_MV_LIMIT 16
-#define QMM_MV_DEFAULT 4
+#define QMM_MV_DEFAULT 6
 
 static _Atomic(const gm_qmm_backend *) g_backend;
 static _Atomic int g_mv_max = -1;
@@ -121,18 +121,22 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     c->xp = xp;
     c->xsum = xsum;
 
-    /* Enough tasks to balance a busy machine, none so small that handing
-     * it out costs more than reading its weights. */
+    /* Tasks of ~32 KB of weights: enough of them that a thread stalled by
+     * a busy machine holds up little, none so small that taking one costs
+     * more than reading it; below ~24 KB in all, threads do not pay. */
     size_t sb = a->sb_dtype == GM_F32 ? 4 : 2;
     size_t row_bytes = (size_t)K * a->bits / 8 + 2 * sb * G;
     size_t total = row_bytes * a->N;
     int threads = gm_pool_threads();
     int ntasks = 1;
     if (threads > 1 && total >= 24 * 1024) {
-        size_t by_size = total / (16 * 1024);
-        ntasks = threads * 4;
-        if ((size_t)ntasks > by_size) ntasks = (int)by_size;
-        if (ntasks < threads) ntasks = threads;
+        size_t n = total / (32 * 1024);
+        size_t small = total / (12 * 1024); /* small matrices: a few tasks per thread */
+        size_t want = (size_t)threads * 4 < small ? (size_t)threads * 4 : small;
+        if (n < want) n = want;
+        if (n < (size_t)threads) n = (size_t)threads;
+        if (n > 4096) n = 4096;
+        ntasks = (int)n;
     }
     int rows = (a->N + ntasks - 1) / ntasks;
     rows = (rows + 3) & ~3;

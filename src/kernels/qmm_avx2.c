@@ -67,6 +67,7 @@ AVX2_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR, const 
     const float *xs = c->xsum + (size_t)m0 * G;
     __m256 yacc[MV_ROWS];
     float bacc[MV_ROWS];
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         yacc[r] = _mm256_setzero_ps();
         bacc[r] = 0.0f;
@@ -76,6 +77,7 @@ AVX2_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR, const 
         float sf[8], bf[8];
         load8(a->scales, (size_t)n * G + g0, ng, a->sb_dtype, sf);
         load8(a->biases, (size_t)n * G + g0, ng, a->sb_dtype, bf);
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; r++)
             for (int gi = 0; gi < ng; gi++) bacc[r] += bf[gi] * xs[(size_t)r * G + g0 + gi];
         for (int gi = 0; gi < ng; gi++) {
@@ -83,13 +85,16 @@ AVX2_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR, const 
             const uint8_t *p = wb + (size_t)g * (GS * BITS / 8);
             const float *xg = x + (size_t)g * GS;
             __m256 d0[MV_ROWS], d1[MV_ROWS];
+            #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) d0[r] = d1[r] = _mm256_setzero_ps();
+            #pragma GCC unroll 8
             for (int u = 0; u < GS; u += 16) {
                 __m256 lo, hi;
                 if (BITS == 4)
                     unpack4(p + u / 2, &lo, &hi);
                 else
                     unpack8(p + u, &lo, &hi);
+                #pragma GCC unroll 8
                 for (int r = 0; r < MR; r++) {
                     const float *xr = xg + (size_t)r * K + u;
                     d0[r] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xr), d0[r]);
@@ -97,9 +102,11 @@ AVX2_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR, const 
                 }
             }
             __m256 s = _mm256_broadcast_ss(&sf[gi]);
+            #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) yacc[r] = _mm256_fmadd_ps(s, _mm256_add_ps(d0[r], d1[r]), yacc[r]);
         }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
         qmm_store(a->y, (size_t)(m0 + r) * a->N + n, hsum(yacc[r]) + bacc[r], a->y_dtype);
 }
@@ -170,7 +177,9 @@ AVX2_FN static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc,
 AVX2_INLINE void micro_body(const float *wt, int ldw, const float *xp, int kc, float *acc,
                             int ldc, int first, const int NR, const int NV) {
     __m256 cc[QMM_NR][2];
+    #pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++)
             cc[i][v] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(acc + (size_t)i * ldc + 8 * v);
     const int W = NV * 8;
@@ -178,13 +187,16 @@ AVX2_INLINE void micro_body(const float *wt, int ldw, const float *xp, int kc, f
     for (int k = 0; k < kc; k++) {
         __m256 x0 = _mm256_loadu_ps(xp + (size_t)k * W);
         __m256 x1 = NV == 2 ? _mm256_loadu_ps(xp + (size_t)k * W + 8) : x0;
+        #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) {
             __m256 w = _mm256_broadcast_ss(wt + (size_t)i * ldw + k);
             cc[i][0] = _mm256_fmadd_ps(w, x0, cc[i][0]);
             if (NV == 2) cc[i][1] = _mm256_fmadd_ps(w, x1, cc[i][1]);
         }
     }
+    #pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) _mm256_storeu_ps(acc + (size_t)i * ldc + 8 * v, cc[i][v]);
 }
 

@@ -45,6 +45,7 @@ NEON_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR) {
     const uint8_t *wb = (const uint8_t *)(a->w + (size_t)n * c->wrow);
     float32x4_t yacc[MV_ROWS];
     float bacc[MV_ROWS];
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         yacc[r] = vdupq_n_f32(0.0f);
         bacc[r] = 0.0f;
@@ -54,10 +55,12 @@ NEON_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR) {
         float b = qmm_load(a->biases, (size_t)n * G + g, a->sb_dtype);
         const uint8_t *p = wb + (size_t)g * gs * bits / 8;
         float32x4_t d[MV_ROWS][2];
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) d[r][0] = d[r][1] = vdupq_n_f32(0.0f);
         for (int u = 0; u < gs; u += 16) {
             float32x4_t w[4];
             unpack16(p + u * bits / 8, bits, w);
+            #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
                 const float *x = c->xp + (size_t)(m0 + r) * K + (size_t)g * gs + u;
                 d[r][0] = vfmaq_f32(d[r][0], w[0], vld1q_f32(x));
@@ -66,11 +69,13 @@ NEON_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR) {
                 d[r][1] = vfmaq_f32(d[r][1], w[3], vld1q_f32(x + 12));
             }
         }
+        #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             yacc[r] = vfmaq_n_f32(yacc[r], vaddq_f32(d[r][0], d[r][1]), s);
             bacc[r] += b * c->xsum[(size_t)(m0 + r) * G + g];
         }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < MR; r++)
         qmm_store(a->y, (size_t)(m0 + r) * a->N + n, vaddvq_f32(yacc[r]) + bacc[r], a->y_dtype);
 }
@@ -113,19 +118,26 @@ static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *
 NEON_INLINE void micro_body(const float *wt, int ldw, const float *xp, int kc, float *acc,
                             int ldc, int first, const int NR, const int NV) {
     float32x4_t cc[QMM_NR][4];
+    #pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++)
             cc[i][v] = first ? vdupq_n_f32(0.0f) : vld1q_f32(acc + (size_t)i * ldc + 4 * v);
     const int W = NV * 4;
     for (int k = 0; k < kc; k++) {
         float32x4_t x[4];
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) x[v] = vld1q_f32(xp + (size_t)k * W + 4 * v);
+        #pragma GCC unroll 8
         for (int i = 0; i < NR; i++) {
             float w = wt[(size_t)i * ldw + k];
+            #pragma GCC unroll 8
             for (int v = 0; v < NV; v++) cc[i][v] = vfmaq_n_f32(cc[i][v], x[v], w);
         }
     }
+    #pragma GCC unroll 8
     for (int i = 0; i < NR; i++)
+        #pragma GCC unroll 8
         for (int v = 0; v < NV; v++) vst1q_f32(acc + (size_t)i * ldc + 4 * v, cc[i][v]);
 }
 

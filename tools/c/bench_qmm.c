@@ -1,0 +1,410 @@
+/* bench_qmm.c - benchmarks our CPU quantized matmul against MLX's own op on
+ * the shapes of SmolLM2-135M and Qwen2.5-0.5B, next to the machine's
+ * measured memory read bandwidth (the roofline of a matrix-vector product).
+ *
+ *   bench_qmm [--json] [--dtype f32|f16|bf16] [--threads N] [--quick]
+ *             [--no-mlx] [--mlx-budget SECONDS]
+ *
+ * "ours" calls the C kernel directly, rotating over enough copies of the
+ * weights (> 128 MB) that they stream from DRAM as in a real decode step;
+ * "hot" repeats one matrix (cache-resident when small); "ours+mlx" goes through
+ * mx_quantized_matmul with our kernels on (graph build + eval included);
+ * "mlx" is the same call with them off. GB/s counts the weight bytes read
+ * (packed weights + scales + biases) per call. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/half.h"
+#include "kernels/pool.h"
+#include "kernels/qmm.h"
+#include "mlx/mx.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static uint32_t rnd(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 11);
+}
+static float rndf(void) { return ((float)(rnd() & 0xffff) / 65536.0f - 0.5f) * 2.0f; }
+
+/* ---- memory read bandwidth ---- */
+
+typedef struct bw_job {
+    const uint64_t *buf;
+    size_t words_per_task;
+    uint64_t sums[1024];
+} bw_job;
+
+static void bw_task(void *ctx, int task, int worker) {
+    (void)worker;
+    bw_job *j = ctx;
+    const uint64_t *p = j->buf + (size_t)task * j->words_per_task;
+    uint64_t a = 0, b = 0, c = 0, d = 0;
+    for (size_t i = 0; i < j->words_per_task; i += 4) {
+        a += p[i];
+        b += p[i + 1];
+        c += p[i + 2];
+        d += p[i + 3];
+    }
+    j->sums[task % 1024] = a + b + c + d;
+}
+
+/* Best of several streaming passes over a buffer far larger than the
+ * last-level cache, split over `threads` threads. */
+static double read_bandwidth(size_t bytes, int threads, int passes) {
+    bw_job *j = calloc(1, sizeof *j);
+    uint64_t *buf = malloc(bytes);
+    if (!j || !buf) {
+        free(j);
+        free(buf);
+        return 0;
+    }
+    for (size_t i = 0; i < bytes / 8; i++) buf[i] = i;
+    int ntasks = 256;
+    j->buf = buf;
+    j->words_per_task = bytes / 8 / ntasks / 4 * 4;
+    double best = 0;
+    for (int p = 0; p < passes; p++) {
+        double t0 = now_s();
+        gm_pool_run(bw_task, j, ntasks, threads);
+        double dt = now_s() - t0;
+        double gbps = (double)j->words_per_task * 8 * ntasks / dt / 1e9;
+        if (gbps > best) best = gbps;
+    }
+    free(buf);
+    free(j);
+    return best;
+}
+
+/* ---- one benchmark case ---- */
+
+typedef struct bcase {
+    const char *model, *name;
+    int N, K;
+} bcase;
+
+static const bcase cases[] = {
+    {"SmolLM2-135M", "q/o 576->576", 576, 576},
+    {"SmolLM2-135M", "k/v 576->192", 192, 576},
+    {"SmolLM2-135M", "gate/up 576->1536", 1536, 576},
+    {"SmolLM2-135M", "down 1536->576", 576, 1536},
+    {"SmolLM2-135M", "unembed 49152x576", 49152, 576},
+    {"Qwen2.5-0.5B", "q/o 896->896", 896, 896},
+    {"Qwen2.5-0.5B", "k/v 896->128", 128, 896},
+    {"Qwen2.5-0.5B", "gate/up 896->4864", 4864, 896},
+    {"Qwen2.5-0.5B", "down 4864->896", 896, 4864},
+    {"Qwen2.5-0.5B", "unembed 151936x896", 151936, 896},
+};
+
+typedef struct opts {
+    int json, quick, no_mlx, threads;
+    gm_fdtype dt;
+    double mlx_budget;
+} opts;
+
+static size_t dsz(gm_fdtype t) { return t == GM_F32 ? 4 : 2; }
+static mx_dtype mxdt(gm_fdtype t) {
+    return t == GM_F16 ? MX_FLOAT16 : t == GM_BF16 ? MX_BFLOAT16 : MX_FLOAT32;
+}
+static const char *dtname(gm_fdtype t) { return t == GM_F16 ? "f16" : t == GM_BF16 ? "bf16" : "f32"; }
+
+static void fill(void *p, size_t n, gm_fdtype t, float scale, float offset) {
+    for (size_t i = 0; i < n; i++) {
+        float v = rndf() * scale + offset;
+        if (t == GM_F16) ((uint16_t *)p)[i] = gm_f32_to_f16(v);
+        else if (t == GM_BF16) ((uint16_t *)p)[i] = gm_f32_to_bf16(v);
+        else ((float *)p)[i] = v;
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median seconds per call of fn over at least `min_iters` calls or
+ * `min_time` seconds (capped at 200 calls), after one warm-up call. */
+typedef int (*call_fn)(void *);
+static double time_calls(call_fn fn, void *arg, int min_iters, double min_time) {
+    double t[200];
+    if (fn(arg) != 0) return -1;
+    int n = 0;
+    double start = now_s();
+    while (n < 200 && (n < min_iters || now_s() - start < min_time)) {
+        double t0 = now_s();
+        if (fn(arg) != 0) return -1;
+        t[n++] = now_s() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return t[n / 2];
+}
+
+typedef struct run_ctx {
+    gm_qmm_args a;
+    /* rotation over copies of the weights for cold-cache timing */
+    int copies, next;
+    const uint32_t *w0;
+    const char *s0, *b0;
+    size_t wstride, sstride;
+    mx_array x, w, s, b;
+    int gs;
+    int kernels_on;
+} run_ctx;
+
+static int call_ours(void *arg) { return gm_qmm(&((run_ctx *)arg)->a); }
+
+static int call_ours_cold(void *arg) {
+    run_ctx *r = arg;
+    int i = r->next;
+    r->next = (r->next + 1) % r->copies;
+    r->a.w = r->w0 + (size_t)i * r->wstride;
+    r->a.scales = r->s0 + (size_t)i * r->sstride;
+    r->a.biases = r->b0 + (size_t)i * r->sstride;
+    return gm_qmm(&r->a);
+}
+
+static int call_mlx(void *arg) {
+    run_ctx *r = arg;
+    mx_set_cpu_kernels(r->kernels_on);
+    mx_scope *sc = mx_scope_open();
+    mx_array y = mx_quantized_matmul(r->x, r->w, r->s, r->b, 1, r->gs, 4);
+    int rc = y ? mx_eval(&y, 1) : -1;
+    mx_scope_close(sc);
+    mx_set_cpu_kernels(1);
+    return rc;
+}
+
+typedef struct result {
+    double ours, hot, ours_mlx, mlx; /* seconds per call; <0: not measured */
+    int mlx_from_m;             /* MLX timed at this M and scaled (0: measured as is) */
+} result;
+
+static result run_case(const bcase *c, int M, int gs, const opts *o) {
+    result res = {-1, -1, -1, -1, 0};
+    int N = c->N, K = c->K, G = K / gs;
+    gm_fdtype dt = o->dt;
+    size_t words = (size_t)N * K / 8;
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    uint32_t *w = malloc(words * 4);
+    void *s = malloc((size_t)N * G * dsz(dt));
+    void *b = malloc((size_t)N * G * dsz(dt));
+    void *x = malloc((size_t)M * K * dsz(dt));
+    void *y = malloc((size_t)M * N * dsz(dt));
+    if (!w || !s || !b || !x || !y) goto out;
+    for (size_t i = 0; i < words; i++) w[i] = rnd();
+    fill(s, (size_t)N * G, dt, 0.002f, 0.006f);
+    fill(b, (size_t)N * G, dt, 0.01f, -0.05f);
+    fill(x, (size_t)M * K, dt, 1.0f, 0.0f);
+    gm_qmm_args a = {x, w, s, b, y, M, N, K, 4, gs, dt, dt, dt};
+    r.a = a;
+    r.gs = gs;
+    int iters = o->quick ? 2 : 5;
+    double min_time = o->quick ? 0.05 : (M == 1 ? 0.3 : 0.5);
+    res.hot = time_calls(call_ours, &r, iters, min_time);
+    res.ours = res.hot;
+    if (M == 1) {
+        size_t wb = words * 4, sb = (size_t)N * G * dsz(dt);
+        int copies = (int)((128u << 20) / (wb + 2 * sb)) + 1;
+        if (copies > 4096) copies = 4096;
+        char *cw = malloc(wb * copies), *cs = malloc(sb * copies), *cb = malloc(sb * copies);
+        if (cw && cs && cb) {
+            for (int i = 0; i < copies; i++) {
+                memcpy(cw + (size_t)i * wb, w, wb);
+                memcpy(cs + (size_t)i * sb, s, sb);
+                memcpy(cb + (size_t)i * sb, b, sb);
+            }
+            r.copies = copies;
+            r.w0 = (const uint32_t *)cw;
+            r.s0 = cs;
+            r.b0 = cb;
+            r.wstride = words;
+            r.sstride = sb;
+            res.ours = time_calls(call_ours_cold, &r, copies < 20 ? 20 : copies, min_time);
+            r.a = a;
+        }
+        free(cw);
+        free(cs);
+        free(cb);
+    }
+    if (o->no_mlx) goto out;
+
+    int wshape[2] = {N, K / 8}, sshape[2] = {N, G}, xshape[2] = {M, K};
+    r.w = mx_from_data(w, wshape, 2, MX_UINT32);
+    r.s = mx_from_data(s, sshape, 2, mxdt(dt));
+    r.b = mx_from_data(b, sshape, 2, mxdt(dt));
+    r.x = mx_from_data(x, xshape, 2, mxdt(dt));
+    if (!r.w || !r.s || !r.b || !r.x || mx_eval(&r.w, 1) || mx_eval(&r.s, 1) ||
+        mx_eval(&r.b, 1) || mx_eval(&r.x, 1)) {
+        fprintf(stderr, "mlx setup failed: %s\n", mx_error());
+        goto out;
+    }
+    r.kernels_on = 1;
+    res.ours_mlx = time_calls(call_mlx, &r, iters, min_time);
+
+    /* MLX's CPU op costs the same per row of x, so a big M is first timed
+     * on 8 rows and only run in full when that fits the budget. */
+    r.kernels_on = 0;
+    if (M == 1) {
+        res.mlx = time_calls(call_mlx, &r, iters, min_time);
+    } else {
+        int m = 8;
+        mx_array xs = mx_from_data(x, (int[]){m, K}, 2, mxdt(dt));
+        mx_array full = r.x;
+        r.x = xs;
+        double tm = time_calls(call_mlx, &r, 1, 0);
+        r.x = full;
+        mx_free(xs);
+        if (tm > 0 && tm * M / m * 2 <= o->mlx_budget) {
+            res.mlx = time_calls(call_mlx, &r, 1, 0);
+        } else if (tm > 0) {
+            res.mlx = tm * M / m;
+            res.mlx_from_m = m;
+        }
+    }
+out:
+    mx_free(r.w);
+    mx_free(r.s);
+    mx_free(r.b);
+    mx_free(r.x);
+    free(w);
+    free(s);
+    free(b);
+    free(x);
+    free(y);
+    return res;
+}
+
+static void cpu_model(char *out, size_t cap) {
+    snprintf(out, cap, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f) return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10)) {
+            char *v = strchr(line, ':');
+            if (v) {
+                v++;
+                while (*v == ' ') v++;
+                v[strcspn(v, "\n")] = 0;
+                snprintf(out, cap, "%s", v);
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static double load_avg(void) {
+    double l = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &l) != 1) l = -1;
+        fclose(f);
+    }
+    return l;
+}
+
+int main(int argc, char **argv) {
+    opts o = {0, 0, 0, 0, GM_F32, 20.0};
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--json")) o.json = 1;
+        else if (!strcmp(argv[i], "--quick")) o.quick = 1;
+        else if (!strcmp(argv[i], "--no-mlx")) o.no_mlx = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mlx-budget") && i + 1 < argc) o.mlx_budget = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
+            const char *d = argv[++i];
+            o.dt = !strcmp(d, "f16") ? GM_F16 : !strcmp(d, "bf16") ? GM_BF16 : GM_F32;
+        } else {
+            fprintf(stderr,
+                    "usage: bench_qmm [--json] [--dtype f32|f16|bf16] [--threads N] [--quick] "
+                    "[--no-mlx] [--mlx-budget SECONDS]\n");
+            return 2;
+        }
+    }
+    if (o.threads > 0) gm_pool_set_threads(o.threads);
+    if (!o.no_mlx && mx_set_device(0) != 0) {
+        fprintf(stderr, "cannot select the MLX cpu device: %s\n", mx_error());
+        return 1;
+    }
+    int threads = gm_pool_threads();
+    char cpu[256];
+    cpu_model(cpu, sizeof cpu);
+    double load0 = load_avg();
+    size_t bw_bytes = (size_t)(o.quick ? 256 : 512) << 20;
+    double bw = read_bandwidth(bw_bytes, threads, o.quick ? 3 : 6);
+    double bw1 = read_bandwidth(bw_bytes, 1, o.quick ? 2 : 4);
+
+    if (o.json) {
+        printf("{\"cpu\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"dtype\": \"%s\", "
+               "\"load_avg_1m_start\": %.2f, \"mem_read_gbps\": %.2f, \"mem_read_gbps_1thread\": "
+               "%.2f, \"results\": [",
+               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1);
+    } else {
+        printf("cpu: %s, %d threads, isa %s, dtype %s, load avg %.2f\n", cpu, threads,
+               gm_qmm_isa(), dtname(o.dt), load0);
+        printf("memory read bandwidth: %.1f GB/s (%d threads), %.1f GB/s (1 thread)\n\n", bw,
+               threads, bw1);
+        printf("%-13s %-19s %3s %4s | %9s %7s %6s %8s | %9s %9s %9s | %7s\n", "model", "matrix",
+               "gs", "M", "ours ms", "GB/s", "%roof", "hot GB/s", "ours+mlx", "mlx ms", "GFLOP/s",
+               "speedup");
+    }
+    int first = 1;
+    static const int gss[] = {64, 32};
+    static const int Ms[] = {1, 512};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++)
+        for (int gi = 0; gi < 2; gi++)
+            for (int mi = 0; mi < 2; mi++) {
+                const bcase *c = &cases[ci];
+                int gs = gss[gi], M = Ms[mi];
+                result r = run_case(c, M, gs, &o);
+                double wbytes = (double)c->N * c->K / 2 + 2.0 * c->N * (c->K / gs) * dsz(o.dt);
+                double flops = 2.0 * M * c->N * c->K;
+                double gbps = r.ours > 0 ? wbytes / r.ours / 1e9 : 0;
+                double speedup = r.ours_mlx > 0 && r.mlx > 0 ? r.mlx / r.ours_mlx : 0;
+                if (o.json) {
+                    printf("%s\n  {\"model\": \"%s\", \"matrix\": \"%s\", \"N\": %d, \"K\": %d, "
+                           "\"group_size\": %d, \"M\": %d, \"weight_bytes\": %.0f, "
+                           "\"ours_s\": %.6g, \"ours_gbps\": %.3f, \"roofline_pct\": %.1f, "
+                           "\"ours_gflops\": %.2f, \"ours_hot_s\": %.6g, \"ours_via_mlx_s\": %.6g, \"mlx_s\": %.6g, "
+                           "\"mlx_estimated_from_m\": %d, \"mlx_gflops\": %.3f, "
+                           "\"speedup_vs_mlx\": %.2f}",
+                           first ? "" : ",", c->model, c->name, c->N, c->K, gs, M, wbytes,
+                           r.ours, gbps, bw > 0 ? 100 * gbps / bw : 0,
+                           r.ours > 0 ? flops / r.ours / 1e9 : 0, r.hot, r.ours_mlx, r.mlx,
+                           r.mlx_from_m, r.mlx > 0 ? flops / r.mlx / 1e9 : 0, speedup);
+                } else {
+                    char mlxs[32] = "-";
+                    if (r.mlx > 0)
+                        snprintf(mlxs, sizeof mlxs, "%s%.3f", r.mlx_from_m ? "~" : "",
+                                 r.mlx * 1e3);
+                    printf("%-13s %-19s %3d %4d | %9.3f %7.2f %5.0f%% %8.2f | %9.3f %9s %9.2f | "
+                           "%6.1fx\n",
+                           c->model, c->name, gs, M, r.ours * 1e3, gbps,
+                           bw > 0 ? 100 * gbps / bw : 0, r.hot > 0 ? wbytes / r.hot / 1e9 : 0,
+                           r.ours_mlx * 1e3, mlxs,
+                           r.ours > 0 ? flops / r.ours / 1e9 : 0, speedup);
+                }
+                fflush(stdout);
+                first = 0;
+            }
+    double load1 = load_avg();
+    if (o.json)
+        printf("\n], \"load_avg_1m_end\": %.2f}\n", load1);
+    else
+        printf("\nload avg at the end: %.2f (~: MLX timed on 8 rows and scaled; speedup = mlx / "
+               "ours+mlx)\n",
+               load1);
+    return 0;
+}
