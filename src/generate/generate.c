@@ -70,16 +70,24 @@ size_t gm_model_stop_ids(const gm_model *m, int32_t *out, size_t cap) {
     return n;
 }
 
-/* Runs ids through the model, appending to the cache. With want_logits the
- * last position's logits come back (scope-owned); else only the cache is
- * evaluated. */
+/* Runs ids through the model, appending to the cache. The graph is built
+ * in its own scope and the scope closed before evaluation: holding handles
+ * to every intermediate would keep all of their buffers alive during eval
+ * (about hidden x layers x 20 floats per prompt token). With want_logits
+ * the last position's logits come back unevaluated and owned by the
+ * caller; else the cache is evaluated. */
 static int forward_chunk(gm_session *s, const int32_t *ids, int n, int want_logits,
                          mx_array *logits) {
     gm_model *m = s->model;
+    mx_scope *scope = mx_scope_open();
     mx_array in = mx_from_data(ids, (int[]){1, n}, 2, MX_INT32);
-    mx_array out = m->arch->forward(m, in, &s->cache, want_logits ? GM_LOGITS_LAST : GM_LOGITS_NONE);
+    mx_array out = mx_keep(m->arch->forward(m, in, &s->cache, want_logits ? GM_LOGITS_LAST : GM_LOGITS_NONE));
+    mx_scope_close(scope);
     if (!out) return gm_fail_mlx("running the model");
-    if (record_tokens(s, ids, (size_t)n)) return GOMLX_ERR_INTERNAL;
+    if (record_tokens(s, ids, (size_t)n)) {
+        mx_free(out);
+        return GOMLX_ERR_INTERNAL;
+    }
     if (want_logits) {
         *logits = out;
         return 0;
@@ -87,8 +95,9 @@ static int forward_chunk(gm_session *s, const int32_t *ids, int n, int want_logi
     mx_array arrays[2 * 256 + 1];
     int k = gm_kv_cache_arrays(&s->cache, arrays, 2 * 256);
     arrays[k++] = out;
-    if (mx_eval(arrays, k)) return gm_fail_mlx("prefill");
-    return 0;
+    int rc = mx_eval(arrays, k) ? gm_fail_mlx("prefill") : 0;
+    mx_free(out);
+    return rc;
 }
 
 static int is_stop_id(const int32_t *ids, size_t n, int32_t id) {
@@ -155,30 +164,27 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             reason = GOMLX_STOP_CANCELLED;
             goto done;
         }
-        mx_scope *scope = mx_scope_open();
         rc = forward_chunk(s, prompt + pos, chunk, 0, NULL);
-        mx_scope_close(scope);
         if (rc) goto fail_session;
         pos += (size_t)chunk;
     }
     if (p->max_tokens == 0) {
         /* Nothing to generate: still fill the cache with the whole prompt. */
-        mx_scope *scope = mx_scope_open();
         rc = forward_chunk(s, prompt + pos, (int)(n_prompt - pos), 0, NULL);
-        mx_scope_close(scope);
         if (rc) goto fail_session;
         reason = GOMLX_STOP_MAX_TOKENS;
         goto done;
     }
     {
-        mx_scope *scope = mx_scope_open();
-        mx_array logits;
+        mx_array logits = NULL;
         rc = forward_chunk(s, prompt + pos, (int)(n_prompt - pos), 1, &logits);
         if (!rc) {
+            mx_scope *scope = mx_scope_open();
             y = mx_keep(mx_reshape(gm_sampler_sample(&sampler, mx_reshape(logits, (int[]){1, -1}, 2)), (int[]){1, 1}, 2));
+            mx_scope_close(scope);
+            mx_free(logits);
             if (!y || mx_async_eval(&y, 1)) rc = gm_fail_mlx("sampling");
         }
-        mx_scope_close(scope);
         if (rc) goto fail_session;
     }
 
@@ -321,10 +327,11 @@ int gm_logits(gm_model *m, const int32_t *ids, size_t n, int chunk, float **out,
         int len = n - pos < (size_t)chunk ? (int)(n - pos) : chunk;
         mx_scope *scope = mx_scope_open();
         mx_array in = mx_from_data(ids + pos, (int[]){1, len}, 2, MX_INT32);
-        mx_array logits = m->arch->forward(m, in, &cache, GM_LOGITS_ALL);
+        mx_array logits = mx_keep(m->arch->forward(m, in, &cache, GM_LOGITS_ALL));
+        mx_scope_close(scope); /* before eval, so intermediates can be freed as it runs */
         if (!logits || mx_read(logits, MX_FLOAT32, buf + pos * (size_t)v, sizeof(float) * (size_t)len * (size_t)v))
             rc = gm_fail_mlx("computing logits");
-        mx_scope_close(scope);
+        mx_free(logits);
     }
     gm_kv_cache_free(&cache);
     if (rc) {
