@@ -235,9 +235,11 @@ gomlx_status gomlx_generate_text(gomlx_session *session, const char *prompt,
 gomlx_status gomlx_generate_ids(gomlx_session *session, const int32_t *ids, size_t n_ids,
                                 const gomlx_generate_params *params, gomlx_result *out);
 
-/* Asks the session's current (or next queued) generation to stop. It stops
+/* Asks the session's running or queued generation to stop. It stops
  * between prefill chunks or between tokens and returns with stop_reason
- * GOMLX_STOP_CANCELLED and status GOMLX_ERR_CANCELLED. Never blocks. */
+ * GOMLX_STOP_CANCELLED and status GOMLX_ERR_CANCELLED. With no generation
+ * in flight it does nothing, so a late cancel never hits the next call.
+ * Never blocks. */
 void gomlx_cancel(gomlx_session *session);
 
 /* ---------------------------------------------------------------- memory */

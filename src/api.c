@@ -32,6 +32,7 @@ struct gomlx_session {
     gomlx_model *model;
     gm_session s;
     atomic_int cancel;
+    atomic_int in_flight; /* generate calls queued or running */
     int alive; /* cache not yet freed */
     gomlx_session *next;
 };
@@ -293,6 +294,7 @@ gomlx_status gomlx_session_new(gomlx_model *h, gomlx_session **out) {
     if (!s) return ret(gm_fail(GOMLX_ERR_INTERNAL, "out of memory"));
     s->model = h;
     atomic_init(&s->cancel, 0);
+    atomic_init(&s->in_flight, 0);
     if ((rc = gm_worker_call(&h->worker, do_session_init, s))) {
         free(s);
         return ret(rc);
@@ -348,7 +350,9 @@ gomlx_status gomlx_session_reset(gomlx_session *s) {
 }
 
 void gomlx_cancel(gomlx_session *s) {
-    if (s) atomic_store(&s->cancel, 1);
+    /* Only a call queued or running can be cancelled: a stray cancel must
+     * not stop the session's next, unrelated call. */
+    if (s && atomic_load(&s->in_flight) > 0) atomic_store(&s->cancel, 1);
 }
 
 typedef struct {
@@ -389,7 +393,6 @@ static int do_generate(void *arg) {
     }
 done:
     free(ids);
-    atomic_store(&s->cancel, 0);
     return rc;
 }
 
@@ -400,7 +403,9 @@ static gomlx_status generate(gen_job *j) {
     if (!rc && !j->out) rc = gm_fail(GOMLX_ERR_INVALID_INPUT, "out is NULL");
     if (rc) return ret(rc);
     memset(j->out, 0, sizeof *j->out);
+    atomic_fetch_add(&j->s->in_flight, 1);
     rc = gm_worker_call(&j->s->model->worker, do_generate, j);
+    if (atomic_fetch_sub(&j->s->in_flight, 1) == 1) atomic_store(&j->s->cancel, 0);
     return ret(rc);
 }
 

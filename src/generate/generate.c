@@ -159,6 +159,10 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
 
     int chunk = p->prefill_chunk > 0 ? p->prefill_chunk : 512;
     size_t pos = common;
+    if (cancel && atomic_load(cancel)) {
+        reason = GOMLX_STOP_CANCELLED;
+        goto done;
+    }
     while (n_prompt - pos > (size_t)chunk) {
         if (cancel && atomic_load(cancel)) {
             reason = GOMLX_STOP_CANCELLED;

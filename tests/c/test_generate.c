@@ -100,7 +100,9 @@ static void test_cancel_and_callback_stop(void) {
     CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
     CHECK_EQ_INT(r.stats.stop_reason, GOMLX_STOP_CALLBACK);
     gomlx_result_free(&r);
-    /* The cancel flag does not leak into the next call. */
+    /* A cancel with nothing in flight is ignored, and the flag does not
+     * leak into the next call. */
+    gomlx_cancel(s);
     p.on_token = NULL;
     p.max_tokens = 6;
     CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
