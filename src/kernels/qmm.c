@@ -103,7 +103,8 @@ static void mv_task(void *ctx, int task, int worker) {
 static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     const gm_qmm_args *a = c->a;
     int M = a->M, K = a->K, G = c->groups, gs = a->group_size;
-    float *buf = malloc(((size_t)M * K + (size_t)M * G) * sizeof(float));
+    int Gp = (G + 7) & ~7;
+    float *buf = calloc((size_t)M * K + (size_t)M * Gp, sizeof(float));
     if (!buf) return -1;
     float *xp = buf, *xsum = buf + (size_t)M * K;
     for (int m = 0; m < M; m++) {
@@ -115,11 +116,12 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
         for (int g = 0; g < G; g++) {
             float s = 0.0f;
             for (int i = 0; i < gs; i++) s += xp[row + (size_t)g * gs + i];
-            xsum[(size_t)m * G + g] = s;
+            xsum[(size_t)m * Gp + g] = s;
         }
     }
     c->xp = xp;
     c->xsum = xsum;
+    c->xsum_stride = Gp;
 
     /* Tasks of ~32 KB of weights: enough of them that a thread stalled by
      * a busy machine holds up little, none so small that taking one costs

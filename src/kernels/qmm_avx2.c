@@ -9,13 +9,17 @@
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 #define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 #define MV_ROWS 4 /* rows of x sharing one pass over the weights */
+/* Bytes ahead in a weight row to prefetch: measured on Zen 4, a row-pair
+ * stream from DRAM runs ~30% faster single-threaded with 4 KB of lead. */
+#define QMM_PREFETCH 4096
 
 AVX2_INLINE float load1(const void *p, size_t i, gm_fdtype t) {
     if (t == GM_F16) return _cvtsh_ss(((const uint16_t *)p)[i]);
     return qmm_load(p, i, t);
 }
 
-/* Eight consecutive scales (or biases) as float32; fewer at a row's end. */
+/* Eight consecutive scales (or biases) as float32; at a row's end the
+ * missing ones read as zero. */
 AVX2_INLINE void load8(const void *p, size_t i, int n, gm_fdtype t, float *out) {
     if (n == 8) {
         if (t == GM_F16) {
@@ -32,7 +36,7 @@ AVX2_INLINE void load8(const void *p, size_t i, int n, gm_fdtype t, float *out) 
         _mm256_storeu_ps(out, _mm256_loadu_ps((const float *)p + i));
         return;
     }
-    for (int j = 0; j < n; j++) out[j] = load1(p, i + j, t);
+    for (int j = 0; j < 8; j++) out[j] = j < n ? load1(p, i + j, t) : 0.0f;
 }
 
 /* 8 bytes of 4-bit weights: the low nibbles (x positions 0..7 of the
@@ -55,71 +59,106 @@ AVX2_INLINE float hsum(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
-/* One weight row n against x rows m0..m0+MR-1. The group scale is applied
- * to a whole group's dot product and the bias to the group's x sum, so the
- * inner loop is unpack + FMA only. */
-AVX2_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR, const int BITS,
-                        const int GS) {
+/* NN weight rows from n against x rows m0..m0+MR-1. The group scale is
+ * applied to a whole group's dot product and the bias to the group's x sum,
+ * so the inner loop is unpack + FMA only. Two weight rows at once give the
+ * out-of-order core two independent chains and share the x loads. */
+AVX2_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, const int NN, const int MR,
+                         const int BITS, const int GS) {
     const gm_qmm_args *a = c->a;
     const int K = a->K, G = c->groups;
-    const uint8_t *wb = (const uint8_t *)(a->w + (size_t)n * c->wrow);
     const float *x = c->xp + (size_t)m0 * K;
-    const float *xs = c->xsum + (size_t)m0 * G;
-    __m256 yacc[MV_ROWS];
-    float bacc[MV_ROWS];
+    const float *xs = c->xsum + (size_t)m0 * c->xsum_stride;
+    __m256 yacc[2][MV_ROWS];
     #pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) {
-        yacc[r] = _mm256_setzero_ps();
-        bacc[r] = 0.0f;
-    }
+    for (int j = 0; j < NN; j++)
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) yacc[j][r] = _mm256_setzero_ps();
     for (int g0 = 0; g0 < G; g0 += 8) {
         int ng = G - g0 < 8 ? G - g0 : 8;
-        float sf[8], bf[8];
-        load8(a->scales, (size_t)n * G + g0, ng, a->sb_dtype, sf);
-        load8(a->biases, (size_t)n * G + g0, ng, a->sb_dtype, bf);
+        float sf[2][8];
         #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++)
-            for (int gi = 0; gi < ng; gi++) bacc[r] += bf[gi] * xs[(size_t)r * G + g0 + gi];
+        for (int j = 0; j < NN; j++) {
+            float bf[8];
+            size_t gi = (size_t)(n + j) * G + g0;
+            load8(a->scales, gi, ng, a->sb_dtype, sf[j]);
+            load8(a->biases, gi, ng, a->sb_dtype, bf);
+            /* Biases times group sums, lane by lane (the tail is zero-padded);
+             * the lanes are summed with the rest at the end. */
+            __m256 bv = _mm256_loadu_ps(bf);
+            #pragma GCC unroll 8
+            for (int r = 0; r < MR; r++)
+                yacc[j][r] = _mm256_fmadd_ps(
+                    bv, _mm256_loadu_ps(xs + (size_t)r * c->xsum_stride + g0), yacc[j][r]);
+        }
         for (int gi = 0; gi < ng; gi++) {
             int g = g0 + gi;
-            const uint8_t *p = wb + (size_t)g * (GS * BITS / 8);
             const float *xg = x + (size_t)g * GS;
-            __m256 d0[MV_ROWS], d1[MV_ROWS];
             #pragma GCC unroll 8
-            for (int r = 0; r < MR; r++) d0[r] = d1[r] = _mm256_setzero_ps();
+            for (int j = 0; j < NN; j++)
+                _mm_prefetch((const char *)(a->w + (size_t)(n + j) * c->wrow) +
+                                 (size_t)g * (GS * BITS / 8) + QMM_PREFETCH,
+                             _MM_HINT_T0);
+            __m256 d0[2][MV_ROWS], d1[2][MV_ROWS];
+            #pragma GCC unroll 8
+            for (int j = 0; j < NN; j++)
+                #pragma GCC unroll 8
+                for (int r = 0; r < MR; r++) d0[j][r] = d1[j][r] = _mm256_setzero_ps();
             #pragma GCC unroll 8
             for (int u = 0; u < GS; u += 16) {
-                __m256 lo, hi;
-                if (BITS == 4)
-                    unpack4(p + u / 2, &lo, &hi);
-                else
-                    unpack8(p + u, &lo, &hi);
                 #pragma GCC unroll 8
-                for (int r = 0; r < MR; r++) {
-                    const float *xr = xg + (size_t)r * K + u;
-                    d0[r] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xr), d0[r]);
-                    d1[r] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xr + 8), d1[r]);
+                for (int j = 0; j < NN; j++) {
+                    const uint8_t *p = (const uint8_t *)(a->w + (size_t)(n + j) * c->wrow) +
+                                       (size_t)g * (GS * BITS / 8);
+                    __m256 lo, hi;
+                    if (BITS == 4)
+                        unpack4(p + u / 2, &lo, &hi);
+                    else
+                        unpack8(p + u, &lo, &hi);
+                    #pragma GCC unroll 8
+                    for (int r = 0; r < MR; r++) {
+                        const float *xr = xg + (size_t)r * K + u;
+                        d0[j][r] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(xr), d0[j][r]);
+                        d1[j][r] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(xr + 8), d1[j][r]);
+                    }
                 }
             }
-            __m256 s = _mm256_broadcast_ss(&sf[gi]);
             #pragma GCC unroll 8
-            for (int r = 0; r < MR; r++) yacc[r] = _mm256_fmadd_ps(s, _mm256_add_ps(d0[r], d1[r]), yacc[r]);
+            for (int j = 0; j < NN; j++) {
+                __m256 sc = _mm256_broadcast_ss(&sf[j][gi]);
+                #pragma GCC unroll 8
+                for (int r = 0; r < MR; r++)
+                    yacc[j][r] = _mm256_fmadd_ps(sc, _mm256_add_ps(d0[j][r], d1[j][r]), yacc[j][r]);
+            }
         }
     }
     #pragma GCC unroll 8
-    for (int r = 0; r < MR; r++)
-        qmm_store(a->y, (size_t)(m0 + r) * a->N + n, hsum(yacc[r]) + bacc[r], a->y_dtype);
+    for (int j = 0; j < NN; j++)
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+            qmm_store(a->y, (size_t)(m0 + r) * a->N + n + j, hsum(yacc[j][r]), a->y_dtype);
 }
 
+/* Pairs of weight rows while x has at most 2 rows (registers allow it),
+ * single rows with up to MV_ROWS x rows otherwise. */
 AVX2_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, const int GS) {
     int M = c->a->M;
-    for (int n = n0; n < n1; n++) {
+    int n = n0;
+    if (M <= 2) {
+        for (; n + 2 <= n1; n += 2) {
+            if (M == 1)
+                mv_rows(c, n, 0, 2, 1, BITS, GS);
+            else
+                mv_rows(c, n, 0, 2, 2, BITS, GS);
+        }
+    }
+    for (; n < n1; n++) {
         for (int m0 = 0; m0 < M; m0 += MV_ROWS) {
             switch (M - m0 < MV_ROWS ? M - m0 : MV_ROWS) {
-            case 1: mv_row(c, n, m0, 1, BITS, GS); break;
-            case 2: mv_row(c, n, m0, 2, BITS, GS); break;
-            case 3: mv_row(c, n, m0, 3, BITS, GS); break;
-            default: mv_row(c, n, m0, 4, BITS, GS); break;
+            case 1: mv_rows(c, n, m0, 1, 1, BITS, GS); break;
+            case 2: mv_rows(c, n, m0, 1, 2, BITS, GS); break;
+            case 3: mv_rows(c, n, m0, 1, 3, BITS, GS); break;
+            default: mv_rows(c, n, m0, 1, 4, BITS, GS); break;
             }
         }
     }

@@ -31,7 +31,8 @@ typedef struct gm_qmm_ctx {
     size_t wrow;    /* uint32 words per weight row */
     /* matrix-vector path */
     const float *xp;   /* [M][K] float32, permuted */
-    const float *xsum; /* [M][groups]: sum of x over each group */
+    const float *xsum; /* [M][xsum_stride]: sum of x over each group, zero-padded */
+    int xsum_stride;   /* groups rounded up to 8, so 8 can always be loaded */
     int mv_rows;       /* weight rows per task */
     /* tiled path */
     const float *xpack; /* x panels: panel p at p*K*QMM_MP, laid [K][width] */

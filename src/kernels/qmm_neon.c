@@ -72,7 +72,7 @@ NEON_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR) {
         #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
             yacc[r] = vfmaq_n_f32(yacc[r], vaddq_f32(d[r][0], d[r][1]), s);
-            bacc[r] += b * c->xsum[(size_t)(m0 + r) * G + g];
+            bacc[r] += b * c->xsum[(size_t)(m0 + r) * c->xsum_stride + g];
         }
     }
     #pragma GCC unroll 8

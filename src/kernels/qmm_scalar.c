@@ -27,7 +27,7 @@ static void mv(const gm_qmm_ctx *c, int n0, int n1) {
         const uint8_t *wb = (const uint8_t *)(a->w + (size_t)n * c->wrow);
         for (int m = 0; m < a->M; m++) {
             const float *x = c->xp + (size_t)m * a->K;
-            const float *xs = c->xsum + (size_t)m * G;
+            const float *xs = c->xsum + (size_t)m * c->xsum_stride;
             float acc = 0.0f;
             for (int g = 0; g < G; g++) {
                 float s = qmm_load(a->scales, (size_t)n * G + g, a->sb_dtype);

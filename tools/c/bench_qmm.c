@@ -3,7 +3,7 @@
  * measured memory read bandwidth (the roofline of a matrix-vector product).
  *
  *   bench_qmm [--json] [--dtype f32|f16|bf16] [--threads N] [--quick]
- *             [--no-mlx] [--mlx-budget SECONDS]
+ *             [--no-mlx] [--mlx-budget SECONDS] [--m M] [--gs G]
  *
  * "ours" calls the C kernel directly, rotating over enough copies of the
  * weights (> 128 MB) that they stream from DRAM as in a real decode step;
@@ -108,6 +108,7 @@ static const bcase cases[] = {
 
 typedef struct opts {
     int json, quick, no_mlx, threads;
+    int only_m, only_gs; /* 0: all */
     gm_fdtype dt;
     double mlx_budget;
 } opts;
@@ -316,20 +317,22 @@ static double load_avg(void) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {0, 0, 0, 0, GM_F32, 20.0};
+    opts o = {0, 0, 0, 0, 0, 0, GM_F32, 20.0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) o.json = 1;
         else if (!strcmp(argv[i], "--quick")) o.quick = 1;
         else if (!strcmp(argv[i], "--no-mlx")) o.no_mlx = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mlx-budget") && i + 1 < argc) o.mlx_budget = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--m") && i + 1 < argc) o.only_m = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--gs") && i + 1 < argc) o.only_gs = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--dtype") && i + 1 < argc) {
             const char *d = argv[++i];
             o.dt = !strcmp(d, "f16") ? GM_F16 : !strcmp(d, "bf16") ? GM_BF16 : GM_F32;
         } else {
             fprintf(stderr,
                     "usage: bench_qmm [--json] [--dtype f32|f16|bf16] [--threads N] [--quick] "
-                    "[--no-mlx] [--mlx-budget SECONDS]\n");
+                    "[--no-mlx] [--mlx-budget SECONDS] [--m M] [--gs G]\n");
             return 2;
         }
     }
@@ -368,6 +371,14 @@ int main(int argc, char **argv) {
             for (int mi = 0; mi < 2; mi++) {
                 const bcase *c = &cases[ci];
                 int gs = gss[gi], M = Ms[mi];
+                if (o.only_m > 0) {
+                    if (mi) continue;
+                    M = o.only_m;
+                }
+                if (o.only_gs > 0) {
+                    if (gi) continue;
+                    gs = o.only_gs;
+                }
                 result r = run_case(c, M, gs, &o);
                 double wbytes = (double)c->N * c->K / 2 + 2.0 * c->N * (c->K / gs) * dsz(o.dt);
                 double flops = 2.0 * M * c->N * c->K;
