@@ -109,14 +109,23 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     float *xp = buf, *xsum = buf + (size_t)M * K;
     for (int m = 0; m < M; m++) {
         size_t row = (size_t)m * K;
-        for (int p = 0; p < K; p++) {
-            int k = a->bits == 4 ? qmm_perm4(p) : p;
-            xp[row + p] = qmm_load(a->x, row + k, a->x_dtype);
-        }
         for (int g = 0; g < G; g++) {
             float s = 0.0f;
-            for (int i = 0; i < gs; i++) s += xp[row + (size_t)g * gs + i];
+            for (int i = 0; i < gs; i++) s += qmm_load(a->x, row + (size_t)g * gs + i, a->x_dtype);
             xsum[(size_t)m * Gp + g] = s;
+        }
+        if (a->bits == 4) {
+            /* See QMM_MV4 in qmm_impl.h: the low slot of each pair gets
+             * x_even - x_odd/16, the high slot x_odd/16 (exact scaling). */
+            for (int p = 0; p < K; p += 16)
+                for (int i = 0; i < 8; i++) {
+                    float xe = qmm_load(a->x, row + p + 2 * i, a->x_dtype);
+                    float xo = qmm_load(a->x, row + p + 2 * i + 1, a->x_dtype);
+                    xp[row + p + i] = xe - xo * 0.0625f;
+                    xp[row + p + 8 + i] = xo * 0.0625f;
+                }
+        } else {
+            for (int p = 0; p < K; p++) xp[row + p] = qmm_load(a->x, row + p, a->x_dtype);
         }
     }
     c->xp = xp;

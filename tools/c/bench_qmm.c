@@ -86,6 +86,34 @@ static double read_bandwidth(size_t bytes, int threads, int passes) {
     return best;
 }
 
+/* ---- thread pool dispatch latency ---- */
+
+static void empty_task(void *ctx, int task, int worker) {
+    (void)ctx;
+    (void)task;
+    (void)worker;
+}
+
+/* Mean microseconds for one job of `threads` empty tasks: back to back
+ * (workers still spinning, as between the matmuls of a decode step), and
+ * after a pause longer than the spin (workers asleep). */
+static void dispatch_latency(int threads, double *hot_us, double *cold_us) {
+    int n = 20000;
+    double t0 = now_s();
+    for (int i = 0; i < n; i++) gm_pool_run(empty_task, NULL, threads, threads);
+    *hot_us = (now_s() - t0) / n * 1e6;
+    double sum = 0;
+    int m = 50;
+    for (int i = 0; i < m; i++) {
+        struct timespec pause = {0, 2000000};
+        nanosleep(&pause, NULL);
+        double t1 = now_s();
+        gm_pool_run(empty_task, NULL, threads, threads);
+        sum += now_s() - t1;
+    }
+    *cold_us = sum / m * 1e6;
+}
+
 /* ---- one benchmark case ---- */
 
 typedef struct bcase {
@@ -348,17 +376,23 @@ int main(int argc, char **argv) {
     size_t bw_bytes = (size_t)(o.quick ? 256 : 512) << 20;
     double bw = read_bandwidth(bw_bytes, threads, o.quick ? 3 : 6);
     double bw1 = read_bandwidth(bw_bytes, 1, o.quick ? 2 : 4);
+    double disp_hot = 0, disp_cold = 0;
+    dispatch_latency(threads, &disp_hot, &disp_cold);
 
     if (o.json) {
         printf("{\"cpu\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"dtype\": \"%s\", "
                "\"load_avg_1m_start\": %.2f, \"mem_read_gbps\": %.2f, \"mem_read_gbps_1thread\": "
-               "%.2f, \"results\": [",
-               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1);
+               "%.2f, \"dispatch_us_spinning\": %.2f, \"dispatch_us_asleep\": %.2f, "
+               "\"results\": [",
+               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1, disp_hot, disp_cold);
     } else {
         printf("cpu: %s, %d threads, isa %s, dtype %s, load avg %.2f\n", cpu, threads,
                gm_qmm_isa(), dtname(o.dt), load0);
-        printf("memory read bandwidth: %.1f GB/s (%d threads), %.1f GB/s (1 thread)\n\n", bw,
+        printf("memory read bandwidth: %.1f GB/s (%d threads), %.1f GB/s (1 thread)\n", bw,
                threads, bw1);
+        printf("pool dispatch (%d threads, empty tasks): %.2f us with workers spinning, %.1f us "
+               "after they sleep\n\n",
+               threads, disp_hot, disp_cold);
         printf("%-13s %-19s %3s %4s | %9s %7s %6s %8s | %9s %9s %9s | %7s\n", "model", "matrix",
                "gs", "M", "ours ms", "GB/s", "%roof", "hot GB/s", "ours+mlx", "mlx ms", "GFLOP/s",
                "speedup");
