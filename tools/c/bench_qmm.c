@@ -11,6 +11,7 @@
  * mx_quantized_matmul with our kernels on (graph build + eval included);
  * "mlx" is the same call with them off. GB/s counts the weight bytes read
  * (packed weights + scales + biases) per call. */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,32 +87,55 @@ static double read_bandwidth(size_t bytes, int threads, int passes) {
     return best;
 }
 
+static int cmp_double(const void *a, const void *b);
+
 /* ---- thread pool dispatch latency ---- */
 
-static void empty_task(void *ctx, int task, int worker) {
-    (void)ctx;
+/* Each task waits until every thread of the job holds one, so a job
+ * takes as long as waking all workers (10 ms at most, if one never comes). */
+typedef struct barrier_job {
+    _Atomic int arrived;
+    int n;
+} barrier_job;
+
+static void barrier_task(void *ctx, int task, int worker) {
     (void)task;
     (void)worker;
+    barrier_job *b = ctx;
+    atomic_fetch_add(&b->arrived, 1);
+    double t0 = now_s();
+    while (atomic_load(&b->arrived) < b->n && now_s() - t0 < 0.01) {
+    }
 }
 
-/* Mean microseconds for one job of `threads` empty tasks: back to back
+static double barrier_once(int threads) {
+    barrier_job b;
+    atomic_init(&b.arrived, 0);
+    b.n = threads;
+    double t0 = now_s();
+    gm_pool_run(barrier_task, &b, threads, threads);
+    return now_s() - t0;
+}
+
+/* Median and minimum microseconds until every thread has joined a job (a
+ * busy machine shows in the median: a preempted worker costs a time
+ * slice): back to back
  * (workers still spinning, as between the matmuls of a decode step), and
  * after a pause longer than the spin (workers asleep). */
-static void dispatch_latency(int threads, double *hot_us, double *cold_us) {
-    int n = 20000;
-    double t0 = now_s();
-    for (int i = 0; i < n; i++) gm_pool_run(empty_task, NULL, threads, threads);
-    *hot_us = (now_s() - t0) / n * 1e6;
-    double sum = 0;
-    int m = 50;
-    for (int i = 0; i < m; i++) {
+static void dispatch_latency(int threads, double us[4]) {
+    double t[200];
+    for (int i = 0; i < 200; i++) t[i] = barrier_once(threads);
+    qsort(t, 200, sizeof *t, cmp_double);
+    us[0] = t[100] * 1e6;
+    us[1] = t[0] * 1e6;
+    for (int i = 0; i < 50; i++) {
         struct timespec pause = {0, 2000000};
         nanosleep(&pause, NULL);
-        double t1 = now_s();
-        gm_pool_run(empty_task, NULL, threads, threads);
-        sum += now_s() - t1;
+        t[i] = barrier_once(threads);
     }
-    *cold_us = sum / m * 1e6;
+    qsort(t, 50, sizeof *t, cmp_double);
+    us[2] = t[25] * 1e6;
+    us[3] = t[0] * 1e6;
 }
 
 /* ---- one benchmark case ---- */
@@ -376,23 +400,25 @@ int main(int argc, char **argv) {
     size_t bw_bytes = (size_t)(o.quick ? 256 : 512) << 20;
     double bw = read_bandwidth(bw_bytes, threads, o.quick ? 3 : 6);
     double bw1 = read_bandwidth(bw_bytes, 1, o.quick ? 2 : 4);
-    double disp_hot = 0, disp_cold = 0;
-    dispatch_latency(threads, &disp_hot, &disp_cold);
+    double disp[4] = {0, 0, 0, 0};
+    dispatch_latency(threads, disp);
 
     if (o.json) {
         printf("{\"cpu\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"dtype\": \"%s\", "
                "\"load_avg_1m_start\": %.2f, \"mem_read_gbps\": %.2f, \"mem_read_gbps_1thread\": "
-               "%.2f, \"dispatch_us_spinning\": %.2f, \"dispatch_us_asleep\": %.2f, "
+               "%.2f, \"dispatch_us_spinning\": %.2f, \"dispatch_us_spinning_min\": %.2f, "
+               "\"dispatch_us_asleep\": %.2f, \"dispatch_us_asleep_min\": %.2f, "
                "\"results\": [",
-               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1, disp_hot, disp_cold);
+               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1, disp[0], disp[1],
+               disp[2], disp[3]);
     } else {
         printf("cpu: %s, %d threads, isa %s, dtype %s, load avg %.2f\n", cpu, threads,
                gm_qmm_isa(), dtname(o.dt), load0);
         printf("memory read bandwidth: %.1f GB/s (%d threads), %.1f GB/s (1 thread)\n", bw,
                threads, bw1);
-        printf("pool dispatch (%d threads, empty tasks): %.2f us with workers spinning, %.1f us "
-               "after they sleep\n\n",
-               threads, disp_hot, disp_cold);
+        printf("pool dispatch (all %d threads in), median (min): %.2f (%.2f) us with workers "
+               "spinning, %.1f (%.1f) us after they sleep\n\n",
+               threads, disp[0], disp[1], disp[2], disp[3]);
         printf("%-13s %-19s %3s %4s | %9s %7s %6s %8s | %9s %9s %9s | %7s\n", "model", "matrix",
                "gs", "M", "ours ms", "GB/s", "%roof", "hot GB/s", "ours+mlx", "mlx ms", "GFLOP/s",
                "speedup");
