@@ -400,22 +400,26 @@ int main(int argc, char **argv) {
     size_t bw_bytes = (size_t)(o.quick ? 256 : 512) << 20;
     double bw = read_bandwidth(bw_bytes, threads, o.quick ? 3 : 6);
     double bw1 = read_bandwidth(bw_bytes, 1, o.quick ? 2 : 4);
+    /* The roofline is the best read rate seen: on a shared machine the
+     * multi-threaded pass can land on a busy moment. */
+    double roof = bw > bw1 ? bw : bw1;
     double disp[4] = {0, 0, 0, 0};
     dispatch_latency(threads, disp);
 
     if (o.json) {
         printf("{\"cpu\": \"%s\", \"threads\": %d, \"isa\": \"%s\", \"dtype\": \"%s\", "
                "\"load_avg_1m_start\": %.2f, \"mem_read_gbps\": %.2f, \"mem_read_gbps_1thread\": "
-               "%.2f, \"dispatch_us_spinning\": %.2f, \"dispatch_us_spinning_min\": %.2f, "
+               "%.2f, \"roofline_gbps\": %.2f, \"dispatch_us_spinning\": %.2f, \"dispatch_us_spinning_min\": %.2f, "
                "\"dispatch_us_asleep\": %.2f, \"dispatch_us_asleep_min\": %.2f, "
                "\"results\": [",
-               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1, disp[0], disp[1],
+               cpu, threads, gm_qmm_isa(), dtname(o.dt), load0, bw, bw1, roof, disp[0], disp[1],
                disp[2], disp[3]);
     } else {
         printf("cpu: %s, %d threads, isa %s, dtype %s, load avg %.2f\n", cpu, threads,
                gm_qmm_isa(), dtname(o.dt), load0);
-        printf("memory read bandwidth: %.1f GB/s (%d threads), %.1f GB/s (1 thread)\n", bw,
-               threads, bw1);
+        printf("memory read bandwidth: %.1f GB/s (%d threads), %.1f GB/s (1 thread); %%roof "
+               "uses the larger\n",
+               bw, threads, bw1);
         printf("pool dispatch (all %d threads in), median (min): %.2f (%.2f) us with workers "
                "spinning, %.1f (%.1f) us after they sleep\n\n",
                threads, disp[0], disp[1], disp[2], disp[3]);
@@ -452,7 +456,7 @@ int main(int argc, char **argv) {
                            "\"mlx_estimated_from_m\": %d, \"mlx_gflops\": %.3f, "
                            "\"speedup_vs_mlx\": %.2f}",
                            first ? "" : ",", c->model, c->name, c->N, c->K, gs, M, wbytes,
-                           r.ours, gbps, bw > 0 ? 100 * gbps / bw : 0,
+                           r.ours, gbps, roof > 0 ? 100 * gbps / roof : 0,
                            r.ours > 0 ? flops / r.ours / 1e9 : 0, r.hot, r.ours_mlx, r.mlx,
                            r.mlx_from_m, r.mlx > 0 ? flops / r.mlx / 1e9 : 0, speedup);
                 } else {
@@ -463,7 +467,7 @@ int main(int argc, char **argv) {
                     printf("%-13s %-19s %3d %4d | %9.3f %7.2f %5.0f%% %8.2f | %9.3f %9s %9.2f | "
                            "%6.1fx\n",
                            c->model, c->name, gs, M, r.ours * 1e3, gbps,
-                           bw > 0 ? 100 * gbps / bw : 0, r.hot > 0 ? wbytes / r.hot / 1e9 : 0,
+                           roof > 0 ? 100 * gbps / roof : 0, r.hot > 0 ? wbytes / r.hot / 1e9 : 0,
                            r.ours_mlx * 1e3, mlxs,
                            r.ours > 0 ? flops / r.ours / 1e9 : 0, speedup);
                 }
