@@ -28,44 +28,69 @@ def run_gomlx(binary, model, prompt_tokens, gens, runs, extra):
     return json.loads(out)
 
 
-def run_mlx_lm(model_dir, prompt_tokens, gens, runs):
-    import mlx.core as mx
-    from mlx_lm import load, stream_generate
-    from mlx_lm.sample_utils import make_sampler
+class MlxLm:
+    """mlx-lm with the model loaded once; each round times every length."""
 
-    t0 = time.perf_counter()
-    model, tokenizer = load(str(model_dir))
-    load_ms = (time.perf_counter() - t0) * 1e3
-    tokenizer._eos_token_ids = set()  # as mlx-lm's own benchmark does: never stop early
-    vocab = model.args.vocab_size if hasattr(model, "args") else 32000
-    mx.random.seed(0)
-    prompt = mx.random.randint(100, vocab - 100, (prompt_tokens,)).tolist()
-    sampler = make_sampler(temp=0.0)
-    results = []
-    for gen in gens:
-        pt, dt, tt, peaks = [], [], [], []
-        for r in range(runs + 1):  # the first run warms up
-            mx.reset_peak_memory()
-            start = time.perf_counter()
-            first = last = None
-            n = 0
-            for resp in stream_generate(model, tokenizer, prompt, max_tokens=gen, sampler=sampler,
-                                        prefill_step_size=2048):
-                now = time.perf_counter()
-                if first is None:
-                    first = now
-                    prompt_tps = resp.prompt_tps
-                last = now
-                n = resp.generation_tokens
-            if r == 0:
-                continue
-            pt.append(prompt_tps)
-            dt.append((n - 1) / (last - first) if n > 1 else 0.0)
-            tt.append((first - start) * 1e3)
-            peaks.append(mx.get_peak_memory())
-        results.append({"gen": gen, "prompt_tps": statistics.median(pt), "decode_tps": statistics.median(dt),
-                        "ttft_ms": statistics.median(tt), "peak_memory": max(peaks)})
-    return {"load_ms": load_ms, "results": results}
+    def __init__(self, model_dir):
+        import mlx.core as mx
+        from mlx_lm import load
+
+        t0 = time.perf_counter()
+        self.model, self.tokenizer = load(str(model_dir))
+        self.load_ms = (time.perf_counter() - t0) * 1e3
+        self.tokenizer._eos_token_ids = set()  # as mlx-lm's own benchmark does: never stop early
+        self.mx = mx
+
+    def round(self, prompt_tokens, gens, runs):
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_sampler
+
+        mx = self.mx
+        vocab = self.model.args.vocab_size
+        mx.random.seed(0)
+        prompt = mx.random.randint(100, vocab - 100, (prompt_tokens,)).tolist()
+        sampler = make_sampler(temp=0.0)
+        results = []
+        for gen in gens:
+            pt, dt, tt, peaks = [], [], [], []
+            for r in range(runs + 1):  # the first run warms up
+                mx.reset_peak_memory()
+                start = time.perf_counter()
+                first = last = None
+                n = 0
+                for resp in stream_generate(self.model, self.tokenizer, prompt, max_tokens=gen, sampler=sampler,
+                                            prefill_step_size=2048):
+                    now = time.perf_counter()
+                    if first is None:
+                        first = now
+                        prompt_tps = resp.prompt_tps
+                    last = now
+                    n = resp.generation_tokens
+                if r == 0:
+                    continue
+                pt.append(prompt_tps)
+                dt.append((n - 1) / (last - first) if n > 1 else 0.0)
+                tt.append((first - start) * 1e3)
+                peaks.append(mx.get_peak_memory())
+            results.append({"gen": gen, "prompt_tps": statistics.median(pt), "decode_tps": statistics.median(dt),
+                            "ttft_ms": statistics.median(tt), "peak_memory": max(peaks)})
+        return {"load_ms": self.load_ms, "results": results}
+
+
+def merge_rounds(rounds):
+    """Median over rounds of each round's median, per generation length."""
+    out = dict(rounds[0])
+    res = []
+    for i, first in enumerate(rounds[0]["results"]):
+        row = dict(first)
+        for key in ("prompt_tps", "decode_tps", "ttft_ms", "host_ms_per_token"):
+            if key in first:
+                row[key] = statistics.median(r["results"][i][key] for r in rounds)
+        row["peak_memory"] = max(r["results"][i]["peak_memory"] for r in rounds)
+        res.append(row)
+    out["results"] = res
+    out["rounds"] = len(rounds)
+    return out
 
 
 def prepare(name, out_dir):
@@ -90,7 +115,8 @@ def main():
     ap.add_argument("--models", nargs="+", default=["smollm2", "qwen2.5-0.5b"])
     ap.add_argument("--prompt-tokens", type=int, default=512)
     ap.add_argument("--gen", type=int, nargs="+", default=[32, 128])
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per round (after one warm-up)")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of mlx-lm and gomlx")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-models")
     ap.add_argument("--json", type=Path, help="write all results here")
@@ -101,21 +127,30 @@ def main():
         mx.set_default_device(mx.cpu)
     report = {"mlx": mx.__version__, "device": str(mx.default_device()), "models": []}
     extra = ["--device", a.device] + a.gomlx_extra.split()
-    print(f"MLX {mx.__version__} on {mx.default_device()}; prompt {a.prompt_tokens} tokens; median of {a.runs} runs")
+    print(f"MLX {mx.__version__} on {mx.default_device()}; prompt {a.prompt_tokens} tokens; median of {a.rounds} rounds x {a.runs} runs")
     hdr = f"{'model':34} {'gen':>4} {'prompt tok/s':>13} {'ref':>9} {'ratio':>6} {'decode tok/s':>13} {'ref':>9} {'ratio':>6} {'TTFT ms':>8} {'host ms/tok':>11} {'peak MiB':>9}"
     print(hdr)
     for name in a.models:
         variants, ref_dir = prepare(name, a.out_dir)
-        ref = run_mlx_lm(ref_dir, a.prompt_tokens, a.gen, a.runs)
+        ref = MlxLm(ref_dir)
+        ref_rounds, our_rounds = [], {kind: [] for kind, _ in variants}
+        # Alternate the two engines so a drifting clock or a noisy
+        # neighbour affects both alike.
+        for _ in range(a.rounds):
+            ref_rounds.append(ref.round(a.prompt_tokens, a.gen, a.runs))
+            for kind, path in variants:
+                our_rounds[kind].append(run_gomlx(a.gomlx, path, a.prompt_tokens, a.gen, a.runs, extra))
+        del ref
+        r_all = merge_rounds(ref_rounds)
         for kind, path in variants:
-            ours = run_gomlx(a.gomlx, path, a.prompt_tokens, a.gen, a.runs, extra)
-            for o, r in zip(ours["results"], ref["results"]):
-                label = f"{name} ({kind})"
+            ours = merge_rounds(our_rounds[kind])
+            for o, r in zip(ours["results"], r_all["results"]):
+                label = f"{Path(str(name)).name} ({kind})"
                 print(f"{label:34} {o['gen']:>4} {o['prompt_tps']:>13.1f} {r['prompt_tps']:>9.1f} "
                       f"{o['prompt_tps'] / r['prompt_tps']:>6.2f} {o['decode_tps']:>13.1f} {r['decode_tps']:>9.1f} "
                       f"{o['decode_tps'] / r['decode_tps']:>6.2f} {o['ttft_ms']:>8.1f} {o.get('host_ms_per_token', 0):>11.3f} "
-                      f"{o['peak_memory'] / 2**20:>9.1f}")
-            report["models"].append({"name": name, "variant": kind, "gomlx": ours, "mlx_lm": ref})
+                      f"{o['peak_memory'] / 2**20:>9.1f}", flush=True)
+            report["models"].append({"name": str(name), "variant": kind, "gomlx": ours, "mlx_lm": r_all})
     if a.json:
         a.json.write_text(json.dumps(report, indent=2))
     return 0
