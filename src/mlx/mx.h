@@ -204,9 +204,30 @@ typedef struct {
 } mx_meta_value;
 typedef int (*mx_meta_fn)(const char *key, const mx_meta_value *v, void *user);
 /* GGUF through MLX's reader: Q4_0/Q4_1/Q8_0 arrive as affine-quantized
- * triples (<name>.weight uint32, .scales, .biases); other quantized types
- * arrive dequantized (float16); F16/F32 as they are, BF16 as float16. */
+ * triples (<name>.weight uint32, .scales, .biases); Q2_K/Q4_K/Q6_K arrive
+ * dequantized (float16; MLX 0.32's Q4_K decoding is wrong, see
+ * src/io/gguf.c); F16/F32 as they are, BF16 as float16. Files holding any
+ * other type are refused with the tensor and type named. */
 int mx_load_gguf(const char *path, mx_tensor_fn fn, mx_meta_fn meta_fn, void *user);
+/* One tensor as a GGUF file's header describes it, before any conversion. */
+typedef struct {
+    const char *name;       /* valid during the call */
+    int ggml_type;          /* GGML type id: 0 F32, 1 F16, 12 Q4_K, 30 BF16, ... */
+    int ndim;
+    int64_t shape[4];       /* row-major, as MLX shapes it: shape[ndim-1] is the row */
+    uint64_t offset;        /* absolute byte offset of the tensor's blocks in the file */
+    uint64_t nbytes;
+} mx_gguf_tensor;
+typedef int (*mx_gguf_tensor_fn)(const mx_gguf_tensor *t, void *user);
+/* Walks the header (bounds-checked as mx_load_gguf does) and calls fn for
+ * every tensor, in file order, whatever its type; non-zero from fn stops
+ * the walk and is returned. -1 on a bad file (mx_error()). */
+int mx_gguf_tensors(const char *path, mx_gguf_tensor_fn fn, void *user);
+/* "Q4_K" for 12 and so on; NULL for an id GGML does not define. */
+const char *mx_ggml_type_name(int ggml_type);
+/* 1 when mx_load_gguf can read tensors of this type (it refuses the file
+ * otherwise, naming the tensor and its type). */
+int mx_gguf_mlx_reads(int ggml_type);
 int mx_save_npy(const char *path, mx_array a);
 int mx_save_safetensors(const char *path, const char *const *names, const mx_array *arrays, int n);
 

@@ -1,6 +1,8 @@
-// mx_gguf_check.cpp - a bounds-checked walk over a GGUF file's header before
-// MLX reads it: MLX's GGUF reader trusts every length and offset in the file
-// and crashes on a truncated or corrupt one, so we reject those first.
+// mx_gguf_check.cpp - a bounds-checked walk over a GGUF file's header: run
+// before MLX reads the file (MLX's GGUF reader trusts every length and offset
+// and crashes on a truncated or corrupt one, and fails without naming the
+// tensor on a type it cannot convert), and exposed to the engine so it knows
+// each tensor's GGML type and where its blocks lie (mx_gguf_tensors).
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -20,29 +22,60 @@ enum : uint32_t {
     V_STRING, V_ARRAY, V_UINT64, V_INT64, V_FLOAT64
 };
 
-// Elements per block and bytes per block of the GGML types MLX's reader can
-// turn into arrays; anything else is refused before it reaches the reader.
-struct BlockSize {
+// Every GGML type ggml defines today: name, elements per block, bytes per
+// block (ids 4, 5 and 31-33, 36-38 were retired).
+struct GgmlType {
+    const char *name;
     uint32_t items, bytes;
 };
 
-BlockSize block_size(uint32_t type) {
+GgmlType ggml_type(uint32_t type) {
     switch (type) {
-    case 0: return {1, 4};       // F32
-    case 1: return {1, 2};       // F16
-    case 2: return {32, 18};     // Q4_0
-    case 3: return {32, 20};     // Q4_1
-    case 6: return {32, 22};     // Q5_0
-    case 7: return {32, 24};     // Q5_1
-    case 8: return {32, 34};     // Q8_0
-    case 10: return {256, 84};   // Q2_K
-    case 11: return {256, 110};  // Q3_K
-    case 12: return {256, 144};  // Q4_K
-    case 13: return {256, 176};  // Q5_K
-    case 14: return {256, 210};  // Q6_K
-    case 15: return {256, 292};  // Q8_K
-    case 30: return {1, 2};      // BF16
-    default: return {0, 0};
+    case 0: return {"F32", 1, 4};
+    case 1: return {"F16", 1, 2};
+    case 2: return {"Q4_0", 32, 18};
+    case 3: return {"Q4_1", 32, 20};
+    case 6: return {"Q5_0", 32, 22};
+    case 7: return {"Q5_1", 32, 24};
+    case 8: return {"Q8_0", 32, 34};
+    case 9: return {"Q8_1", 32, 40};
+    case 10: return {"Q2_K", 256, 84};
+    case 11: return {"Q3_K", 256, 110};
+    case 12: return {"Q4_K", 256, 144};
+    case 13: return {"Q5_K", 256, 176};
+    case 14: return {"Q6_K", 256, 210};
+    case 15: return {"Q8_K", 256, 292};
+    case 16: return {"IQ2_XXS", 256, 66};
+    case 17: return {"IQ2_XS", 256, 74};
+    case 18: return {"IQ3_XXS", 256, 98};
+    case 19: return {"IQ1_S", 256, 50};
+    case 20: return {"IQ4_NL", 32, 18};
+    case 21: return {"IQ3_S", 256, 110};
+    case 22: return {"IQ2_S", 256, 82};
+    case 23: return {"IQ4_XS", 256, 136};
+    case 24: return {"I8", 1, 1};
+    case 25: return {"I16", 1, 2};
+    case 26: return {"I32", 1, 4};
+    case 27: return {"I64", 1, 8};
+    case 28: return {"F64", 1, 8};
+    case 29: return {"IQ1_M", 256, 56};
+    case 30: return {"BF16", 1, 2};
+    case 34: return {"TQ1_0", 256, 54};
+    case 35: return {"TQ2_0", 256, 66};
+    case 39: return {"MXFP4", 32, 17};
+    case 40: return {"NVFP4", 64, 36};
+    case 41: return {"Q1_0", 128, 18};
+    default: return {nullptr, 0, 0};
+    }
+}
+
+// What MLX's reader (its bundled gguflib) converts: F32/F16/BF16, Q4_0/Q4_1/
+// Q8_0 as affine triples, Q2_K/Q4_K/Q6_K to float16. Anything else makes
+// it fail on the whole file with no tensor named, so we refuse it first.
+bool mlx_reads(uint32_t type) {
+    switch (type) {
+    case 0: case 1: case 2: case 3: case 8: case 10: case 12: case 14: case 30: return true;
+    default: return false;
     }
 }
 
@@ -144,11 +177,18 @@ void skip_value(Reader &r, uint32_t type, int depth) {
 
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 
-}  // namespace
+struct TensorInfo {
+    std::string name;
+    uint32_t type;
+    uint32_t ndim;
+    uint64_t dims[4];  // GGUF order: dims[0] is the row length
+    uint64_t offset;   // absolute, once the data start is known
+    uint64_t bytes;
+};
 
-namespace gomlx::mx {
-
-void check_gguf_file(const std::string &path) {
+// Reads the header and tensor table; every extent is checked against the
+// file. Names longer than 256 bytes come back empty.
+std::vector<TensorInfo> walk(const std::string &path) {
     Reader r(path);
     char magic[4];
     r.read(magic, 4, "the magic");
@@ -172,30 +212,31 @@ void check_gguf_file(const std::string &path) {
         }
     }
 
-    struct Info {
-        uint64_t offset, bytes;
-    };
-    std::vector<Info> infos;
+    std::vector<TensorInfo> infos;
     infos.reserve(n_tensors);
     for (uint64_t i = 0; i < n_tensors; i++) {
-        std::string name = r.str("a tensor name", 256);
-        uint32_t ndim = r.u32("a tensor rank");
-        if (ndim > 4) r.fail("tensor " + name + " has " + std::to_string(ndim) + " dimensions");
+        TensorInfo t{};
+        t.name = r.str("a tensor name", 256);
+        t.ndim = r.u32("a tensor rank");
+        if (t.ndim > 4) r.fail("tensor " + t.name + " has " + std::to_string(t.ndim) + " dimensions");
         uint64_t count = 1;
-        for (uint32_t d = 0; d < ndim; d++) {
+        for (uint32_t d = 0; d < t.ndim; d++) {
             uint64_t dim = r.u64("a tensor dimension");
-            if (dim != 0 && count > UINT64_MAX / dim) r.fail("tensor " + name + " is too large");
+            if (dim != 0 && count > UINT64_MAX / dim) r.fail("tensor " + t.name + " is too large");
             count *= dim;
+            t.dims[d] = dim;
         }
-        uint32_t type = r.u32("a tensor type");
-        BlockSize bs = block_size(type);
-        if (!bs.items)
-            r.fail("tensor " + name + " has GGML type " + std::to_string(type) +
-                   ", which MLX cannot load");
-        if (count % bs.items) r.fail("tensor " + name + " does not fill its blocks");
-        uint64_t blocks = count / bs.items;
-        if (blocks > r.size() / bs.bytes) r.fail("tensor " + name + " is larger than the file");
-        infos.push_back({r.u64("a tensor offset"), blocks * bs.bytes});
+        t.type = r.u32("a tensor type");
+        GgmlType g = ggml_type(t.type);
+        if (!g.name)
+            r.fail("tensor " + t.name + " has unknown GGML type " + std::to_string(t.type));
+        // Blocks run along the rows (dims[0]).
+        if ((t.ndim ? t.dims[0] : count) % g.items) r.fail("tensor " + t.name + " does not fill its blocks");
+        uint64_t blocks = count / g.items;
+        if (blocks > r.size() / g.bytes) r.fail("tensor " + t.name + " is larger than the file");
+        t.bytes = blocks * g.bytes;
+        t.offset = r.u64("a tensor offset");
+        infos.push_back(std::move(t));
     }
 
     // The reader may align to 32 whatever the file says; take the later start.
@@ -204,9 +245,59 @@ void check_gguf_file(const std::string &path) {
     if (start32 > start) start = start32;
     if (start > r.size()) r.fail("no tensor data");
     uint64_t room = r.size() - start;
-    for (const Info &t : infos)
+    for (TensorInfo &t : infos) {
         if (t.offset > room || t.bytes > room - t.offset)
             r.fail("tensor data runs past the end of the file (truncated?)");
+        t.offset += start;
+    }
+    return infos;
+}
+
+}  // namespace
+
+namespace gomlx::mx {
+
+void check_gguf_file(const std::string &path) {
+    for (const TensorInfo &t : walk(path))
+        if (!mlx_reads(t.type))
+            throw std::runtime_error(path + ": tensor " + t.name + " is " + ggml_type(t.type).name +
+                                     " (GGML type " + std::to_string(t.type) +
+                                     "), which MLX's GGUF reader cannot convert (it reads F32, "
+                                     "F16, BF16, Q4_0, Q4_1, Q8_0, Q2_K, Q4_K and Q6_K)");
 }
 
 }  // namespace gomlx::mx
+
+using namespace gomlx::mx;
+
+extern "C" {
+
+const char *mx_ggml_type_name(int type) { return type < 0 ? nullptr : ggml_type((uint32_t)type).name; }
+
+int mx_gguf_mlx_reads(int type) { return type >= 0 && mlx_reads((uint32_t)type); }
+
+int mx_gguf_tensors(const char *path, mx_gguf_tensor_fn fn, void *user) {
+    if (!path || !fn) {
+        record("mx_gguf_tensors: NULL path or callback");
+        return -1;
+    }
+    return guard_ret(-1, [&] {
+        for (const TensorInfo &t : walk(path)) {
+            mx_gguf_tensor info{};
+            info.name = t.name.c_str();
+            info.ggml_type = (int)t.type;
+            info.ndim = (int)t.ndim;
+            // Row-major, as MLX shapes the array: GGUF lists the row length first.
+            for (uint32_t d = 0; d < t.ndim; d++) info.shape[d] = (int64_t)t.dims[t.ndim - 1 - d];
+            info.offset = t.offset;
+            info.nbytes = t.bytes;
+            if (int rc = fn(&info, user)) {
+                mx_clear_error();
+                return rc;
+            }
+        }
+        return 0;
+    });
+}
+
+}  // extern "C"

@@ -162,7 +162,8 @@ int gm_model_load(const char *path, gm_load_progress progress, void *user, gm_mo
     }
     m->rope_scale = m->cfg.rope_scaling == GM_ROPE_LINEAR ? 1.0f / m->cfg.rope_factor : 1.0f;
     m->embed_scale = 1.0f;
-    m->rope_freqs = mx_keep(gm_rope_freqs(&m->cfg));
+    /* A GGUF file may have set them already (rope_freqs.weight). */
+    if (!m->rope_freqs) m->rope_freqs = mx_keep(gm_rope_freqs(&m->cfg));
     if ((rc = m->arch->load(m, w))) {
         gm_fail_context(rc, "%s", path);
         goto fail;
