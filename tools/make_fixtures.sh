@@ -28,4 +28,6 @@ if [ "${SKIP_GGUF:-0}" != 1 ]; then
     exit 1
   fi
   "$VENV/bin/python" tools/make_gguf_reference.py
+  "$VENV/bin/python" tools/make_gguf_tokenizer_reference.py
 fi
+"$VENV/bin/python" tools/make_gguf_fixtures.py

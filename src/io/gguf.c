@@ -488,6 +488,7 @@ static int build_tokenizer(gm_model *m, const gguf_meta *g, const char *path) {
         .add_eos = g->add_eos >= 0 ? (int)g->add_eos : -1,
         .add_space_prefix = g->add_space_prefix >= 0 ? (int)g->add_space_prefix : -1,
         .chat_template = g->chat_template,
+        .arch = g->arch[0] ? g->arch : NULL,
     };
     int rc = gm_tokenizer_from_gguf(&spec, &m->tok);
     if (rc) return gm_fail_context(rc, "%s: tokenizer", path);
