@@ -63,6 +63,32 @@ int gm_linear_load(gm_linear *l, gm_weights *w, const gm_config *cfg, const char
     return 0;
 }
 
+int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i) {
+    int hidden = c->hidden_size, q_dim = c->num_heads * c->head_dim,
+        kv_dim = c->num_kv_heads * c->head_dim, ff = c->intermediate_size;
+    const struct {
+        gm_linear *field;
+        const char *name;
+        int in, out, bias;
+    } parts[] = {
+        {&l->wq, "self_attn.q_proj", hidden, q_dim, c->attention_bias},
+        {&l->wk, "self_attn.k_proj", hidden, kv_dim, c->attention_bias},
+        {&l->wv, "self_attn.v_proj", hidden, kv_dim, c->attention_bias},
+        /* o_proj's bias is optional: Llama has it with attention_bias, Qwen2 never. */
+        {&l->wo, "self_attn.o_proj", q_dim, hidden, 0},
+        {&l->w_gate, "mlp.gate_proj", hidden, ff, c->mlp_bias},
+        {&l->w_up, "mlp.up_proj", hidden, ff, c->mlp_bias},
+        {&l->w_down, "mlp.down_proj", ff, hidden, c->mlp_bias},
+    };
+    for (size_t k = 0; k < sizeof parts / sizeof *parts; k++) {
+        char prefix[128];
+        snprintf(prefix, sizeof prefix, "model.layers.%d.%s", i, parts[k].name);
+        int rc = gm_linear_load(parts[k].field, w, c, prefix, parts[k].in, parts[k].out, parts[k].bias);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 void gm_linear_free(gm_linear *l) {
     mx_free(l->w);
     mx_free(l->scales);

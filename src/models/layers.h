@@ -14,6 +14,9 @@
 int gm_linear_load(gm_linear *l, gm_weights *w, const gm_config *cfg, const char *prefix, int in,
                    int out, int want_bias);
 void gm_linear_free(gm_linear *l);
+/* The seven projections of decoder layer i under their HF names
+ * (model.layers.i.self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj). */
+int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i);
 mx_array gm_linear_apply(const gm_linear *l, mx_array x);
 /* Rows of an embedding table for ids (dequantized when quantized). */
 mx_array gm_embedding_lookup(const gm_linear *table, mx_array ids, mx_dtype dtype);

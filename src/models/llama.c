@@ -13,21 +13,10 @@
 static int llama_load_layer(gm_model *m, gm_weights *w, int i) {
     const gm_config *c = &m->cfg;
     gm_layer *l = &m->layers[i];
-    int hidden = c->hidden_size, q_dim = c->num_heads * c->head_dim,
-        kv_dim = c->num_kv_heads * c->head_dim, ff = c->intermediate_size;
-    char p[128], n[160];
-    int rc;
-#define LOAD(field, name, in, out, bias)                                        \
-    snprintf(p, sizeof p, "model.layers.%d.%s", i, name);                       \
-    if ((rc = gm_linear_load(&l->field, w, c, p, in, out, bias))) return rc;
-    LOAD(wq, "self_attn.q_proj", hidden, q_dim, c->attention_bias)
-    LOAD(wk, "self_attn.k_proj", hidden, kv_dim, c->attention_bias)
-    LOAD(wv, "self_attn.v_proj", hidden, kv_dim, c->attention_bias)
-    LOAD(wo, "self_attn.o_proj", q_dim, hidden, 0)
-    LOAD(w_gate, "mlp.gate_proj", hidden, ff, c->mlp_bias)
-    LOAD(w_up, "mlp.up_proj", hidden, ff, c->mlp_bias)
-    LOAD(w_down, "mlp.down_proj", ff, hidden, c->mlp_bias)
-#undef LOAD
+    int hidden = c->hidden_size;
+    char n[160];
+    int rc = gm_layer_load_linears(l, w, c, i);
+    if (rc) return rc;
     snprintf(n, sizeof n, "model.layers.%d.input_layernorm.weight", i);
     if ((rc = gm_norm_load(&l->attn_norm, w, n, hidden))) return rc;
     snprintf(n, sizeof n, "model.layers.%d.post_attention_layernorm.weight", i);
