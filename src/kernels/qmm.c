@@ -221,6 +221,10 @@ static void tiled_task(void *ctx, int task, int worker) {
             }
         }
     }
+    if (j->be->store) {
+        j->be->store(c, acc, n0, nrows);
+        return;
+    }
     for (int m = 0; m < M; m++)
         for (int i = 0; i < nrows; i++)
             qmm_store(a->y, (size_t)m * a->N + n0 + i, acc[(size_t)i * c->mpad + m], a->y_dtype);

@@ -276,6 +276,72 @@ static void micro(const float *wt, int ldw, const float *xp, int width, int kc, 
     micro_table[width > 8][nr - 1](wt, ldw, xp, kc, acc, ldc, first);
 }
 
-const gm_qmm_backend gm_qmm_avx2 = {"avx2", mv, dequant, micro};
+/* Eight floats to bfloat16, round to nearest even, NaN kept quiet (as
+ * gm_f32_to_bf16). */
+AVX2_INLINE __m128i to_bf16x8(__m256 v) {
+    __m256i u = _mm256_castps_si256(v);
+    __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    __m256i qnan = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+    __m256i isnan = _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    r = _mm256_blendv_epi8(r, qnan, isnan);
+    __m256i p = _mm256_packus_epi32(r, r); /* r0-3 r0-3 | r4-7 r4-7 */
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0xd8));
+}
+
+AVX2_INLINE void store8(void *y, size_t i, __m256 v, gm_fdtype t) {
+    if (t == GM_F16)
+        _mm_storeu_si128((__m128i *)((uint16_t *)y + i),
+                         _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    else if (t == GM_BF16)
+        _mm_storeu_si128((__m128i *)((uint16_t *)y + i), to_bf16x8(v));
+    else
+        _mm256_storeu_ps((float *)y + i, v);
+}
+
+AVX2_INLINE void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+        u[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xee);
+        u[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+        u[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xee);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
+        r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
+    }
+}
+
+/* The tiled path's sums are [n][m]; y is [m][n]: 8x8 blocks are
+ * transposed in registers so both sides are read and written in runs. */
+AVX2_FN static void store(const gm_qmm_ctx *c, const float *acc, int n0, int nrows) {
+    const gm_qmm_args *a = c->a;
+    const int M = a->M, N = a->N, ldc = c->mpad;
+    int i0 = 0;
+    for (; i0 + 8 <= nrows; i0 += 8) {
+        int m0 = 0;
+        for (; m0 + 8 <= M; m0 += 8) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++) r[k] = _mm256_loadu_ps(acc + (size_t)(i0 + k) * ldc + m0);
+            transpose8(r);
+            for (int k = 0; k < 8; k++) store8(a->y, (size_t)(m0 + k) * N + n0 + i0, r[k], a->y_dtype);
+        }
+        for (; m0 < M; m0++)
+            for (int k = 0; k < 8; k++)
+                qmm_store(a->y, (size_t)m0 * N + n0 + i0 + k, acc[(size_t)(i0 + k) * ldc + m0],
+                          a->y_dtype);
+    }
+    for (; i0 < nrows; i0++)
+        for (int m = 0; m < M; m++)
+            qmm_store(a->y, (size_t)m * N + n0 + i0, acc[(size_t)i0 * ldc + m], a->y_dtype);
+}
+
+const gm_qmm_backend gm_qmm_avx2 = {"avx2", mv, dequant, micro, store};
 
 #endif

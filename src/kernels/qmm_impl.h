@@ -62,6 +62,9 @@ typedef struct gm_qmm_backend {
      * wt rows are ldw apart, acc rows ldc apart; first: overwrite. */
     void (*micro)(const float *wt, int ldw, const float *xp, int width, int kc, float *acc,
                   int ldc, int nr, int first);
+    /* Writes acc[i][m] (rows ldc = mpad apart) to y[m][n0 + i] for i < nrows,
+     * m < M, in y's dtype; NULL: the driver's scalar loop. */
+    void (*store)(const gm_qmm_ctx *c, const float *acc, int n0, int nrows);
 } gm_qmm_backend;
 
 extern const gm_qmm_backend gm_qmm_scalar;
