@@ -24,7 +24,18 @@
 /* The job counter packs the job's generation (high half) with the next
  * task index (low half), so a worker that wakes late can never take a
  * task of a newer job with the function pointer of an older one: its
- * compare-and-swap fails as soon as the generation moved on. */
+ * compare-and-swap fails as soon as the generation moved on. The job's
+ * description alternates between two slots by generation: while job g's
+ * counter is still up, the caller fills the other slot for g+1, so a
+ * worker still looking at g never reads g+1's task count (which could
+ * let its CAS on g's exhausted counter succeed). */
+typedef struct job_slot {
+    _Atomic(gm_pool_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic int ntasks;
+    _Atomic int max_id; /* workers with this id or above sit the job out */
+} job_slot;
+
 typedef struct pool {
     pthread_t *threads;
     int nworkers; /* threads besides the caller */
@@ -39,10 +50,7 @@ typedef struct pool {
     _Atomic int quit;
     _Atomic int spin_us;
 
-    _Atomic(gm_pool_fn) fn;
-    _Atomic(void *) ctx;
-    _Atomic int ntasks;
-    _Atomic int max_id; /* workers with this id or above sit the job out */
+    job_slot slot[2]; /* job of generation g in slot[g & 1] */
 } pool;
 
 static pool g_pool = {
@@ -85,10 +93,11 @@ static double now_us(void) {
 
 /* Takes and runs tasks of generation `gen` until none are left. */
 static void take_tasks(pool *p, uint32_t gen, int id) {
-    gm_pool_fn fn = atomic_load(&p->fn);
-    void *ctx = atomic_load(&p->ctx);
-    uint32_t n = (uint32_t)atomic_load(&p->ntasks);
-    if (id >= atomic_load(&p->max_id)) return;
+    job_slot *s = &p->slot[gen & 1];
+    gm_pool_fn fn = atomic_load(&s->fn);
+    void *ctx = atomic_load(&s->ctx);
+    uint32_t n = (uint32_t)atomic_load(&s->ntasks);
+    if (id >= atomic_load(&s->max_id)) return;
     uint64_t t = atomic_load(&p->ticket);
     for (;;) {
         if ((uint32_t)(t >> 32) != gen || (uint32_t)t >= n) return;
@@ -208,12 +217,13 @@ void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads) {
         for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
         return;
     }
-    atomic_store(&p->fn, fn);
-    atomic_store(&p->ctx, ctx);
-    atomic_store(&p->ntasks, ntasks);
-    atomic_store(&p->max_id, max_threads);
-    atomic_store(&p->done, 0);
     uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
+    job_slot *s = &p->slot[gen & 1];
+    atomic_store(&s->fn, fn);
+    atomic_store(&s->ctx, ctx);
+    atomic_store(&s->ntasks, ntasks);
+    atomic_store(&s->max_id, max_threads);
+    atomic_store(&p->done, 0);
     atomic_store(&p->ticket, (uint64_t)gen << 32);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->sleep_lock);

@@ -272,6 +272,32 @@ static void test_concurrent_callers(void) {
     gm_pool_set_threads(0);
 }
 
+/* Back-to-back jobs of very different sizes: every task must run exactly
+ * once, and all of them before gm_pool_run returns (a worker that wakes
+ * late must never take a task of the next job under the old one's count). */
+#include <stdatomic.h>
+typedef struct stress_job {
+    _Atomic int count[64];
+} stress_job;
+static void stress_task(void *ctx, int task, int worker) {
+    (void)worker;
+    atomic_fetch_add(&((stress_job *)ctx)->count[task], 1);
+}
+static void test_pool_stress(void) {
+    gm_pool_set_threads(3);
+    int bad = 0;
+    for (int i = 0; i < 20000 && bad < 5; i++) {
+        stress_job j;
+        int n = i % 2 ? 3 : 40 + i % 24;
+        for (int t = 0; t < 64; t++) atomic_init(&j.count[t], 0);
+        gm_pool_run(stress_task, &j, n, 3);
+        for (int t = 0; t < 64; t++)
+            if (atomic_load(&j.count[t]) != (t < n)) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    gm_pool_set_threads(0);
+}
+
 /* ---- (b) the MLX-plugged op against MLX's own ---- */
 
 static mx_dtype to_mx(gm_fdtype t) {
@@ -408,6 +434,7 @@ int main(void) {
     RUN(test_kernels_n_threads);
     RUN(test_bigger_shape);
     RUN(test_concurrent_callers);
+    RUN(test_pool_stress);
     RUN(test_mlx_plugged);
     return check_summary();
 }
