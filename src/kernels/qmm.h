@@ -36,7 +36,7 @@ int gm_qmm_supported(int bits, int group_size, int K);
  * call at a time uses the pool, the others run on their own thread. */
 int gm_qmm(const gm_qmm_args *a);
 
-/* The instruction set in use: "avx512", "avx2", "neon" or "scalar". */
+/* The instruction set in use: "avx2", "neon" or "scalar". */
 const char *gm_qmm_isa(void);
 
 /* Forces an instruction set by name (tests and benchmarks); NULL or ""
