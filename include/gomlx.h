@@ -200,8 +200,9 @@ typedef struct gomlx_stats {
     double total_ms;
     uint64_t peak_memory;       /* bytes, MLX peak during the call */
     gomlx_stop_reason stop_reason;
-    /* Host time per decoded token spent building the next step's graph,
-     * sampling, queueing it and detokenizing (not waiting for the device). */
+    /* Host time per decoded token spent building the next step's graph
+     * (model and sampler) and detokenizing, matching stop strings and
+     * calling back; not the time spent waiting on MLX. */
     double host_ms_per_token;
 } gomlx_stats;
 
