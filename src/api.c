@@ -117,7 +117,7 @@ static int do_load(void *arg) {
     gm_model *m = j->h->m;
     int ctx = m->cfg.max_position_embeddings;
     j->h->context_length = j->p->context_length > 0 && j->p->context_length < ctx ? j->p->context_length : ctx;
-    const gm_linear *q = &m->layers[0].wq;
+    const gm_linear *q = m->layers[0].wqkv.w ? &m->layers[0].wqkv : &m->layers[0].wq;
     if (q->bits)
         snprintf(j->h->quant_desc, sizeof j->h->quant_desc, "%d-bit affine, group %d", q->bits, q->group_size);
     else

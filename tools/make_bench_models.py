@@ -45,7 +45,9 @@ SHAPES = {
                        rope_theta=10000.0, rms_norm_eps=1e-6, query_pre_attn_scalar=256,
                        attn_logit_softcapping=50.0, final_logit_softcapping=30.0, sliding_window=4096,
                        max_position_embeddings=8192, hidden_activation="gelu_pytorch_tanh",
-                       tokenizer="tokenizer-gemma3"),
+                       # Gemma 3's tokenizer has more tokens than Gemma 2's 256000 rows;
+                       # any smaller vocabulary serves a benchmark fed with ids.
+                       tokenizer="tokenizer-llama2"),
     "mistral-7b": dict(model_type="mistral", hidden_size=4096, num_hidden_layers=32, intermediate_size=14336,
                        num_attention_heads=32, num_key_value_heads=8, vocab_size=32768, rope_theta=1e6,
                        rms_norm_eps=1e-5, tie_word_embeddings=False, max_position_embeddings=32768,

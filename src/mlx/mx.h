@@ -133,6 +133,9 @@ mx_array mx_equal(mx_array a, mx_array b);
 mx_array mx_logical_and(mx_array a, mx_array b);
 mx_array mx_logical_not(mx_array a);
 mx_array mx_where(mx_array cond, mx_array a, mx_array b);
+/* silu(gate) * up and gelu_tanh(gate) * up, one fused kernel on the GPU. */
+mx_array mx_swiglu(mx_array gate, mx_array up);
+mx_array mx_geglu(mx_array gate, mx_array up);
 /* x * scalar, keeping x's dtype (the scalar is cast to it) */
 mx_array mx_scale(mx_array x, double s);
 

@@ -327,7 +327,23 @@ int mx_item_int(mx_array a, int64_t *out) {
         mx_set_error("mx_item_int: array has %zu elements, want 1", a->a.size());
         return -1;
     }
-    return mx_read(a, MX_INT64, out, sizeof *out);
+    /* Read the scalar as it is: converting on the device first would cost a
+     * kernel launch and a second sync on every decoded token. */
+    return guard_ret(-1, [&] {
+        array &v = a->a;
+        mlx_ns::eval(v);
+        switch (v.dtype()) {
+        case mlx_ns::int32: *out = v.item<int32_t>(); return 0;
+        case mlx_ns::uint32: *out = v.item<uint32_t>(); return 0;
+        case mlx_ns::int64: *out = v.item<int64_t>(); return 0;
+        case mlx_ns::uint8: *out = v.item<uint8_t>(); return 0;
+        default: break;
+        }
+        array c = mlx_ns::astype(v, mlx_ns::int64);
+        mlx_ns::eval(c);
+        *out = c.item<int64_t>();
+        return 0;
+    });
 }
 
 int mx_item_float(mx_array a, double *out) {

@@ -78,7 +78,7 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
         const gm_layer *l = &m->layers[i];
         mx_array a = gm_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache);
         h = mx_add(h, gm_rms_norm(m, a, l->post_attn_norm));
-        mx_array f = gm_mlp(&l->w_gate, &l->w_up, &l->w_down, gm_rms_norm(m, h, l->mlp_norm), 1);
+        mx_array f = gm_mlp(l, gm_rms_norm(m, h, l->mlp_norm), 1);
         h = mx_add(h, gm_rms_norm(m, f, l->post_mlp_norm));
     }
     if (!h) return NULL;

@@ -63,6 +63,45 @@ int gm_linear_load(gm_linear *l, gm_weights *w, const gm_config *cfg, const char
     return 0;
 }
 
+/* Stacks linears that read the same input into one along the output
+ * axis: affine-quantized rows are independent, so stacking w, scales and
+ * biases row-wise gives exactly the same products. Leaves the parts as
+ * they are when they differ in format. */
+static int stack_linears(gm_linear *out, gm_linear **parts, int n) {
+    int outs = 0, biased = 0;
+    for (int k = 0; k < n; k++) {
+        const gm_linear *p = parts[k];
+        if (p->bits != parts[0]->bits || p->group_size != parts[0]->group_size || p->in != parts[0]->in ||
+            mx_get_dtype(p->w) != mx_get_dtype(parts[0]->w) ||
+            (p->scales && mx_get_dtype(p->scales) != mx_get_dtype(parts[0]->scales)))
+            return 0;
+        outs += p->out;
+        biased += p->bias != NULL;
+    }
+    if (biased && biased != n) return 0;
+    mx_array w[3], s[3], b[3], bias[3];
+    for (int k = 0; k < n; k++) {
+        w[k] = parts[k]->w, s[k] = parts[k]->scales, b[k] = parts[k]->biases, bias[k] = parts[k]->bias;
+    }
+    memset(out, 0, sizeof *out);
+    out->bits = parts[0]->bits;
+    out->group_size = parts[0]->group_size;
+    out->in = parts[0]->in;
+    out->out = outs;
+    out->w = mx_keep(mx_concat(w, n, 0));
+    if (out->bits) {
+        out->scales = mx_keep(mx_concat(s, n, 0));
+        out->biases = mx_keep(mx_concat(b, n, 0));
+    }
+    if (biased) out->bias = mx_keep(mx_concat(bias, n, 0));
+    if (!out->w || (out->bits && (!out->scales || !out->biases)) || (biased && !out->bias)) {
+        gm_linear_free(out);
+        return gm_fail_mlx("stacking projections");
+    }
+    for (int k = 0; k < n; k++) gm_linear_free(parts[k]);
+    return 0;
+}
+
 int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i) {
     int hidden = c->hidden_size, q_dim = c->num_heads * c->head_dim,
         kv_dim = c->num_kv_heads * c->head_dim, ff = c->intermediate_size;
@@ -86,7 +125,9 @@ int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i)
         int rc = gm_linear_load(parts[k].field, w, c, prefix, parts[k].in, parts[k].out, parts[k].bias);
         if (rc) return rc;
     }
-    return 0;
+    gm_linear *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gate_up[2] = {&l->w_gate, &l->w_up};
+    int rc = stack_linears(&l->wqkv, qkv, 3);
+    return rc ? rc : stack_linears(&l->w_gate_up, gate_up, 2);
 }
 
 void gm_linear_free(gm_linear *l) {
@@ -203,9 +244,18 @@ mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array
                       gm_kv_cache *cache) {
     const gm_config *c = &m->cfg;
     int t = mx_dim(x, 1), d = c->head_dim;
-    mx_array q = heads(gm_linear_apply(&layer->wq, x), c->num_heads, d);
-    mx_array k = heads(gm_linear_apply(&layer->wk, x), c->num_kv_heads, d);
-    mx_array v = heads(gm_linear_apply(&layer->wv, x), c->num_kv_heads, d);
+    mx_array q, k, v;
+    if (layer->wqkv.w) {
+        int qd = c->num_heads * d, kvd = c->num_kv_heads * d;
+        mx_array qkv = gm_linear_apply(&layer->wqkv, x);
+        q = heads(mx_slice(qkv, (int[]){0, 0, 0}, (int[]){1, t, qd}, NULL, 3), c->num_heads, d);
+        k = heads(mx_slice(qkv, (int[]){0, 0, qd}, (int[]){1, t, qd + kvd}, NULL, 3), c->num_kv_heads, d);
+        v = heads(mx_slice(qkv, (int[]){0, 0, qd + kvd}, (int[]){1, t, qd + 2 * kvd}, NULL, 3), c->num_kv_heads, d);
+    } else {
+        q = heads(gm_linear_apply(&layer->wq, x), c->num_heads, d);
+        k = heads(gm_linear_apply(&layer->wk, x), c->num_kv_heads, d);
+        v = heads(gm_linear_apply(&layer->wv, x), c->num_kv_heads, d);
+    }
     int offset = cache->offset;
     float base = c->rope_theta, rscale = m->rope_scale;
     q = mx_rope(q, d, c->rope_traditional, base, rscale, offset, m->rope_freqs);
@@ -232,20 +282,19 @@ mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array
     return gm_linear_apply(&layer->wo, o);
 }
 
-static mx_array gelu_tanh(mx_array x) {
-    /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), the approximation
-     * Gemma was trained with. */
-    mx_array inner = mx_scale(mx_add(x, mx_scale(mx_multiply(mx_square(x), x), 0.044715)),
-                              sqrt(2.0 / M_PI));
-    mx_array one = mx_scalar(1.0, mx_get_dtype(x));
-    return mx_multiply(mx_scale(x, 0.5), mx_add(one, mx_tanh(inner)));
-}
-
-mx_array gm_mlp(const gm_linear *gate, const gm_linear *up, const gm_linear *down, mx_array x,
-                int gelu) {
-    mx_array g = gm_linear_apply(gate, x);
-    mx_array act = gelu ? gelu_tanh(g) : mx_multiply(g, mx_sigmoid(g));
-    return gm_linear_apply(down, mx_multiply(act, gm_linear_apply(up, x)));
+mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu) {
+    mx_array g, u;
+    if (l->w_gate_up.w) {
+        int t = mx_dim(x, 1), ff = l->w_gate_up.out / 2;
+        mx_array gu = gm_linear_apply(&l->w_gate_up, x);
+        g = mx_slice(gu, (int[]){0, 0, 0}, (int[]){1, t, ff}, NULL, 3);
+        u = mx_slice(gu, (int[]){0, 0, ff}, (int[]){1, t, 2 * ff}, NULL, 3);
+    } else {
+        g = gm_linear_apply(&l->w_gate, x);
+        u = gm_linear_apply(&l->w_up, x);
+    }
+    /* gelu: the tanh approximation Gemma was trained with */
+    return gm_linear_apply(&l->w_down, gelu ? mx_geglu(g, u) : mx_swiglu(g, u));
 }
 
 mx_array gm_unembed(const gm_model *m, mx_array h) {

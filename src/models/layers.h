@@ -15,7 +15,8 @@ int gm_linear_load(gm_linear *l, gm_weights *w, const gm_config *cfg, const char
                    int out, int want_bias);
 void gm_linear_free(gm_linear *l);
 /* The seven projections of decoder layer i under their HF names
- * (model.layers.i.self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj). */
+ * (model.layers.i.self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj),
+ * q/k/v and gate/up then stacked into wqkv and w_gate_up. */
 int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i);
 mx_array gm_linear_apply(const gm_linear *l, mx_array x);
 /* Rows of an embedding table for ids (dequantized when quantized). */
@@ -27,9 +28,8 @@ mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight);
  * cache->offset and the cache updated in place. */
 mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache);
-/* silu(gate(x)) * up(x) -> down; gelu_tanh when gelu != 0 (Gemma). */
-mx_array gm_mlp(const gm_linear *gate, const gm_linear *up, const gm_linear *down, mx_array x,
-                int gelu);
+/* down(act(gate(x)) * up(x)): act is silu, or gelu_tanh when gelu != 0 (Gemma). */
+mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu);
 /* cap * tanh(x / cap) in x's dtype (Gemma 2 logit soft-capping). */
 mx_array gm_softcap(mx_array x, float cap);
 /* Final norm and unembedding (tied or not) of hidden [1, T, hidden]. */

@@ -28,6 +28,7 @@ static int model_arrays(const gm_model *m, mx_array *out, int cap) {
         const gm_layer *l = &m->layers[i];
         ADD_LINEAR(l->wq) ADD_LINEAR(l->wk) ADD_LINEAR(l->wv) ADD_LINEAR(l->wo)
         ADD_LINEAR(l->w_gate) ADD_LINEAR(l->w_up) ADD_LINEAR(l->w_down)
+        ADD_LINEAR(l->wqkv) ADD_LINEAR(l->w_gate_up)
         ADD(l->attn_norm) ADD(l->mlp_norm) ADD(l->post_attn_norm) ADD(l->post_mlp_norm)
     }
 #undef ADD_LINEAR
@@ -46,7 +47,7 @@ static void count_params(gm_model *m) {
         const gm_layer *l = &m->layers[i];
         n += linear_params(&l->wq) + linear_params(&l->wk) + linear_params(&l->wv) +
              linear_params(&l->wo) + linear_params(&l->w_gate) + linear_params(&l->w_up) +
-             linear_params(&l->w_down);
+             linear_params(&l->w_down) + linear_params(&l->wqkv) + linear_params(&l->w_gate_up);
         n += (uint64_t)c->hidden_size * (2 + (l->post_attn_norm ? 1 : 0) + (l->post_mlp_norm ? 1 : 0));
     }
     m->n_params = n;
@@ -205,6 +206,8 @@ void gm_model_free(gm_model *m) {
         gm_linear_free(&l->w_gate);
         gm_linear_free(&l->w_up);
         gm_linear_free(&l->w_down);
+        gm_linear_free(&l->wqkv);
+        gm_linear_free(&l->w_gate_up);
         mx_free(l->attn_norm);
         mx_free(l->mlp_norm);
         mx_free(l->post_attn_norm);

@@ -22,6 +22,10 @@ typedef struct gm_linear {
 typedef struct gm_layer {
     gm_linear wq, wk, wv, wo;      /* attention projections */
     gm_linear w_gate, w_up, w_down; /* MLP: down(act(gate(x)) * up(x)) */
+    /* q/k/v and gate/up stacked along their outputs at load time, so a
+     * step runs one matmul where it would run three (or two); wq/wk/wv and
+     * w_gate/w_up are then empty. */
+    gm_linear wqkv, w_gate_up;
     mx_array attn_norm;            /* before attention (input_layernorm) */
     mx_array mlp_norm;             /* before the MLP (Llama: post_attention_layernorm) */
     mx_array post_attn_norm;       /* Gemma 2: after attention, before the residual add */
