@@ -77,7 +77,7 @@ void gm_qmm_set_mv_max(int m) {
 }
 
 int gm_qmm_supported(int bits, int group_size, int K) {
-    if (bits != 4 && bits != 8) return 0;
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8) return 0;
     if (group_size != 32 && group_size != 64 && group_size != 128) return 0;
     return K > 0 && K % group_size == 0;
 }

@@ -1,5 +1,5 @@
 /* qmm.h - our CPU quantized matmul for MLX's affine format: y = x @ W^T
- * with W stored as packed 4- or 8-bit integers plus per-group scale and
+ * with W stored as packed 2- to 8-bit integers plus per-group scale and
  * bias. Multithreaded over output rows (pool.h). Pure C, no MLX. */
 #ifndef GM_QMM_H
 #define GM_QMM_H
@@ -11,7 +11,8 @@ typedef enum { GM_F32 = 0, GM_F16 = 1, GM_BF16 = 2 } gm_fdtype;
 
 /* One product. Layouts are row-major and contiguous:
  *   x      [M, K]            x_dtype
- *   w      [N, K*bits/32]    uint32, element j of a word in bits j*bits.. (low first)
+ *   w      [N, K*bits/32]    uint32; a row is a little-endian bit stream,
+ *                            element k at bits k*bits.. of it
  *   scales [N, K/group_size] sb_dtype, biases the same shape and dtype
  *   y      [M, N]            y_dtype
  * The dequantized weight is scale*q + bias; sums are float32. */
@@ -22,7 +23,7 @@ typedef struct gm_qmm_args {
     const void *biases;
     void *y;
     int M, N, K;
-    int bits;       /* 4 or 8 */
+    int bits;       /* 2, 3, 4, 5, 6 or 8 */
     int group_size; /* 32, 64 or 128 */
     gm_fdtype x_dtype, sb_dtype, y_dtype;
 } gm_qmm_args;

@@ -55,9 +55,68 @@ AVX2_INLINE void unpack4_mv(const uint8_t *p, __m256 *lo, __m256 *whole) {
     *whole = _mm256_cvtepi32_ps(d);
 }
 
+/* 8 weights of 2, 3, 5 or 6 bits from the next BITS bytes of the bit
+ * stream: each lane gathers the two bytes holding its element (shuffle),
+ * shifts it down (per-lane shift) and masks it. Reads exactly BITS bytes. */
+AVX2_INLINE __m256 unpack_bits8(const uint8_t *p, const int BITS) {
+    /* Whole loads put together in a register: a partial copy into a
+     * stack word would stall on store forwarding when read back. */
+    uint64_t v;
+    if (BITS >= 4) {
+        uint32_t lo4;
+        memcpy(&lo4, p, 4);
+        uint64_t hi = 0;
+        if (BITS == 5) hi = p[4];
+        if (BITS == 6) {
+            uint16_t h2;
+            memcpy(&h2, p + 4, 2);
+            hi = h2;
+        }
+        v = lo4 | hi << 32;
+    } else {
+        uint16_t lo2;
+        memcpy(&lo2, p, 2);
+        v = lo2 | (BITS == 3 ? (uint64_t)p[2] << 16 : 0);
+    }
+#define QB_J(i) (((i) * BITS) >> 3)
+#define QB_IDX(i) (int)((unsigned)QB_J(i) | (unsigned)(QB_J(i) + 1) << 8 | 0x80800000u)
+    const __m256i idx = _mm256_setr_epi32(QB_IDX(0), QB_IDX(1), QB_IDX(2), QB_IDX(3), QB_IDX(4),
+                                          QB_IDX(5), QB_IDX(6), QB_IDX(7));
+    const __m256i sh = _mm256_setr_epi32(0, BITS & 7, (2 * BITS) & 7, (3 * BITS) & 7,
+                                         (4 * BITS) & 7, (5 * BITS) & 7, (6 * BITS) & 7,
+                                         (7 * BITS) & 7);
+#undef QB_IDX
+#undef QB_J
+    __m256i d = _mm256_shuffle_epi8(_mm256_set1_epi64x((long long)v), idx);
+    d = _mm256_and_si256(_mm256_srlv_epi32(d, sh), _mm256_set1_epi32((1 << BITS) - 1));
+    return _mm256_cvtepi32_ps(d);
+}
+
+/* 16 weights of any width into x positions 0..7 (lo) and 8..15 (hi); p is
+ * the start of the group, u the run's first element within it. 4-bit runs
+ * come as low nibbles then high ones (qmm_perm4), in the form `mv` asks
+ * for (QMM_MV4) or plain. */
+AVX2_INLINE void unpack16(const uint8_t *p, int u, const int BITS, const int mv, __m256 *lo,
+                          __m256 *hi);
+
 AVX2_INLINE void unpack8(const uint8_t *p, __m256 *lo, __m256 *hi) {
     *lo = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)));
     *hi = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8))));
+}
+
+AVX2_INLINE void unpack16(const uint8_t *p, int u, const int BITS, const int mv, __m256 *lo,
+                          __m256 *hi) {
+    if (BITS == 4) {
+        if (mv)
+            unpack4_mv(p + u / 2, lo, hi);
+        else
+            unpack4(p + u / 2, lo, hi);
+    } else if (BITS == 8) {
+        unpack8(p + u, lo, hi);
+    } else {
+        *lo = unpack_bits8(p + (size_t)u * BITS / 8, BITS);
+        *hi = unpack_bits8(p + (size_t)(u + 8) * BITS / 8, BITS);
+    }
 }
 
 AVX2_INLINE float hsum(__m256 v) {
@@ -119,10 +178,7 @@ AVX2_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, const int NN, const
                     const uint8_t *p = (const uint8_t *)(a->w + (size_t)(n + j) * c->wrow) +
                                        (size_t)g * (GS * BITS / 8);
                     __m256 lo, hi;
-                    if (BITS == 4)
-                        unpack4_mv(p + u / 2, &lo, &hi);
-                    else
-                        unpack8(p + u, &lo, &hi);
+                    unpack16(p, u, BITS, 1, &lo, &hi);
                     #pragma GCC unroll 8
                     for (int r = 0; r < MR; r++) {
                         const float *xr = xg + (size_t)r * K + u;
@@ -174,27 +230,28 @@ AVX2_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, co
 
 #define MV_VARIANT(B, S) \
     AVX2_FN static void mv_##B##_##S(const gm_qmm_ctx *c, int n0, int n1) { mv_body(c, n0, n1, B, S); }
-MV_VARIANT(4, 32)
-MV_VARIANT(4, 64)
-MV_VARIANT(4, 128)
-MV_VARIANT(8, 32)
-MV_VARIANT(8, 64)
-MV_VARIANT(8, 128)
+#define MV_VARIANTS(B) MV_VARIANT(B, 32) MV_VARIANT(B, 64) MV_VARIANT(B, 128)
+MV_VARIANTS(2)
+MV_VARIANTS(3)
+MV_VARIANTS(4)
+MV_VARIANTS(5)
+MV_VARIANTS(6)
+MV_VARIANTS(8)
+
+typedef void (*mv_fn)(const gm_qmm_ctx *, int, int);
+static const mv_fn mv_table[9][3] = {
+    [2] = {mv_2_32, mv_2_64, mv_2_128}, [3] = {mv_3_32, mv_3_64, mv_3_128},
+    [4] = {mv_4_32, mv_4_64, mv_4_128}, [5] = {mv_5_32, mv_5_64, mv_5_128},
+    [6] = {mv_6_32, mv_6_64, mv_6_128}, [8] = {mv_8_32, mv_8_64, mv_8_128},
+};
 
 static void mv(const gm_qmm_ctx *c, int n0, int n1) {
     int gs = c->a->group_size;
-    if (c->a->bits == 4) {
-        if (gs == 32) mv_4_32(c, n0, n1);
-        else if (gs == 64) mv_4_64(c, n0, n1);
-        else mv_4_128(c, n0, n1);
-    } else {
-        if (gs == 32) mv_8_32(c, n0, n1);
-        else if (gs == 64) mv_8_64(c, n0, n1);
-        else mv_8_128(c, n0, n1);
-    }
+    mv_table[c->a->bits][gs == 32 ? 0 : gs == 64 ? 1 : 2](c, n0, n1);
 }
 
-AVX2_FN static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *dst) {
+AVX2_INLINE void dequant_body(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *dst,
+                              const int BITS) {
     const gm_qmm_args *a = c->a;
     int gs = a->group_size, G = c->groups;
     for (int i = 0; i < nr; i++) {
@@ -205,17 +262,25 @@ AVX2_FN static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc,
             size_t gi = (size_t)n * G + (size_t)(k / gs);
             __m256 s = _mm256_set1_ps(load1(a->scales, gi, a->sb_dtype));
             __m256 b = _mm256_set1_ps(load1(a->biases, gi, a->sb_dtype));
-            const uint8_t *p = wb + (size_t)k * a->bits / 8;
+            const uint8_t *p = wb + (size_t)k * BITS / 8;
             for (int u = 0; u < gs; u += 16, d += 16) {
                 __m256 lo, hi;
-                if (a->bits == 4)
-                    unpack4(p + u / 2, &lo, &hi);
-                else
-                    unpack8(p + u, &lo, &hi);
+                unpack16(p, u, BITS, 0, &lo, &hi);
                 _mm256_storeu_ps(d, _mm256_fmadd_ps(lo, s, b));
                 _mm256_storeu_ps(d + 8, _mm256_fmadd_ps(hi, s, b));
             }
         }
+    }
+}
+
+AVX2_FN static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *dst) {
+    switch (c->a->bits) {
+    case 2: dequant_body(c, n0, nr, k0, kc, dst, 2); break;
+    case 3: dequant_body(c, n0, nr, k0, kc, dst, 3); break;
+    case 4: dequant_body(c, n0, nr, k0, kc, dst, 4); break;
+    case 5: dequant_body(c, n0, nr, k0, kc, dst, 5); break;
+    case 6: dequant_body(c, n0, nr, k0, kc, dst, 6); break;
+    default: dequant_body(c, n0, nr, k0, kc, dst, 8); break;
     }
 }
 

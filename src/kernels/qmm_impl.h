@@ -33,6 +33,16 @@ static inline int qmm_perm4(int p) {
  * cancels; measured ~7% faster on Zen 4. The tiled path dequantizes
  * lo and hi as they are. */
 
+/* Any width: MLX packs a row as one little-endian bit stream, element k
+ * at bits [k*bits, (k+1)*bits). For bits <= 8 an element spans at most
+ * two bytes; the second is read only when needed (never past the row). */
+static inline uint32_t qmm_qbits(const uint8_t *row, int k, int bits) {
+    int bit = k * bits, byte = bit >> 3, shift = bit & 7;
+    uint32_t v = row[byte];
+    if (shift + bits > 8) v |= (uint32_t)row[byte + 1] << 8;
+    return (v >> shift) & ((1u << bits) - 1);
+}
+
 typedef struct gm_qmm_ctx {
     const gm_qmm_args *a;
     int groups;     /* K / group_size */

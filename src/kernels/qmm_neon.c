@@ -42,11 +42,22 @@ NEON_INLINE void unpack8(const uint8_t *p, float32x4_t v[4]) {
     v[3] = vcvtq_f32_u32(vmovl_u16(vget_high_u16(hi)));
 }
 
-NEON_INLINE void unpack16(const uint8_t *p, int bits, float32x4_t v[4]) {
+/* 16 weights of 2, 3, 5 or 6 bits, elements u..u+15 of the stream at p,
+ * one at a time: simple, and only these rarer widths take it. */
+NEON_INLINE void unpack_bits16(const uint8_t *p, int u, int bits, float32x4_t v[4]) {
+    float f[16];
+    for (int i = 0; i < 16; i++) f[i] = (float)qmm_qbits(p, u + i, bits);
+    for (int i = 0; i < 4; i++) v[i] = vld1q_f32(f + 4 * i);
+}
+
+/* Elements u..u+15 of the group at p (4-bit: as qmm_perm4 orders them). */
+NEON_INLINE void unpack16(const uint8_t *p, int u, int bits, float32x4_t v[4]) {
     if (bits == 4)
-        unpack4(p, v);
+        unpack4(p + u / 2, v);
+    else if (bits == 8)
+        unpack8(p + u, v);
     else
-        unpack8(p, v);
+        unpack_bits16(p, u, bits, v);
 }
 
 /* One weight row against x rows m0..m0+MR-1; scale per group dot product,
@@ -74,7 +85,7 @@ NEON_INLINE void mv_row(const gm_qmm_ctx *c, int n, int m0, const int MR) {
             if (bits == 4)
                 unpack4_mv(p + u / 2, w);
             else
-                unpack8(p + u, w);
+                unpack16(p, u, bits, w);
             #pragma GCC unroll 8
             for (int r = 0; r < MR; r++) {
                 const float *x = c->xp + (size_t)(m0 + r) * K + (size_t)g * gs + u;
@@ -122,7 +133,7 @@ static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *
             const uint8_t *p = wb + (size_t)k * a->bits / 8;
             for (int u = 0; u < gs; u += 16, d += 16) {
                 float32x4_t w[4];
-                unpack16(p + u * a->bits / 8, a->bits, w);
+                unpack16(p, u, a->bits, w);
                 for (int v = 0; v < 4; v++) vst1q_f32(d + 4 * v, vfmaq_f32(b, w[v], s));
             }
         }

@@ -15,8 +15,10 @@ static float group_dot(const uint8_t *wb, const float *x, int gs, int bits) {
         for (int u = 0; u < gs; u += 16, wb += 8, x += 16)
             for (int i = 0; i < 8; i++)
                 dot += (float)(wb[i] & 15) * x[i] + (float)wb[i] * x[8 + i];
-    } else {
+    } else if (bits == 8) {
         for (int i = 0; i < gs; i++) dot += (float)wb[i] * x[i];
+    } else {
+        for (int i = 0; i < gs; i++) dot += (float)qmm_qbits(wb, i, bits) * x[i];
     }
     return dot;
 }
@@ -60,8 +62,7 @@ static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *
                         d[8 + j] = s * (float)(p[j] >> 4) + b;
                     }
             } else {
-                const uint8_t *p = wb + k;
-                for (int j = 0; j < gs; j++) d[j] = s * (float)p[j] + b;
+                for (int j = 0; j < gs; j++) d[j] = s * (float)qmm_qbits(wb, k + j, a->bits) + b;
                 d += gs;
             }
         }

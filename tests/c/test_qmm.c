@@ -77,9 +77,12 @@ static void problem_make(problem *p) {
             float s = put(p->scales, (size_t)n * G + g, (0.5f + rng_uniform()) * 0.1f / qmax, p->st);
             float b = put(p->biases, (size_t)n * G + g, -(0.5f + rng_uniform()) * 0.05f, p->st);
             for (int k = g * p->gs; k < (g + 1) * p->gs; k++) {
+                /* the row is one little-endian bit stream of 32-bit words */
+                const uint32_t *row = p->w + (size_t)n * K * p->bits / 32;
                 size_t bit = (size_t)k * p->bits;
-                uint32_t word = p->w[(size_t)n * K * p->bits / 32 + bit / 32];
-                uint32_t q = (word >> (bit % 32)) & (uint32_t)qmax;
+                uint64_t two = row[bit / 32];
+                if (bit % 32 + p->bits > 32) two |= (uint64_t)row[bit / 32 + 1] << 32;
+                uint32_t q = (uint32_t)(two >> (bit % 32)) & (uint32_t)qmax;
                 wf[(size_t)n * K + k] = s * (float)q + b;
             }
         }
@@ -133,14 +136,14 @@ static const char *isas[] = {"scalar", "avx2", "neon"};
 static void run_grid(int threads) {
     static const int Ms[] = {1, 2, 3, 7, 33, 130};
     static const int Ns[] = {1, 13, 67, 200};
-    static const int bitss[] = {4, 8};
+    static const int bitss[] = {4, 8, 6, 3, 5, 2};
     static const int gss[] = {32, 64, 128};
     static const gm_fdtype dts[] = {GM_F32, GM_F16, GM_BF16};
     gm_pool_set_threads(threads);
     int shape = 0;
     for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
         if (gm_qmm_set_isa(isas[ii]) != 0) continue;
-        for (int bi = 0; bi < 2; bi++)
+        for (int bi = 0; bi < 6; bi++)
             for (int gi = 0; gi < 3; gi++)
                 for (int di = 0; di < 3; di++)
                     for (int mi = 0; mi < 6; mi++) {
@@ -204,7 +207,8 @@ static void test_bigger_shape(void) {
 }
 
 static void test_rejects(void) {
-    CHECK(!gm_qmm_supported(3, 64, 128));
+    CHECK(!gm_qmm_supported(7, 64, 128));
+    CHECK(gm_qmm_supported(6, 64, 128));
     CHECK(!gm_qmm_supported(4, 16, 128));
     CHECK(!gm_qmm_supported(4, 64, 96));
     CHECK(gm_qmm_supported(8, 128, 256));
@@ -361,13 +365,16 @@ static mlx_errs mlx_compare(int M, int N, int K, int bits, int gs, gm_fdtype dt,
     }
     /* The exact product of the quantized weights, in double. */
     double maxref = 0, dex = 0, dml = 0;
-    int G = K / gs, per = 32 / bits;
+    int G = K / gs;
     for (size_t m = 0; m < MT; m++)
         for (int n = 0; n < N; n++) {
             double r = 0;
+            const uint32_t *row = wqd + (size_t)n * K * bits / 32;
             for (int k = 0; k < K; k++) {
-                uint32_t word = wqd[(size_t)n * K / per + k / per];
-                uint32_t q = (word >> (k % per * bits)) & ((1u << bits) - 1);
+                size_t bit = (size_t)k * bits;
+                uint64_t two = row[bit / 32];
+                if (bit % 32 + bits > 32) two |= (uint64_t)row[bit / 32 + 1] << 32;
+                uint32_t q = (uint32_t)(two >> (bit % 32)) & ((1u << bits) - 1);
                 double wv = (double)sd[(size_t)n * G + k / gs] * q + bd[(size_t)n * G + k / gs];
                 r += wv * xd[m * K + k];
             }
@@ -410,9 +417,11 @@ static void test_mlx_plugged(void) {
     static const double tol_mlx[] = {1e-5, 3e-2, 2e-1};
     double worst_exact[3] = {0}, worst_mlx[3] = {0};
     for (int s = 0; s < 5; s++)
-        for (int bits = 4; bits <= 8; bits += 4)
+        for (int bi = 0; bi < 6; bi++)
             for (int gs = 32; gs <= 128; gs *= 2)
                 for (int d = 0; d < 3; d++) {
+                    static const int bitss[] = {4, 8, 6, 3, 5, 2};
+                    int bits = bitss[bi];
                     int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
                     mlx_errs e = mlx_compare(M, N, K, bits, gs, dts[d], shapes[s][3]);
                     CHECK_MSG(e.exact >= 0 && e.exact <= tol_exact[d] && e.mlx <= tol_mlx[d],
