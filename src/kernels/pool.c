@@ -176,7 +176,11 @@ static void stop_workers(pool *p) {
 }
 
 static void init_once(void) {
-    atomic_store(&g_pool.spin_us, env_int("GOMLX_SPIN_US", 200));
+    /* Spinning only pays with cores to spare: on two cores the spinning
+     * workers starve MLX's scheduler thread and the graph-building thread
+     * (SmolLM2 decode on 2 cores: 34 tok/s spinning 200 us, 39-48 not spinning). */
+    int cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    atomic_store(&g_pool.spin_us, env_int("GOMLX_SPIN_US", cores > 4 ? 200 : 0));
     pthread_mutex_lock(&g_pool.run_lock);
     start_workers(&g_pool, default_threads());
     pthread_mutex_unlock(&g_pool.run_lock);
