@@ -15,23 +15,7 @@ static char fixture[512];
 static void write_text(const char *dir, const char *name, const char *text) {
     char p[512];
     snprintf(p, sizeof p, "%s/%s", dir, name);
-    FILE *f = fopen(p, "w");
-    if (!f) return;
-    fputs(text, f);
-    fclose(f);
-}
-
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    s[n] = 0;
-    fclose(f);
-    return s;
+    check_write_text(p, text);
 }
 
 /* A fresh copy of the tiny Llama fixture's config in its own folder. */
@@ -91,7 +75,7 @@ static gomlx_status try_load(const char *path) {
 static char *fixture_config(void) {
     char p[600];
     snprintf(p, sizeof p, "%s/config.json", fixture);
-    return read_text(p);
+    return check_read_text(p);
 }
 
 static void test_missing_folder(void) {

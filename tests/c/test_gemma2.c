@@ -20,26 +20,6 @@ enum { MAX_PROMPT = 64, MAX_GEN = 64 };
 static int32_t prompt[MAX_PROMPT], hf_tokens[MAX_GEN];
 static int n_prompt, n_hf;
 
-static char *read_text(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    if (fread(s, 1, (size_t)n, f) != (size_t)n) n = 0;
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
-
-static void write_text(const char *path, const char *text) {
-    FILE *f = fopen(path, "w");
-    if (!f) return;
-    fputs(text, f);
-    fclose(f);
-}
-
 static int read_ids(const cJSON *root, const char *key, int32_t *out, int cap) {
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(root, key), *e;
     int n = 0;
@@ -51,7 +31,7 @@ static int read_ids(const cJSON *root, const char *key, int32_t *out, int cap) {
 static int load_reference(void) {
     char p[600];
     snprintf(p, sizeof p, "%s/reference/greedy.json", fixture);
-    char *text = read_text(p);
+    char *text = check_read_text(p);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!root) return -1;
@@ -115,7 +95,7 @@ static void make_variant(const char *from, const char *dir, const char *drop, vo
     char src[600], dst[600];
     mkdir(dir, 0755);
     snprintf(src, sizeof src, "%s/config.json", from);
-    char *text = read_text(src);
+    char *text = check_read_text(src);
     cJSON *cfg = text ? cJSON_Parse(text) : NULL;
     free(text);
     CHECK(cfg != NULL);
@@ -123,7 +103,7 @@ static void make_variant(const char *from, const char *dir, const char *drop, vo
     if (edit) edit(cfg);
     char *out = cJSON_Print(cfg);
     snprintf(dst, sizeof dst, "%s/config.json", dir);
-    write_text(dst, out);
+    check_write_text(dst, out);
     free(out);
     cJSON_Delete(cfg);
 
