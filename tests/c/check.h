@@ -105,4 +105,34 @@ static inline void check_write_text(const char *path, const char *text) {
     fclose(f);
 }
 
+/* A float32 2-D .npy file (numpy's format, version 1 or 2): malloc'd data. */
+static inline float *check_read_npy(const char *path, int *rows, int *cols) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char pre[12];
+    float *data = NULL;
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6)) goto done;
+    size_t hlen = pre[8] | (size_t)pre[9] << 8;
+    if (pre[6] >= 2) {
+        if (fread(pre + 10, 1, 2, f) != 2) goto done;
+        hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
+    }
+    char *h = calloc(1, hlen + 1);
+    if (fread(h, 1, hlen, f) == hlen && strstr(h, "'<f4'") && strstr(h, "'fortran_order': False")) {
+        const char *s = strstr(h, "'shape': (");
+        if (s && sscanf(s + 10, "%d, %d", rows, cols) == 2) {
+            size_t n = (size_t)*rows * (size_t)*cols;
+            data = malloc(n * sizeof(float));
+            if (fread(data, sizeof(float), n, f) != n) {
+                free(data);
+                data = NULL;
+            }
+        }
+    }
+    free(h);
+done:
+    fclose(f);
+    return data;
+}
+
 #endif

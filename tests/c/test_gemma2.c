@@ -41,36 +41,6 @@ static int load_reference(void) {
     return n_prompt > 0 && n_hf > 0 ? 0 : -1;
 }
 
-/* A float32 2-D .npy file (numpy's format, version 1 or 2): malloc'd data. */
-static float *read_npy(const char *path, int *rows, int *cols) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    unsigned char pre[12];
-    float *data = NULL;
-    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6)) goto done;
-    size_t hlen = pre[8] | (size_t)pre[9] << 8;
-    if (pre[6] >= 2) {
-        if (fread(pre + 10, 1, 2, f) != 2) goto done;
-        hlen |= (size_t)pre[10] << 16 | (size_t)pre[11] << 24;
-    }
-    char *h = calloc(1, hlen + 1);
-    if (fread(h, 1, hlen, f) == hlen && strstr(h, "'<f4'") && strstr(h, "'fortran_order': False")) {
-        const char *s = strstr(h, "'shape': (");
-        if (s && sscanf(s + 10, "%d, %d", rows, cols) == 2) {
-            size_t n = (size_t)*rows * (size_t)*cols;
-            data = malloc(n * sizeof(float));
-            if (fread(data, sizeof(float), n, f) != n) {
-                free(data);
-                data = NULL;
-            }
-        }
-    }
-    free(h);
-done:
-    fclose(f);
-    return data;
-}
-
 /* Folder `dir` with the weights of model folder `from` (minus `drop`) and
  * its config after edit(config) (edit may be NULL). */
 typedef struct {
@@ -162,9 +132,9 @@ static void window_matters(const char *model, const char *hf_name, double tol) {
     int vocab = 0, vocab2 = 0, rows = 0, cols = 0, rows2 = 0, cols2 = 0;
     float *win = logits_of(model, &vocab), *full = logits_of(d, &vocab2);
     snprintf(p, sizeof p, "%s/reference/%s", model, hf_name);
-    float *hf = read_npy(p, &rows, &cols);
+    float *hf = check_read_npy(p, &rows, &cols);
     snprintf(p, sizeof p, "%s/reference/logits_mlx.npy", model);
-    float *mlx = read_npy(p, &rows2, &cols2);
+    float *mlx = check_read_npy(p, &rows2, &cols2);
     CHECK(win && full && hf && mlx);
     CHECK(n_prompt > 8 + 8); /* crosses the window of 8 well */
     if (win && full && hf && mlx && rows == n_prompt && cols == vocab && rows2 == rows && cols2 == cols) {
