@@ -152,8 +152,12 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     size_t common = 0;
     while (common < s->n_tokens && common < n_prompt && s->tokens[common] == prompt[common]) common++;
     if (common == n_prompt) common--;
+    if (gm_kv_cache_rewind(&s->cache, m, (int)common)) {
+        /* A sliding-window layer already dropped keys this prefix needs. */
+        gm_session_clear(s);
+        common = 0;
+    }
     s->n_tokens = common;
-    s->cache.offset = (int)common;
     out->stats.cached_tokens = (int)common;
     out->stats.prompt_tokens = (int)(n_prompt - common);
 

@@ -14,7 +14,8 @@ int gm_kv_cache_init(gm_kv_cache *c, const gm_model *m) {
     c->n_layers = m->cfg.num_layers;
     c->k = calloc((size_t)c->n_layers, sizeof(mx_array));
     c->v = calloc((size_t)c->n_layers, sizeof(mx_array));
-    if (!c->k || !c->v) {
+    c->start = calloc((size_t)c->n_layers, sizeof(int));
+    if (!c->k || !c->v || !c->start) {
         gm_kv_cache_free(c);
         return gm_fail(GOMLX_ERR_INTERNAL, "out of memory for the KV cache");
     }
@@ -30,22 +31,40 @@ static mx_array grown(mx_array old, int need, int keep, int kvh, int d, mx_dtype
     return mx_concat((mx_array[]){head, tail}, 2, 2);
 }
 
+/* The last `keep` positions of [from, from + keep) of old, copied into a
+ * fresh buffer with room for `need` (used when a window layer drops its
+ * oldest keys: one copy per window's worth of tokens). */
+static mx_array shifted(mx_array old, int from, int keep, int need, int kvh, int d, mx_dtype dtype) {
+    int cap = (need + KV_STEP - 1) / KV_STEP * KV_STEP;
+    mx_array head = mx_slice(old, (int[]){0, 0, from}, (int[]){1, kvh, from + keep}, NULL, 3);
+    mx_array tail = mx_zeros((int[]){1, kvh, cap - keep, d}, 4, dtype);
+    return mx_concat((mx_array[]){head, tail}, 2, 2);
+}
+
 int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k, mx_array v,
-                       mx_array *keys, mx_array *values) {
+                       int window, mx_array *keys, mx_array *values, int *key_start) {
     int kvh = m->cfg.num_kv_heads, d = m->cfg.head_dim;
-    int t = mx_dim(k, 2), start = c->offset, end = start + t;
+    int t = mx_dim(k, 2);
+    /* Keys before `first` are out of every later query's window. */
+    int first = window > 0 ? c->offset - window + 1 : 0;
+    int drop = first - c->start[layer];
+    int trim = window > 0 && drop >= window;
+    int start = trim ? first : c->start[layer];
+    int held = c->offset - start, end = held + t;
     mx_array *slots[2] = {&c->k[layer], &c->v[layer]};
     mx_array news[2] = {k, v};
     mx_array *views[2] = {keys, values};
     for (int i = 0; i < 2; i++) {
         mx_array cur = *slots[i];
-        if (!cur || mx_dim(cur, 2) < end) {
-            mx_array bigger = mx_keep(grown(cur, end, start, kvh, d, mx_get_dtype(news[i])));
-            if (!bigger) return gm_fail_mlx("growing the KV cache");
+        if (!cur || trim || mx_dim(cur, 2) < end) {
+            mx_dtype dt = mx_get_dtype(news[i]);
+            mx_array fresh = mx_keep(trim ? shifted(cur, drop, held, end, kvh, d, dt)
+                                          : grown(cur, end, held, kvh, d, dt));
+            if (!fresh) return gm_fail_mlx("growing the KV cache");
             mx_free(cur);
-            cur = bigger;
+            cur = fresh;
         }
-        mx_array updated = mx_keep(mx_slice_update(cur, news[i], (int[]){0, 0, start, 0},
+        mx_array updated = mx_keep(mx_slice_update(cur, news[i], (int[]){0, 0, held, 0},
                                                    (int[]){1, kvh, end, d}, 4));
         if (!updated) {
             *slots[i] = cur;
@@ -57,7 +76,19 @@ int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k,
         *views[i] = mx_slice(updated, (int[]){0, 0, 0}, (int[]){1, kvh, end}, NULL, 3);
         if (!*views[i]) return gm_fail_mlx("slicing the KV cache");
     }
-    if (end > c->capacity) c->capacity = mx_dim(c->k[layer], 2);
+    c->start[layer] = start;
+    *key_start = start;
+    if (mx_dim(c->k[layer], 2) > c->capacity) c->capacity = mx_dim(c->k[layer], 2);
+    return 0;
+}
+
+int gm_kv_cache_rewind(gm_kv_cache *c, const gm_model *m, int pos) {
+    for (int i = 0; i < c->n_layers; i++) {
+        int window = m->layers[i].sliding ? m->cfg.sliding_window : 0;
+        int needed = window > 0 ? pos - window + 1 : 0;
+        if (c->start[i] > (needed > 0 ? needed : 0)) return -1;
+    }
+    c->offset = pos;
     return 0;
 }
 
@@ -75,6 +106,7 @@ void gm_kv_cache_free(gm_kv_cache *c) {
     for (int i = 0; c->v && i < c->n_layers; i++) mx_free(c->v[i]);
     free(c->k);
     free(c->v);
+    free(c->start);
     memset(c, 0, sizeof *c);
 }
 

@@ -76,7 +76,7 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
     mx_array h = mx_scale(gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m)), m->embed_scale);
     for (int i = 0; i < m->cfg.num_layers && h; i++) {
         const gm_layer *l = &m->layers[i];
-        mx_array a = gm_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache);
+        mx_array a = gm_self_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache);
         h = mx_add(h, gm_rms_norm(m, a, l->post_attn_norm));
         mx_array f = gm_mlp(l, gm_rms_norm(m, h, l->mlp_norm), 1);
         h = mx_add(h, gm_rms_norm(m, f, l->post_mlp_norm));

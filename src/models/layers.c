@@ -203,11 +203,12 @@ static mx_array heads(mx_array x, int n_heads, int head_dim) {
     return mx_transpose(mx_reshape(x, shape, 4), perm, 4);
 }
 
-/* Boolean keep-mask [T, S] for queries at offset..offset+T-1 over keys
- * 0..S-1: causal, and within `window` positions when window > 0. */
-static mx_array attention_mask(int offset, int t, int s, int window) {
+/* Boolean keep-mask [T, S] for queries at offset..offset+T-1 over keys at
+ * key_start..key_start+S-1: causal, and within `window` positions when
+ * window > 0. */
+static mx_array attention_mask(int offset, int t, int key_start, int s, int window) {
     mx_array q = mx_reshape(mx_arange(offset, offset + t, 1, MX_INT32), (int[]){t, 1}, 2);
-    mx_array k = mx_reshape(mx_arange(0, s, 1, MX_INT32), (int[]){1, s}, 2);
+    mx_array k = mx_reshape(mx_arange(key_start, key_start + s, 1, MX_INT32), (int[]){1, s}, 2);
     mx_array keep = mx_greater_equal(q, k);
     if (window > 0) keep = mx_logical_and(keep, mx_less(mx_subtract(q, k), mx_scalar(window, MX_INT32)));
     return keep;
@@ -240,7 +241,7 @@ static mx_array attention_softcapped(const gm_model *m, mx_array q, mx_array k, 
     return mx_reshape(o, (int[]){1, h, t, d}, 4);
 }
 
-mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
+mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache) {
     const gm_config *c = &m->cfg;
     int t = mx_dim(x, 1), d = c->head_dim;
@@ -261,19 +262,20 @@ mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array
     q = mx_rope(q, d, c->rope_traditional, base, rscale, offset, m->rope_freqs);
     k = mx_rope(k, d, c->rope_traditional, base, rscale, offset, m->rope_freqs);
     mx_array keys, values;
+    int window = layer->sliding ? c->sliding_window : 0, key_start;
     if (!q || !k || !v) return NULL;
-    if (gm_kv_cache_update(cache, m, li, k, v, &keys, &values)) return NULL;
-    int s = offset + t;
+    if (gm_kv_cache_update(cache, m, li, k, v, window, &keys, &values, &key_start)) return NULL;
+    int s = offset + t - key_start;
     float scale = c->query_pre_attn_scalar > 0 ? 1.0f / sqrtf(c->query_pre_attn_scalar)
                                                : 1.0f / sqrtf((float)d);
-    int window = layer->sliding ? c->sliding_window : 0;
+    /* Some held key is outside some query's window. */
     int windowed = window > 0 && s > window;
     mx_array o;
     if (c->attn_logit_softcapping > 0) {
-        mx_array keep = (t > 1 || windowed) ? attention_mask(offset, t, s, window) : NULL;
+        mx_array keep = (t > 1 || windowed) ? attention_mask(offset, t, key_start, s, window) : NULL;
         o = attention_softcapped(m, q, keys, values, scale, keep);
     } else if (windowed) {
-        o = mx_sdpa(q, keys, values, scale, 0, attention_mask(offset, t, s, window));
+        o = mx_sdpa(q, keys, values, scale, 0, attention_mask(offset, t, key_start, s, window));
     } else {
         o = mx_sdpa(q, keys, values, scale, t > 1, NULL);
     }

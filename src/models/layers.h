@@ -26,7 +26,7 @@ int gm_norm_load(mx_array *out, gm_weights *w, const char *name, int n);
 mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight);
 /* Multi-head attention of layer `li` over x [1, T, hidden], with RoPE at
  * cache->offset and the cache updated in place. */
-mx_array gm_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
+mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache);
 /* down(act(gate(x)) * up(x)): act is silu, or gelu_tanh when gelu != 0 (Gemma). */
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu);

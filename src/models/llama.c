@@ -41,7 +41,7 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
     mx_array h = gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m));
     for (int i = 0; i < m->cfg.num_layers && h; i++) {
         const gm_layer *l = &m->layers[i];
-        h = mx_add(h, gm_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache));
+        h = mx_add(h, gm_self_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache));
         h = mx_add(h, gm_mlp(l, gm_rms_norm(m, h, l->mlp_norm), 0));
     }
     if (!h) return NULL;

@@ -34,9 +34,12 @@ typedef struct gm_layer {
 } gm_layer;
 
 /* The KV cache of one session: per layer [1, kv_heads, capacity, head_dim],
- * grown in steps and written in place; positions < offset are valid. */
+ * grown in steps and written in place. Layer i holds positions
+ * start[i] .. offset-1; sliding-window layers drop what no later query can
+ * see, so their buffers stay near twice the window however long the text. */
 typedef struct gm_kv_cache {
     mx_array *k, *v;
+    int *start;
     int n_layers;
     int offset;
     int capacity;
@@ -89,10 +92,15 @@ mx_dtype gm_model_dtype(const gm_model *m);
 
 /* KV cache */
 int gm_kv_cache_init(gm_kv_cache *c, const gm_model *m);
-/* Appends k, v ([1, kvh, T, d]) to layer's cache and returns views of all
- * valid keys/values (owned by the current scope). Does not move offset. */
+/* Appends k, v ([1, kvh, T, d]) to layer's cache and returns views of the
+ * keys/values it holds (owned by the current scope), which start at
+ * absolute position *key_start. window > 0 lets the layer drop positions
+ * older than the window. Does not move offset. */
 int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k, mx_array v,
-                       mx_array *keys, mx_array *values);
+                       int window, mx_array *keys, mx_array *values, int *key_start);
+/* Moves the cache back to position pos (prefix reuse). Returns -1 when a
+ * sliding-window layer already dropped keys that position needs. */
+int gm_kv_cache_rewind(gm_kv_cache *c, const gm_model *m, int pos);
 /* Arrays to evaluate so the cache state is materialized. */
 int gm_kv_cache_arrays(gm_kv_cache *c, mx_array *out, int cap);
 void gm_kv_cache_free(gm_kv_cache *c);
