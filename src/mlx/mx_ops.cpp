@@ -12,6 +12,7 @@
 #include <mlx/mlx.h>
 
 #include "mlx/cpu_qmm.h"
+#include "mlx/cpu_sdpa.h"
 #include "mlx/mx_internal.h"
 
 namespace mc = mlx::core;
@@ -361,6 +362,11 @@ mx_array mx_rope(mx_array x, int dims, int traditional, float base, float scale,
 mx_array mx_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, mx_array mask) {
     if (!q || !k || !v) return nullptr;
     return guard([&] {
+        // MLX's CPU fallback composes the op from reference-BLAS matmuls.
+        if (!mask && mx_cpu_kernels() && mc::default_device() == mc::Device::cpu) {
+            if (auto r = gomlx::cpu_sdpa_try(q->a, k->a, v->a, scale, causal != 0))
+                return std::move(*r);
+        }
         if (causal) return mc::fast::scaled_dot_product_attention(q->a, k->a, v->a, scale, "causal");
         if (mask)
             return mc::fast::scaled_dot_product_attention(q->a, k->a, v->a, scale, "array", mask->a);

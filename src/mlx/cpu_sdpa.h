@@ -1,0 +1,14 @@
+// cpu_sdpa.h - hook from the shim's mx_sdpa into our own CPU attention
+// kernel (src/kernels/attention.h), wrapped as an MLX primitive.
+#pragma once
+#include <optional>
+#include <mlx/mlx.h>
+
+namespace gomlx {
+// Returns softmax(q k^T * scale [+ causal mask]) v when our kernel applies
+// (CPU device, 4-D q/k/v of one float dtype, GQA head counts, head_dim up
+// to 256, Tk >= Tq under the causal mask); std::nullopt to fall back to
+// MLX's op. Array masks are always left to MLX.
+std::optional<mlx::core::array> cpu_sdpa_try(const mlx::core::array& q, const mlx::core::array& k,
+                                             const mlx::core::array& v, float scale, bool causal);
+}  // namespace gomlx
