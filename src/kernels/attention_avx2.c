@@ -1,34 +1,26 @@
-/* attention_avx2.c - AVX2+FMA exponential of a score row for the attention
- * kernel (x86-64), plus the portable version. A libm expf call per score
- * costs more than the two multiply-adds of D lanes around it at small D;
- * this does 8 lanes in ~15 instructions. The function carries its own target attribute, so
- * the file builds without -mavx2 and is called only after a CPU check. */
+/* attention_avx2.c - AVX2+FMA helpers of the attention kernel (x86-64):
+ * the exponential of a score row (a libm expf per score costs more than
+ * the multiply-adds around it at small D; this does 8 lanes in ~15
+ * instructions) and the direct products of the few-query-row (decode)
+ * path, which read k and v rows in place, converting 8 at a time. Each
+ * function carries its own target attribute, so the file builds without
+ * -mavx2 and is only used after a CPU check. */
 #include "kernels/attention_impl.h"
-
-#include <math.h>
-
-float att_exp_scalar(float *s, int n, float mx) {
-    float sum = 0.0f;
-    for (int j = 0; j < n; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
-    }
-    return sum;
-}
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+
+#define AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma,f16c")))
 
 /* exp(x) for x <= 0 as 2^k * e^r with k = round(x / ln2) and
  * |r| <= ln2/2: ln2 is split in a high part exact in float and a low part,
  * so r carries no cancellation error, and e^r is its Taylor series to r^7
  * (truncation below 1e-8 relative on that interval). Inputs below -86
- * would need a subnormal 2^k; they are clamped there and give ~1e-38
- * instead of the true (smaller) value, which no sum of probabilities can
- * tell apart from 0. */
-__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-86.0f);
-    x = _mm256_max_ps(x, lo);
+ * are clamped there and give ~4e-38 instead of the true (smaller) value,
+ * which no sum of probabilities can tell apart from 0. */
+AVX2_INLINE __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-86.0f));
     __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
@@ -45,7 +37,14 @@ __attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
     return _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(p), e));
 }
 
-__attribute__((target("avx2,fma"))) float att_exp_avx2(float *s, int n, float mx) {
+AVX2_INLINE float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2_FN static float exp_row(float *s, int n, float mx) {
     __m256 vm = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
     int j = 0;
     for (; j + 8 <= n; j += 8) {
@@ -53,14 +52,140 @@ __attribute__((target("avx2,fma"))) float att_exp_avx2(float *s, int n, float mx
         _mm256_storeu_ps(s + j, e);
         acc = _mm256_add_ps(acc, e);
     }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc);
-    float sum = 0.0f;
-    for (int i = 0; i < 8; i++) sum += lanes[i];
-    for (; j < n; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
+    if (j < n) { /* the tail through a zero-padded copy: one code path */
+        float t[8];
+        int m = n - j;
+        for (int i = 0; i < 8; i++) t[i] = i < m ? s[j + i] - mx : -100.0f;
+        __m256 e = exp8(_mm256_loadu_ps(t));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+                                 _mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))));
+        _mm256_storeu_ps(t, e);
+        for (int i = 0; i < m; i++) s[j + i] = t[i];
+        acc = _mm256_add_ps(acc, e);
     }
-    return sum;
+    return hsum(acc);
 }
+
+/* Eight consecutive elements of a row (element stride 1) as float32. */
+AVX2_INLINE __m256 load8(const void *base, int64_t i, gm_fdtype t) {
+    if (t == GM_F16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)base + i)));
+    if (t == GM_BF16) {
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)base + i));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+    return _mm256_loadu_ps((const float *)base + i);
+}
+
+/* Up to 4 query rows per pass over a key row: 4 independent FMA chains,
+ * one k load shared by all of them. */
+AVX2_INLINE void scores_body(const float *Q, int ldq, const att_rows *k, int nk, int D, float *S,
+                             int lds, const int NR, gm_fdtype t) {
+    for (int j = 0; j < nk; j++) {
+        int64_t row = k->off + j * k->sj;
+        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                         _mm256_setzero_ps()};
+        for (int d = 0; d < D; d += 8) {
+            __m256 kv = load8(k->base, row + d, t);
+            #pragma GCC unroll 4
+            for (int r = 0; r < NR; r++)
+                acc[r] = _mm256_fmadd_ps(_mm256_loadu_ps(Q + (int64_t)r * ldq + d), kv, acc[r]);
+        }
+        #pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) S[(int64_t)r * lds + j] = hsum(acc[r]);
+    }
+}
+
+#define SCORES_T(NR, T)                                                                     \
+    AVX2_FN static void scores_##NR##_##T(const float *Q, int ldq, const att_rows *k, int nk, \
+                                          int D, float *S, int lds) {                      \
+        scores_body(Q, ldq, k, nk, D, S, lds, NR, T);                                      \
+    }
+#define SCORES(NR) SCORES_T(NR, GM_F32) SCORES_T(NR, GM_F16) SCORES_T(NR, GM_BF16)
+SCORES(1)
+SCORES(2)
+SCORES(3)
+SCORES(4)
+
+typedef void (*scores_fn)(const float *, int, const att_rows *, int, int, float *, int);
+static const scores_fn scores_table[3][4] = {
+    {scores_1_GM_F32, scores_2_GM_F32, scores_3_GM_F32, scores_4_GM_F32},
+    {scores_1_GM_F16, scores_2_GM_F16, scores_3_GM_F16, scores_4_GM_F16},
+    {scores_1_GM_BF16, scores_2_GM_BF16, scores_3_GM_BF16, scores_4_GM_BF16},
+};
+
+static void scores(const float *Q, int R, int ldq, const att_rows *k, int nk, int D, float *S,
+                   int lds) {
+    if (k->sd != 1 || D % 8) {
+        att_ops_scalar.scores(Q, R, ldq, k, nk, D, S, lds);
+        return;
+    }
+    for (int r0 = 0; r0 < R; r0 += 4) {
+        int nr = R - r0 < 4 ? R - r0 : 4;
+        scores_table[k->t][nr - 1](Q + (int64_t)r0 * ldq, ldq, k, nk, D, S + (int64_t)r0 * lds,
+                                   lds);
+    }
+}
+
+/* Up to 4 query rows x 16 columns of the output in registers (8
+ * accumulators) over all keys of the block: per key two v loads, one
+ * broadcast per row. v is re-read per 16 columns, from L1. */
+AVX2_INLINE void accum_body(const float *P, int ldp, const att_rows *v, int nk, int d0, float *O,
+                            int ldo, const int NR, gm_fdtype t) {
+    __m256 acc[4][2];
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        acc[r][0] = _mm256_loadu_ps(O + (int64_t)r * ldo + d0);
+        acc[r][1] = _mm256_loadu_ps(O + (int64_t)r * ldo + d0 + 8);
+    }
+    for (int j = 0; j < nk; j++) {
+        int64_t row = v->off + j * v->sj + d0;
+        __m256 v0 = load8(v->base, row, t), v1 = load8(v->base, row + 8, t);
+        #pragma GCC unroll 4
+        for (int r = 0; r < NR; r++) {
+            __m256 p = _mm256_broadcast_ss(P + (int64_t)r * ldp + j);
+            acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
+        }
+    }
+    #pragma GCC unroll 4
+    for (int r = 0; r < NR; r++) {
+        _mm256_storeu_ps(O + (int64_t)r * ldo + d0, acc[r][0]);
+        _mm256_storeu_ps(O + (int64_t)r * ldo + d0 + 8, acc[r][1]);
+    }
+}
+
+#define ACCUM_T(NR, T)                                                                       \
+    AVX2_FN static void accum_##NR##_##T(const float *P, int ldp, const att_rows *v, int nk,  \
+                                         int d0, float *O, int ldo) {                        \
+        accum_body(P, ldp, v, nk, d0, O, ldo, NR, T);                                        \
+    }
+#define ACCUM(NR) ACCUM_T(NR, GM_F32) ACCUM_T(NR, GM_F16) ACCUM_T(NR, GM_BF16)
+ACCUM(1)
+ACCUM(2)
+ACCUM(3)
+ACCUM(4)
+
+typedef void (*accum_fn)(const float *, int, const att_rows *, int, int, float *, int);
+static const accum_fn accum_table[3][4] = {
+    {accum_1_GM_F32, accum_2_GM_F32, accum_3_GM_F32, accum_4_GM_F32},
+    {accum_1_GM_F16, accum_2_GM_F16, accum_3_GM_F16, accum_4_GM_F16},
+    {accum_1_GM_BF16, accum_2_GM_BF16, accum_3_GM_BF16, accum_4_GM_BF16},
+};
+
+static void accum(const float *P, int R, int ldp, const att_rows *v, int nk, int D, float *O,
+                  int ldo) {
+    if (v->sd != 1 || D % 16) {
+        att_ops_scalar.accum(P, R, ldp, v, nk, D, O, ldo);
+        return;
+    }
+    for (int r0 = 0; r0 < R; r0 += 4) {
+        int nr = R - r0 < 4 ? R - r0 : 4;
+        for (int d0 = 0; d0 < D; d0 += 16)
+            accum_table[v->t][nr - 1](P + (int64_t)r0 * ldp, ldp, v, nk, d0,
+                                      O + (int64_t)r0 * ldo, ldo);
+    }
+}
+
+const att_ops att_ops_avx2 = {exp_row, scores, accum};
 #endif

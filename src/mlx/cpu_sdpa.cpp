@@ -5,6 +5,7 @@
 #include "mlx/cpu_sdpa.h"
 
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -101,11 +102,21 @@ class CpuSdpa : public mc::UnaryPrimitive {
     bool causal_;
 };
 
+// GOMLX_CPU_SDPA=0 leaves attention to MLX while the quantized matmul
+// kernels stay on: the A/B switch for this kernel alone.
+bool sdpa_enabled() {
+    static const bool on = [] {
+        const char *e = std::getenv("GOMLX_CPU_SDPA");
+        return !(e && e[0] == '0');
+    }();
+    return on;
+}
+
 }  // namespace
 
 std::optional<mc::array> cpu_sdpa_try(const mc::array &q, const mc::array &k, const mc::array &v,
                                       float scale, bool causal) {
-    if (q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return std::nullopt;
+    if (!sdpa_enabled() || q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return std::nullopt;
     gm_fdtype t;
     if (!to_fdtype(q.dtype(), &t) || k.dtype() != q.dtype() || v.dtype() != q.dtype())
         return std::nullopt;

@@ -168,10 +168,22 @@ static void test_kernel_best_isa(void) {
     kernel_sweep();
 }
 
-/* Long contexts: several key blocks, a large causal offset, D = 256. */
+/* Long contexts: several key blocks, a large causal offset, D = 256;
+ * decode with the keys cut into several ranges per kv head (more threads
+ * than kv heads), uneven ones included. */
 static void test_kernel_long(void) {
-    double e = kernel_case(1, 9, 3, 1, 1000, 64, 0, GM_F32, 0);
-    CHECK_MSG(e <= 1e-5, "decode Tk 1000: %g", e);
+    static const int threads[] = {1, 2, 4, 7};
+    for (int i = 0; i < 4; i++) {
+        gm_pool_set_threads(threads[i]);
+        double e = kernel_case(1, 9, 3, 1, 1000, 64, 0, GM_F32, 0);
+        CHECK_MSG(e <= 1e-5, "decode Tk 1000, %d threads: %g", threads[i], e);
+        e = kernel_case(2, 8, 1, 2, 333, 128, 1, GM_F16, 0);
+        CHECK_MSG(e <= 1e-3, "decode 2 rows Tk 333, %d threads: %g", threads[i], e);
+        e = kernel_case(1, 4, 4, 1, 200, 64, 0, GM_BF16, 0);
+        CHECK_MSG(e <= 8e-3, "decode 4 kv heads, %d threads: %g", threads[i], e);
+    }
+    gm_pool_set_threads(0);
+    double e;
     e = kernel_case(1, 4, 2, 40, 300, 256, 1, GM_BF16, 0);
     CHECK_MSG(e <= 8e-3, "chunked prefill D 256: %g", e);
     e = kernel_case(1, 2, 1, 130, 130, 64, 1, GM_F16, 1);
