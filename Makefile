@@ -50,7 +50,7 @@ test: test-c test-py test-go test-asan
 
 # gomlx and mlx-lm side by side on the same files (docs/PERFORMANCE.md).
 bench: build
-	@$(PY) -c "import mlx_lm, gguf" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check -r requirements/bench.txt
+	@$(PY) -c "import mlx_lm" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check -r requirements/bench.txt
 	$(PY) tools/bench.py --gomlx $(BUILD)/gomlx $(BENCH_ARGS)
 
 install: build

@@ -5,8 +5,8 @@ benchmarking mlx-lm and gomlx on the very same weights.
 MLX's GGUF reader turns Q4_0/Q4_1/Q8_0 blocks into affine triples with
 groups of 32; we rename llama.cpp's tensors to Hugging Face names and mark
 the config rope_traditional, because llama.cpp stores Q/K permuted for
-interleaved rotary pairs. The tokenizer comes from transformers' GGUF
-conversion.
+interleaved rotary pairs. The tokenizer.json is built from the GGUF's
+vocabulary with HF tokenizers.
 
     python tools/gguf_to_mlx.py models/SmolLM2-135M-Instruct.Q4_1.gguf bench-models/smollm2-135m-q4_1
 """
@@ -32,6 +32,29 @@ def hf_name(name: str) -> str:
 
 def scalar(v):
     return v.item() if isinstance(v, mx.array) else v
+
+
+def write_tokenizer(meta, out: Path) -> None:
+    """tokenizer.json from the GGUF's byte-level BPE vocabulary, built with
+    HF tokenizers (GPT-2 split, as transformers converts "gpt2" vocabularies)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    assert meta["tokenizer.ggml.model"] == "gpt2", "only byte-level BPE vocabularies"
+    tokens = list(meta["tokenizer.ggml.tokens"])
+    merges = [tuple(m.split(" ", 1)) for m in meta["tokenizer.ggml.merges"]]
+    types = [int(t) for t in meta["tokenizer.ggml.token_type"].tolist()]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t, ty in zip(tokens, types) if ty == 3])
+    tok.save(str(out / "tokenizer.json"))
+    cfg = {"tokenizer_class": "PreTrainedTokenizerFast",
+           "bos_token": tokens[int(scalar(meta["tokenizer.ggml.bos_token_id"]))],
+           "eos_token": tokens[int(scalar(meta["tokenizer.ggml.eos_token_id"]))]}
+    if "tokenizer.chat_template" in meta:
+        cfg["chat_template"] = meta["tokenizer.chat_template"]
+    (out / "tokenizer_config.json").write_text(json.dumps(cfg, indent=2))
 
 
 def main(src: str, dest: str) -> int:
@@ -68,9 +91,7 @@ def main(src: str, dest: str) -> int:
     }
     mx.save_safetensors(str(out / "model.safetensors"), w, metadata={"format": "mlx"})
     (out / "config.json").write_text(json.dumps(config, indent=2))
-    from transformers import AutoTokenizer
-    tok = AutoTokenizer.from_pretrained(str(Path(src).parent), gguf_file=Path(src).name)
-    tok.save_pretrained(str(out))
+    write_tokenizer(meta, out)
     print(f"{out}: written")
     return 0
 
