@@ -88,6 +88,7 @@ int cmd_chat(int argc, char **argv) {
         gomlx_result r;
         gomlx_status st = gomlx_generate(session, h.items, h.n, &p, &r);
         printf("\n");
+        fflush(stdout);
         if (st != GOMLX_OK) {
             fprintf(stderr, "gomlx: %s\n", gomlx_last_error());
             clear(&h, h.n - 1);

@@ -143,6 +143,7 @@ int cmd_run(int argc, char **argv) {
         gomlx_result_free(&r);
     } else {
         printf("\n");
+        fflush(stdout); /* the answer's newline before the stats on stderr */
         cli_print_stats(stderr, &r.stats);
         gomlx_result_free(&r);
     }
