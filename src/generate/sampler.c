@@ -63,12 +63,14 @@ mx_array gm_sampler_filtered(const gm_sampler *s, mx_array logits) {
 }
 
 mx_array gm_sampler_sample(gm_sampler *s, mx_array logits) {
-    if (is_greedy(s)) return mx_astype(mx_argmax(logits, -1, 0), MX_INT32);
+    /* Token ids stay uint32 as MLX returns them: a cast would be one more
+     * kernel per decoded token, and take() and the readback accept them. */
+    if (is_greedy(s)) return mx_argmax(logits, -1, 0);
     mx_array next, sub;
     if (mx_random_split(s->key, &next, &sub)) return NULL;
     mx_free(s->key);
     s->key = mx_keep(next);
-    return mx_astype(mx_random_categorical(gm_sampler_filtered(s, logits), -1, sub), MX_INT32);
+    return mx_random_categorical(gm_sampler_filtered(s, logits), -1, sub);
 }
 
 void gm_sampler_free(gm_sampler *s) {

@@ -18,7 +18,7 @@ typedef struct gm_sampler {
 
 int gm_sampler_init(gm_sampler *s, float temperature, float top_p, int top_k, float min_p,
                     uint64_t seed);
-/* logits [1, vocab] (any float dtype) → token id [1] int32, lazily. */
+/* logits [1, vocab] (any float dtype) → token id [1] (uint32), lazily. */
 mx_array gm_sampler_sample(gm_sampler *s, mx_array logits);
 /* The filtered log-probabilities the draw uses (for tests): [1, vocab]
  * float32, -inf where filtered out. */
