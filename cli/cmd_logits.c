@@ -28,13 +28,15 @@ static int write_npy(const char *path, const float *data, size_t rows, int cols)
 
 int cmd_logits(int argc, char **argv) {
     const char *model_path = NULL, *ids_arg = NULL, *out = NULL;
+    int chunk = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_arg = argv[++i];
+        else if (!strcmp(argv[i], "--chunk") && i + 1 < argc) chunk = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (argv[i][0] != '-' && !model_path) model_path = argv[i];
-        else return cli_error("logits", "usage: gomlx logits MODEL --ids 1,2,3 --out FILE.npy");
+        else return cli_error("logits", "usage: gomlx logits MODEL --ids 1,2,3 --out FILE.npy [--chunk N]");
     }
-    if (!model_path || !ids_arg || !out) return cli_error("logits", "usage: gomlx logits MODEL --ids 1,2,3 --out FILE.npy");
+    if (!model_path || !ids_arg || !out) return cli_error("logits", "usage: gomlx logits MODEL --ids 1,2,3 --out FILE.npy [--chunk N]");
     int32_t *ids;
     size_t n;
     if (cli_parse_ids(ids_arg, &ids, &n)) return cli_error("logits", "bad --ids %s", ids_arg);
@@ -45,7 +47,7 @@ int cmd_logits(int argc, char **argv) {
     }
     float *logits = NULL;
     int vocab = 0, code = 0;
-    if (gomlx_logits(model, ids, n, &logits, &vocab) != GOMLX_OK) {
+    if (gomlx_logits_chunked(model, ids, n, chunk, &logits, &vocab) != GOMLX_OK) {
         fprintf(stderr, "gomlx: %s\n", gomlx_last_error());
         code = 1;
     } else if (write_npy(out, logits, n, vocab)) {

@@ -151,6 +151,10 @@ gomlx_status gomlx_apply_chat_template(gomlx_model *model, const gomlx_message *
  * no BOS added): *logits holds n_ids * vocab floats, freed with gomlx_free. */
 gomlx_status gomlx_logits(gomlx_model *model, const int32_t *ids, size_t n_ids,
                           float **logits, int *vocab);
+/* The same, fed `chunk` tokens per forward pass (0: 512). chunk 1 runs
+ * every position through the one-token path that decoding uses. */
+gomlx_status gomlx_logits_chunked(gomlx_model *model, const int32_t *ids, size_t n_ids, int chunk,
+                                  float **logits, int *vocab);
 
 /* ---------------------------------------------------------------- generation */
 

@@ -256,20 +256,27 @@ typedef struct {
     gomlx_model *h;
     const int32_t *ids;
     size_t n;
+    int chunk;
     float *logits;
     int vocab;
 } logits_job;
 
 static int do_logits(void *arg) {
     logits_job *j = arg;
-    return gm_logits(j->h->m, j->ids, j->n, 512, &j->logits, &j->vocab);
+    return gm_logits(j->h->m, j->ids, j->n, j->chunk, &j->logits, &j->vocab);
 }
 
 gomlx_status gomlx_logits(gomlx_model *h, const int32_t *ids, size_t n, float **logits, int *vocab) {
+    return gomlx_logits_chunked(h, ids, n, 0, logits, vocab);
+}
+
+gomlx_status gomlx_logits_chunked(gomlx_model *h, const int32_t *ids, size_t n, int chunk,
+                                  float **logits, int *vocab) {
     int rc = usable(h);
     if (!rc && (!ids || !logits || !vocab)) rc = gm_fail(GOMLX_ERR_INVALID_INPUT, "NULL argument");
+    if (!rc && chunk < 0) rc = gm_fail(GOMLX_ERR_INVALID_INPUT, "chunk must be 0 (default) or positive, not %d", chunk);
     if (rc) return ret(rc);
-    logits_job j = {h, ids, n, NULL, 0};
+    logits_job j = {h, ids, n, chunk, NULL, 0};
     rc = gm_worker_call(&h->worker, do_logits, &j);
     if (!rc) {
         *logits = j.logits;

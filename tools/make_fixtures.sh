@@ -22,6 +22,7 @@ fi
 export OMP_NUM_THREADS=1 RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 
 "$VENV/bin/python" tools/make_fixtures.py "$@"
+"$VENV/bin/python" tools/make_bf16_fixtures.py
 if [ "${SKIP_GGUF:-0}" != 1 ]; then
   if [ ! -f models/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
     echo "make_fixtures: models/SmolLM2-135M-Instruct.Q4_1.gguf is missing; run 'make setup'" >&2

@@ -41,10 +41,9 @@ static mx_array shifted(mx_array old, int from, int keep, int need, int kvh, int
     return mx_concat((mx_array[]){head, tail}, 2, 2);
 }
 
-int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k, mx_array v,
-                       int window, mx_array *keys, mx_array *values, int *key_start) {
+int gm_kv_cache_reserve(gm_kv_cache *c, const gm_model *m, int layer, int t, int window,
+                        mx_dtype dt, int *slot, int *key_start) {
     int kvh = m->cfg.num_kv_heads, d = m->cfg.head_dim;
-    int t = mx_dim(k, 2);
     /* Keys before `first` are out of every later query's window. */
     int first = window > 0 ? c->offset - window + 1 : 0;
     int drop = first - c->start[layer];
@@ -52,33 +51,42 @@ int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k,
     int start = trim ? first : c->start[layer];
     int held = c->offset - start, end = held + t;
     mx_array *slots[2] = {&c->k[layer], &c->v[layer]};
+    for (int i = 0; i < 2; i++) {
+        mx_array cur = *slots[i];
+        if (cur && !trim && mx_dim(cur, 2) >= end) continue;
+        mx_array fresh = mx_keep(trim ? shifted(cur, drop, held, end, kvh, d, dt)
+                                      : grown(cur, end, held, kvh, d, dt));
+        if (!fresh) return gm_fail_mlx("growing the KV cache");
+        mx_free(cur);
+        *slots[i] = fresh;
+    }
+    c->start[layer] = start;
+    if (mx_dim(c->k[layer], 2) > c->capacity) c->capacity = mx_dim(c->k[layer], 2);
+    *slot = held;
+    *key_start = start;
+    return 0;
+}
+
+int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k, mx_array v,
+                       int window, mx_array *keys, mx_array *values, int *key_start) {
+    int kvh = m->cfg.num_kv_heads, d = m->cfg.head_dim, t = mx_dim(k, 2), held;
+    int rc = gm_kv_cache_reserve(c, m, layer, t, window, mx_get_dtype(k), &held, key_start);
+    if (rc) return rc;
+    int end = held + t;
+    mx_array *slots[2] = {&c->k[layer], &c->v[layer]};
     mx_array news[2] = {k, v};
     mx_array *views[2] = {keys, values};
     for (int i = 0; i < 2; i++) {
         mx_array cur = *slots[i];
-        if (!cur || trim || mx_dim(cur, 2) < end) {
-            mx_dtype dt = mx_get_dtype(news[i]);
-            mx_array fresh = mx_keep(trim ? shifted(cur, drop, held, end, kvh, d, dt)
-                                          : grown(cur, end, held, kvh, d, dt));
-            if (!fresh) return gm_fail_mlx("growing the KV cache");
-            mx_free(cur);
-            cur = fresh;
-        }
         mx_array updated = mx_keep(mx_slice_update(cur, news[i], (int[]){0, 0, held, 0},
                                                    (int[]){1, kvh, end, d}, 4));
-        if (!updated) {
-            *slots[i] = cur;
-            return gm_fail_mlx("writing the KV cache");
-        }
+        if (!updated) return gm_fail_mlx("writing the KV cache");
         /* Dropping our handle to the old buffer lets MLX update in place. */
         mx_free(cur);
         *slots[i] = updated;
         *views[i] = mx_slice(updated, (int[]){0, 0, 0}, (int[]){1, kvh, end}, NULL, 3);
         if (!*views[i]) return gm_fail_mlx("slicing the KV cache");
     }
-    c->start[layer] = start;
-    *key_start = start;
-    if (mx_dim(c->k[layer], 2) > c->capacity) c->capacity = mx_dim(c->k[layer], 2);
     return 0;
 }
 

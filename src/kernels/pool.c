@@ -49,6 +49,8 @@ typedef struct pool {
     _Atomic int sleepers;
     _Atomic int quit;
     _Atomic int spin_us;
+    _Atomic int bursts;           /* open gm_pool_burst_begin calls */
+    _Atomic int64_t linger_until; /* us: spin until then after a burst */
 
     job_slot slot[2]; /* job of generation g in slot[g & 1] */
 } pool;
@@ -120,7 +122,11 @@ static void *worker_main(void *arg) {
             unsigned spins = 0;
             while (gen == seen && !atomic_load_explicit(&p->quit, memory_order_relaxed)) {
                 CPU_RELAX();
-                if ((++spins & 255u) == 0 && now_us() > deadline) break;
+                if ((++spins & 255u) == 0 && !atomic_load_explicit(&p->bursts, memory_order_relaxed)) {
+                    double t = now_us();
+                    if (t > deadline && t > (double)atomic_load_explicit(&p->linger_until, memory_order_relaxed))
+                        break;
+                }
                 gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
             }
             if (gen == seen) {
@@ -206,6 +212,21 @@ void gm_pool_set_threads(int n) {
 void gm_pool_set_spin_us(int us) {
     pthread_once(&g_once, init_once);
     atomic_store(&g_pool.spin_us, us < 0 ? 0 : us);
+}
+
+/* Long enough to bridge the gap between two layers' jobs (MLX starting
+ * the next primitive), short enough not to starve other threads when the
+ * step is over. */
+#define BURST_LINGER_US 150
+
+void gm_pool_burst_begin(void) {
+    pthread_once(&g_once, init_once);
+    atomic_fetch_add(&g_pool.bursts, 1);
+}
+
+void gm_pool_burst_end(void) {
+    atomic_store(&g_pool.linger_until, (int64_t)now_us() + BURST_LINGER_US);
+    atomic_fetch_sub(&g_pool.bursts, 1);
 }
 
 void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads) {

@@ -27,4 +27,12 @@ void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads);
  * default 200; 0 sleeps at once). */
 void gm_pool_set_spin_us(int us);
 
+/* Between gm_pool_burst_begin and gm_pool_burst_end idle workers keep
+ * spinning however long they wait, and for a short while after the end:
+ * a caller about to issue many small jobs back to back (a fused decoder
+ * layer: four matmuls and an attention in well under a millisecond) then
+ * pays no wake-up per job. Calls nest; any thread may make them. */
+void gm_pool_burst_begin(void);
+void gm_pool_burst_end(void);
+
 #endif

@@ -3,6 +3,8 @@
 // inside MLX's graph instead of MLX's scalar single-threaded CPU kernel.
 #include "mlx/cpu_qmm.h"
 
+#include "mlx/cpu_primitive.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -17,77 +19,13 @@ extern "C" {
 #include "kernels/qmm.h"
 }
 
-namespace mc = mlx::core;
-
 namespace gomlx {
 namespace {
 
-bool to_fdtype(mc::Dtype t, gm_fdtype *out) {
-    if (t == mc::float32) *out = GM_F32;
-    else if (t == mc::float16) *out = GM_F16;
-    else if (t == mc::bfloat16) *out = GM_BF16;
-    else return false;
-    return true;
-}
-
-// A strided view copied into a fresh row-major buffer: the kernels only read
-// contiguous rows, and non-contiguous inputs (transposed or broadcast views)
-// are rare enough that one copy beats a strided kernel.
-struct Packed {
-    const void *ptr = nullptr;
-    void *owned = nullptr;
-    Packed() = default;
-    Packed(const Packed &) = delete;
-    Packed &operator=(const Packed &) = delete;
-    ~Packed() { std::free(owned); }
-};
-
-struct View {
-    const char *data;
-    size_t itemsize;
-    std::vector<int> shape;
-    std::vector<int64_t> strides;  // in elements
-    bool contiguous;
-};
-
-View view_of(const mc::array &a) {
-    View v;
-    v.data = static_cast<const char *>(a.data<void>());
-    v.itemsize = a.itemsize();
-    v.shape.assign(a.shape().begin(), a.shape().end());
-    v.strides.assign(a.strides().begin(), a.strides().end());
-    v.contiguous = a.flags().row_contiguous;
-    return v;
-}
-
-void pack(const View &v, Packed &p) {
-    if (v.contiguous) {
-        p.ptr = v.data;
-        return;
-    }
-    size_t n = 1;
-    for (int d : v.shape) n *= (size_t)d;
-    char *dst = static_cast<char *>(std::malloc(n * v.itemsize + 1));
-    if (!dst) throw std::bad_alloc();
-    p.owned = dst;
-    p.ptr = dst;
-    size_t nd = v.shape.size();
-    std::vector<int> idx(nd, 0);
-    for (size_t i = 0; i < n; i++) {
-        int64_t off = 0;
-        for (size_t d = 0; d < nd; d++) off += (int64_t)idx[d] * v.strides[d];
-        std::memcpy(dst + i * v.itemsize, v.data + off * (int64_t)v.itemsize, v.itemsize);
-        for (size_t d = nd; d-- > 0;) {
-            if (++idx[d] < v.shape[d]) break;
-            idx[d] = 0;
-        }
-    }
-}
-
-class CpuQuantizedMatmul : public mc::UnaryPrimitive {
+class CpuQuantizedMatmul : public CpuOnlyPrimitive {
    public:
     CpuQuantizedMatmul(mc::Stream s, int group_size, int bits)
-        : mc::UnaryPrimitive(s), group_size_(group_size), bits_(bits) {}
+        : CpuOnlyPrimitive(s, "GomlxCpuQuantizedMatmul"), group_size_(group_size), bits_(bits) {}
 
     // Runs on the thread that evaluates the graph: it only allocates the
     // output and queues the work on the CPU stream, behind whatever
@@ -131,12 +69,6 @@ class CpuQuantizedMatmul : public mc::UnaryPrimitive {
                 throw std::runtime_error("GomlxCpuQuantizedMatmul: kernel failed (out of memory?)");
         });
     }
-
-    void eval_gpu(const std::vector<mc::array> &, mc::array &) override {
-        throw std::runtime_error("GomlxCpuQuantizedMatmul runs on the CPU device only");
-    }
-
-    const char *name() const override { return "GomlxCpuQuantizedMatmul"; }
 
     bool is_equivalent(const mc::Primitive &other) const override {
         auto *o = dynamic_cast<const CpuQuantizedMatmul *>(&other);

@@ -4,6 +4,8 @@
 // through the reference BLAS and a materialized [Tq, Tk] score matrix).
 #include "mlx/cpu_sdpa.h"
 
+#include "mlx/cpu_primitive.h"
+
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -18,18 +20,8 @@ extern "C" {
 #include "kernels/attention.h"
 }
 
-namespace mc = mlx::core;
-
 namespace gomlx {
 namespace {
-
-bool to_fdtype(mc::Dtype t, gm_fdtype *out) {
-    if (t == mc::float32) *out = GM_F32;
-    else if (t == mc::float16) *out = GM_F16;
-    else if (t == mc::bfloat16) *out = GM_BF16;
-    else return false;
-    return true;
-}
 
 // The kernel reads any strides, so views (a KV-cache slice, a transposed
 // q) are passed as they are: no copy.
@@ -37,10 +29,10 @@ void strides_of(const mc::array &a, int64_t out[4]) {
     for (int i = 0; i < 4; i++) out[i] = (int64_t)a.strides()[i];
 }
 
-class CpuSdpa : public mc::UnaryPrimitive {
+class CpuSdpa : public CpuOnlyPrimitive {
    public:
     CpuSdpa(mc::Stream s, float scale, bool causal)
-        : mc::UnaryPrimitive(s), scale_(scale), causal_(causal) {}
+        : CpuOnlyPrimitive(s, "GomlxCpuSdpa"), scale_(scale), causal_(causal) {}
 
     // Runs on the thread that evaluates the graph: it only allocates the
     // output and queues the work on the CPU stream, behind whatever
@@ -81,12 +73,6 @@ class CpuSdpa : public mc::UnaryPrimitive {
                 throw std::runtime_error("GomlxCpuSdpa: kernel failed (out of memory?)");
         });
     }
-
-    void eval_gpu(const std::vector<mc::array> &, mc::array &) override {
-        throw std::runtime_error("GomlxCpuSdpa runs on the CPU device only");
-    }
-
-    const char *name() const override { return "GomlxCpuSdpa"; }
 
     bool is_equivalent(const mc::Primitive &other) const override {
         auto *o = dynamic_cast<const CpuSdpa *>(&other);

@@ -171,6 +171,39 @@ int mx_quantize(mx_array w, int group_size, int bits, mx_array *wq, mx_array *sc
 void mx_set_cpu_kernels(int on);
 int mx_cpu_kernels(void);
 
+/* ---- a whole decoder layer for one token on the CPU (src/kernels/layer_step.h) ----
+ * One graph node instead of some sixty: norm, q/k/v, RoPE, KV-cache write,
+ * attention, output projection, residual, norm, gated MLP, residual. */
+typedef struct mx_qlinear {
+    mx_array w, scales, biases; /* affine-quantized [out, in*bits/32] uint32 + groups */
+    mx_array bias;              /* optional */
+    int bits, group_size;
+} mx_qlinear;
+
+typedef struct mx_layer_step {
+    mx_array attn_norm, mlp_norm;           /* RMSNorm weights [hidden] */
+    mx_array post_attn_norm, post_mlp_norm; /* Gemma 2, else NULL */
+    mx_qlinear qkv, o, gate_up, down;       /* q|k|v stacked; gate|up stacked */
+    int gelu;                               /* GeGLU (tanh) instead of SwiGLU */
+    int n_heads, n_kv_heads, head_dim;
+    float eps;
+    mx_array inv_freq;    /* float32 [head_dim/2]: RoPE angle per position */
+    float position;       /* offset * rope scale */
+    int rope_traditional;
+    /* [1, kv_heads, capacity, head_dim]: the new key/value go to `slot`,
+     * written into these buffers in place (the caller keeps its handles,
+     * so MLX never donates them elsewhere); the token attends to
+     * first..slot. */
+    mx_array k_cache, v_cache;
+    int slot, first;
+    float attn_scale, softcap;
+} mx_layer_step;
+
+/* h [1, 1, hidden] -> the layer's output, same shape and dtype. Every
+ * array must share h's dtype (scales may differ); NULL with a message when
+ * the arguments do not suit the kernel. */
+mx_array mx_cpu_layer_step(mx_array h, const mx_layer_step *s);
+
 /* ---- fused transformer pieces (mlx::core::fast) ---- */
 mx_array mx_rms_norm(mx_array x, mx_array weight, float eps);  /* weight may be NULL */
 mx_array mx_layer_norm(mx_array x, mx_array weight, mx_array bias, float eps);

@@ -74,8 +74,13 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
     /* mx_scale rounds sqrt(hidden) to the activation dtype first, as
      * transformers and mlx-lm do: it matters in bf16 (sqrt(3584) -> 60). */
     mx_array h = mx_scale(gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m)), m->embed_scale);
+    int fused = gm_fused_step_usable(m, mx_dim(ids, 1));
     for (int i = 0; i < m->cfg.num_layers && h; i++) {
         const gm_layer *l = &m->layers[i];
+        if (fused) {
+            h = gm_fused_layer(m, l, i, h, cache, 1);
+            continue;
+        }
         mx_array a = gm_self_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache);
         h = mx_add(h, gm_rms_norm(m, a, l->post_attn_norm));
         mx_array f = gm_mlp(l, gm_rms_norm(m, h, l->mlp_norm), 1);

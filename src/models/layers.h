@@ -37,4 +37,17 @@ mx_array gm_unembed(const gm_model *m, mx_array h);
 /* Llama 3 rope frequencies (periods per rotated pair) or NULL. */
 mx_array gm_rope_freqs(const gm_config *c);
 
+/* The fused one-token layer (fused_step.c). prepare decides at load
+ * whether the model can use it (CPU device, every projection quantized in
+ * a form the kernels take, GOMLX_CPU_FUSED not 0) and builds its tables. */
+int gm_fused_step_prepare(gm_model *m);
+/* 1 when a forward of t tokens should run its layers through
+ * gm_fused_layer. */
+int gm_fused_step_usable(const gm_model *m, int t);
+/* Layer li for one token h [1, 1, hidden]: the whole residual block
+ * (attention and MLP, with Gemma 2's extra norms when the layer has them),
+ * the cache written in place. gelu selects GeGLU. */
+mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
+                        gm_kv_cache *cache, int gelu);
+
 #endif

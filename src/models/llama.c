@@ -39,8 +39,13 @@ static int llama_load(gm_model *m, gm_weights *w) {
 
 static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
     mx_array h = gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m));
+    int fused = gm_fused_step_usable(m, mx_dim(ids, 1));
     for (int i = 0; i < m->cfg.num_layers && h; i++) {
         const gm_layer *l = &m->layers[i];
+        if (fused) {
+            h = gm_fused_layer(m, l, i, h, cache, 0);
+            continue;
+        }
         h = mx_add(h, gm_self_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache));
         h = mx_add(h, gm_mlp(l, gm_rms_norm(m, h, l->mlp_norm), 0));
     }

@@ -179,6 +179,7 @@ int gm_model_load(const char *path, gm_load_progress progress, void *user, gm_mo
                      gm_tokenizer_vocab_size(m->tok), m->cfg.vocab_size);
         goto fail;
     }
+    if ((rc = gm_fused_step_prepare(m))) goto fail;
     if ((rc = materialize(m, progress, user))) goto fail;
     count_params(m);
     gm_weights_free(w);
@@ -197,6 +198,7 @@ void gm_model_free(gm_model *m) {
     gm_linear_free(&m->lm_head);
     mx_free(m->final_norm);
     mx_free(m->rope_freqs);
+    mx_free(m->rope_inv_freq);
     for (int i = 0; m->layers && i < m->cfg.num_layers; i++) {
         gm_layer *l = &m->layers[i];
         gm_linear_free(&l->wq);

@@ -69,6 +69,11 @@ struct gm_model {
     mx_array final_norm;
     gm_layer *layers;
     mx_array rope_freqs;           /* llama3 scaling: per-pair periods, else NULL */
+    /* One-token steps on the CPU run each layer as one fused node
+     * (src/models/fused_step.c); rope_inv_freq is its RoPE table, made by
+     * MLX's own ops so the angles are MLX's to the bit. */
+    int fused_step;
+    mx_array rope_inv_freq;
     float rope_scale;              /* linear scaling: 1/factor */
     float embed_scale;             /* Gemma: sqrt(hidden), else 1 */
     int norm_plus_one;             /* Gemma: RMSNorm weight is (1 + w) */
@@ -92,6 +97,12 @@ mx_dtype gm_model_dtype(const gm_model *m);
 
 /* KV cache */
 int gm_kv_cache_init(gm_kv_cache *c, const gm_model *m);
+/* Makes room for t more positions in layer's buffers (growing them, or
+ * for window > 0 dropping positions older than the window) and gives the
+ * buffer index the first new position goes to (*slot) and the absolute
+ * position of index 0 (*key_start). New buffers hold dtype. Does not move offset. */
+int gm_kv_cache_reserve(gm_kv_cache *c, const gm_model *m, int layer, int t, int window,
+                        mx_dtype dtype, int *slot, int *key_start);
 /* Appends k, v ([1, kvh, T, d]) to layer's cache and returns views of the
  * keys/values it holds (owned by the current scope), which start at
  * absolute position *key_start. window > 0 lets the layer drop positions

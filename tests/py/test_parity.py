@@ -133,9 +133,10 @@ def _ids_arg(ids):
     return ",".join(str(int(i)) for i in ids)
 
 
-def _gomlx_logits(model, ids, tmp_path):
+def _gomlx_logits(model, ids, tmp_path, chunk=0):
     out = tmp_path / "logits.npy"
-    run_gomlx(["logits", model, "--ids", _ids_arg(ids), "--out", str(out)])
+    extra = ["--chunk", str(chunk)] if chunk else []
+    run_gomlx(["logits", model, "--ids", _ids_arg(ids), "--out", str(out)] + extra)
     got = np.load(out)
     assert got.dtype == np.float32, "logits dtype %s, want float32" % got.dtype
     return got
@@ -199,11 +200,15 @@ def test_fixture_files(name, d, cfg):
 # Tiny fixtures: logits and greedy tokens.
 # ---------------------------------------------------------------------------
 
+# chunk 1 feeds one token per forward pass: every position then goes
+# through the path decoding takes (on the CPU, for quantized models, the
+# fused one-node-per-layer step), checked against the same references.
+@pytest.mark.parametrize("chunk", [0, 1], ids=["prefill", "one-by-one"])
 @pytest.mark.parametrize("d,cfg,extra", _params())
-def test_logits(d, cfg, extra, tmp_path):
+def test_logits(d, cfg, extra, chunk, tmp_path):
     ref = _reference(d)
     ids = ref["greedy"]["prompt_ids"]
-    got = _gomlx_logits(d, ids, tmp_path)
+    got = _gomlx_logits(d, ids, tmp_path, chunk)
     assert got.shape == ref["hf"].shape, "logits shape %s, want %s" % (got.shape, ref["hf"].shape)
     failures = []
     if ref["greedy"]["mlx_lm_exact"]:
@@ -259,14 +264,15 @@ def _smollm2_greedy_ref():
     return _load_json(os.path.join(SMOLLM2_REF, "greedy.json"))
 
 
-def test_smollm2_logits(tmp_path):
+@pytest.mark.parametrize("chunk", [0, 1], ids=["prefill", "one-by-one"])
+def test_smollm2_logits(chunk, tmp_path):
     model = _smollm2_model()
     meta = _load_json(os.path.join(SMOLLM2_REF, "logits.json"))
     last = np.load(os.path.join(SMOLLM2_REF, "logits_hf_last.npy"))
     top_v = np.load(os.path.join(SMOLLM2_REF, "logits_hf_top50_values.npy"))
     top_i = np.load(os.path.join(SMOLLM2_REF, "logits_hf_top50_indices.npy"))
     ids = meta["input_ids"]
-    got = _gomlx_logits(model, ids, tmp_path)
+    got = _gomlx_logits(model, ids, tmp_path, chunk)
     assert got.shape == (len(ids), meta["vocab_size"]), got.shape
     failures = []
     _check_close("last position, full row", got[-1], last, TOL_GGUF, failures)
@@ -296,3 +302,58 @@ def test_smollm2_smoke():
                    "What is the capital of France?"])
     print(p.stdout)
     assert "Paris" in p.stdout, "no 'Paris' in: %r" % p.stdout
+
+
+# ---------------------------------------------------------------------------
+# Half-precision 4-bit models (tools/make_bf16_fixtures.py): mlx-lm's own
+# bfloat16/float16 conversions. The yardstick is the same quantized model
+# computed in float32 (mlx-lm with every array widened, exactly); an engine
+# that rounds activations to the model's dtype moves away from it, and
+# mlx-lm on the CPU moves further than a careful one (its quantized matmul
+# accumulates in the activation dtype). We must be no further than mlx-lm:
+# in logits (one pass and one token at a time) and in how long the greedy
+# tokens follow float32's.
+# ---------------------------------------------------------------------------
+
+HALF_DIR = os.path.join(ROOT, "testdata", "models-half")
+HALF = sorted(glob.glob(os.path.join(HALF_DIR, "*", "reference", "greedy.json")))
+
+
+def _half_params():
+    return [pytest.param(os.path.dirname(os.path.dirname(p)),
+                         id=os.path.basename(os.path.dirname(os.path.dirname(p)))) for p in HALF]
+
+
+def test_half_fixtures_present():
+    assert len(HALF) >= 3, "testdata/models-half/ is incomplete: %s" % HALF
+
+
+@pytest.mark.parametrize("chunk", [0, 1], ids=["prefill", "one-by-one"])
+@pytest.mark.parametrize("d", _half_params())
+def test_half_logits(d, chunk, tmp_path):
+    g = _load_json(os.path.join(d, "reference", "greedy.json"))
+    f32 = np.load(os.path.join(d, "reference", "logits_f32.npy"))
+    got = _gomlx_logits(d, g["prompt_ids"], tmp_path, chunk)
+    assert got.shape == f32.shape
+    err, _ = _diff(got, f32)
+    print("%s: vs float32 max abs %.4f; mlx-lm (%s, CPU) %.4f" % (os.path.basename(d), err,
+                                                                 g["dtype"], g["mlx_vs_f32_max_abs"]))
+    assert err <= g["mlx_vs_f32_max_abs"], (
+        "further from the float32 math (%.4f) than mlx-lm in %s (%.4f)"
+        % (err, g["dtype"], g["mlx_vs_f32_max_abs"]))
+
+
+@pytest.mark.parametrize("d", _half_params())
+def test_half_greedy(d):
+    g = _load_json(os.path.join(d, "reference", "greedy.json"))
+    got, _ = _gomlx_greedy(d, g["prompt_ids"], GREEDY_STEPS)
+    want = g["f32_tokens"]
+
+    def agree(tokens):
+        return next((i for i in range(GREEDY_STEPS) if tokens[i] != want[i]), GREEDY_STEPS)
+
+    ours, theirs = agree(got), agree(g["mlx_tokens"])
+    print("%s: follows float32's greedy tokens for %d steps; mlx-lm in %s for %d"
+          % (os.path.basename(d), ours, g["dtype"], theirs))
+    assert ours >= theirs, "greedy tokens leave float32's at step %d, mlx-lm's at %d\n got  %s\n want %s" % (
+        ours, theirs, got, want)

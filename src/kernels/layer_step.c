@@ -1,0 +1,242 @@
+/* layer_step.c - one decoder layer for one token (see layer_step.h).
+ *
+ * Every intermediate lives in a float32 buffer holding values already
+ * rounded to the activation dtype, at the points where MLX's graph
+ * materializes an array (after each op of its CPU fallbacks for RMSNorm,
+ * RoPE and the gated MLP). The matmuls and attention are the same kernels
+ * the op-by-op path runs, so float32 models get the same sums and the
+ * half-precision ones the same roundings. */
+#include "kernels/layer_step.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/attention.h"
+#include "kernels/half.h"
+#include "kernels/pool.h"
+
+static size_t dtype_size(gm_fdtype t) { return t == GM_F32 ? 4 : 2; }
+
+static float load(const void *p, size_t i, gm_fdtype t) {
+    if (t == GM_F16) return gm_f16_to_f32(((const uint16_t *)p)[i]);
+    if (t == GM_BF16) return gm_bf16_to_f32(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+static void store(void *p, size_t i, gm_fdtype t, float v) {
+    if (t == GM_F16) ((uint16_t *)p)[i] = gm_f32_to_f16(v);
+    else if (t == GM_BF16) ((uint16_t *)p)[i] = gm_f32_to_bf16(v);
+    else ((float *)p)[i] = v;
+}
+
+/* v as the activation dtype holds it. */
+static float rnd(float v, gm_fdtype t) {
+    if (t == GM_F16) return gm_f16_to_f32(gm_f32_to_f16(v));
+    if (t == GM_BF16) return gm_bf16_to_f32(gm_f32_to_bf16(v));
+    return v;
+}
+
+/* MLX's RMSNorm fallback: x * rsqrt(mean(x^2) + eps) in float32, rounded,
+ * then times the weight, rounded again. */
+static void rms_norm(const float *x, const void *w, int n, float eps, gm_fdtype t, float *out) {
+    float ss = 0.0f;
+    for (int i = 0; i < n; i++) ss += x[i] * x[i];
+    float r = 1.0f / sqrtf(ss * (1.0f / (float)n) + eps);
+    for (int i = 0; i < n; i++) out[i] = rnd(rnd(x[i] * r, t) * load(w, (size_t)i, t), t);
+}
+
+static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t) {
+    gm_qmm_args q = {
+        .x = x, .w = l->w, .scales = l->scales, .biases = l->biases, .y = y,
+        .M = 1, .N = l->N, .K = l->K, .bits = l->bits, .group_size = l->group_size,
+        .x_dtype = GM_F32, .sb_dtype = l->sb_dtype, .y_dtype = GM_F32,
+    };
+    if (gm_qmm(&q) != 0) return -1;
+    for (int i = 0; i < l->N; i++) {
+        y[i] = rnd(y[i], t);
+        if (l->bias) y[i] = rnd(y[i] + load(l->bias, (size_t)i, t), t);
+    }
+    return 0;
+}
+
+/* MLX's RoPE fallback, one position: cos and sin rounded to the dtype, and
+ * each product and sum rounded as its own op. */
+static void rope(float *x, int n_heads, int d, const gm_layer_step_args *a) {
+    int half = d / 2;
+    for (int i = 0; i < half; i++) {
+        float theta = a->position * a->inv_freq[i];
+        float c = rnd(cosf(theta), a->dtype), s = rnd(sinf(theta), a->dtype);
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + (size_t)h * d;
+            int i1 = a->rope_traditional ? 2 * i : i, i2 = a->rope_traditional ? 2 * i + 1 : i + half;
+            float x1 = v[i1], x2 = v[i2];
+            float x1c = rnd(x1 * c, a->dtype), x2s = rnd(x2 * s, a->dtype);
+            float x1s = rnd(x1 * s, a->dtype), x2c = rnd(x2 * c, a->dtype);
+            v[i1] = rnd(x1c - x2s, a->dtype);
+            v[i2] = rnd(x1s + x2c, a->dtype);
+        }
+    }
+}
+
+/* Soft-capped attention of one query head (the graph path: scale q, scores,
+ * x/cap, tanh, *cap, softmax, weighted sum; each op rounded). */
+typedef struct capped_job {
+    const gm_layer_step_args *a;
+    const float *q;
+    float *out;
+    float *scores; /* n_heads rows of n keys */
+} capped_job;
+
+static void capped_head(void *ctx, int h, int worker) {
+    (void)worker;
+    const capped_job *j = ctx;
+    const gm_layer_step_args *a = j->a;
+    gm_fdtype t = a->dtype;
+    int d = a->head_dim, n = a->slot - a->first + 1, kvh = h / (a->n_heads / a->n_kv_heads);
+    size_t head = (size_t)kvh * a->capacity * d;
+    float scale = rnd(a->attn_scale, t), cap = rnd(a->softcap, t);
+    float qs[GM_ATTN_MAX_D];
+    for (int i = 0; i < d; i++) qs[i] = rnd(j->q[(size_t)h * d + i] * scale, t);
+    float *s = j->scores + (size_t)h * n, mx = -INFINITY;
+    for (int k = 0; k < n; k++) {
+        size_t row = head + (size_t)(a->first + k) * d;
+        float dot = 0.0f;
+        for (int i = 0; i < d; i++) dot += qs[i] * load(a->k_cache, row + i, t);
+        float v = rnd(rnd(tanhf(rnd(rnd(dot, t) / cap, t)), t) * cap, t);
+        s[k] = v;
+        if (v > mx) mx = v;
+    }
+    float sum = 0.0f;
+    for (int k = 0; k < n; k++) sum += s[k] = expf(s[k] - mx);
+    float inv = 1.0f / sum;
+    for (int k = 0; k < n; k++) s[k] = rnd(s[k] * inv, t);
+    float *o = j->out + (size_t)h * d;
+    for (int i = 0; i < d; i++) o[i] = 0.0f;
+    for (int k = 0; k < n; k++) {
+        size_t row = head + (size_t)(a->first + k) * d;
+        for (int i = 0; i < d; i++) o[i] += s[k] * load(a->v_cache, row + i, t);
+    }
+    for (int i = 0; i < d; i++) o[i] = rnd(o[i], t);
+}
+
+static int attention(const gm_layer_step_args *a, const float *q, float *out, void *scratch) {
+    int hq = a->n_heads, d = a->head_dim, n = a->slot - a->first + 1;
+    if (a->softcap > 0) {
+        float *scores = malloc(sizeof(float) * (size_t)hq * (size_t)n);
+        if (!scores) return -1;
+        capped_job j = {a, q, out, scores};
+        gm_pool_run(capped_head, &j, hq, gm_pool_threads());
+        free(scores);
+        return 0;
+    }
+    /* The fused kernel wants q and out in the cache's dtype. */
+    size_t qn = (size_t)hq * d, es = dtype_size(a->dtype);
+    char *qt = scratch, *ot = qt + qn * es;
+    for (size_t i = 0; i < qn; i++) store(qt, i, a->dtype, q[i]);
+    int64_t cap = a->capacity;
+    size_t first = (size_t)a->first * d * es;
+    gm_attn_args at = {
+        .q = qt, .k = (const char *)a->k_cache + first, .v = (const char *)a->v_cache + first,
+        .out = ot,
+        .q_strides = {(int64_t)qn, d, d, 1},
+        .k_strides = {a->n_kv_heads * cap * d, cap * d, d, 1},
+        .v_strides = {a->n_kv_heads * cap * d, cap * d, d, 1},
+        .B = 1, .Hq = hq, .Hkv = a->n_kv_heads, .Tq = 1, .Tk = n, .D = d,
+        .scale = a->attn_scale, .causal = 0, .dtype = a->dtype,
+    };
+    if (gm_attention(&at) != 0) return -1;
+    for (size_t i = 0; i < qn; i++) out[i] = load(ot, i, a->dtype);
+    return 0;
+}
+
+static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* The graph's activations, op by op: silu(g) * u as g * sigmoid(g) * u;
+ * GeGLU as mx_geglu writes it (tanh approximation). */
+static void gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
+    if (!gelu) {
+        for (int i = 0; i < n; i++) out[i] = rnd(rnd(g[i] * rnd(sigmoid(g[i]), t), t) * u[i], t);
+        return;
+    }
+    float k1 = rnd(0.044715f, t), k2 = rnd(0.7978845608028654f, t), half = rnd(0.5f, t);
+    for (int i = 0; i < n; i++) {
+        float x = g[i];
+        float cube = rnd(rnd(x * x, t) * x, t);
+        float inner = rnd(rnd(x + rnd(cube * k1, t), t) * k2, t);
+        float act = rnd(rnd(x * half, t) * rnd(1.0f + rnd(tanhf(inner), t), t), t);
+        out[i] = rnd(act * u[i], t);
+    }
+}
+
+static int linear_ok(const gm_step_linear *l, int n, int k) {
+    return l->N == n && l->K == k && gm_qmm_supported(l->bits, l->group_size, l->K);
+}
+
+int gm_layer_step_supported(const gm_layer_step_args *a) {
+    if (!a || a->hidden <= 0 || a->n_heads <= 0 || a->n_kv_heads <= 0 || a->head_dim <= 0 ||
+        a->head_dim % 2 || a->head_dim > GM_ATTN_MAX_D || a->n_heads % a->n_kv_heads)
+        return 0;
+    int qd = a->n_heads * a->head_dim, kvd = a->n_kv_heads * a->head_dim, ff = a->down.K;
+    return linear_ok(&a->qkv, qd + 2 * kvd, a->hidden) && linear_ok(&a->o, a->hidden, qd) &&
+           linear_ok(&a->gate_up, 2 * ff, a->hidden) && linear_ok(&a->down, a->hidden, ff) &&
+           a->slot >= a->first && a->first >= 0 && a->slot < a->capacity &&
+           (a->softcap > 0 || gm_attention_supported(1, a->n_heads, a->n_kv_heads, 1,
+                                                     a->slot - a->first + 1, a->head_dim, 0));
+}
+
+int gm_layer_step(const gm_layer_step_args *a) {
+    if (!gm_layer_step_supported(a) || !a->h_in || !a->h_out || !a->k_cache || !a->v_cache ||
+        !a->inv_freq || !a->attn_norm || !a->mlp_norm)
+        return -1;
+    const gm_step_linear *lins[4] = {&a->qkv, &a->o, &a->gate_up, &a->down};
+    for (int i = 0; i < 4; i++)
+        if (!lins[i]->w || !lins[i]->scales || !lins[i]->biases) return -1;
+    gm_fdtype t = a->dtype;
+    int H = a->hidden, d = a->head_dim, qd = a->n_heads * d, kvd = a->n_kv_heads * d,
+        ff = a->down.K;
+    size_t floats = (size_t)H * 4 + (size_t)(qd + 2 * kvd) + (size_t)qd + 3 * (size_t)ff;
+    float *buf = malloc(sizeof(float) * floats + 2 * (size_t)qd * dtype_size(t));
+    if (!buf) return -1;
+    float *h = buf, *xn = h + H, *o = xn + H, *h1 = o + H, *qkv = h1 + H, *att = qkv + qd + 2 * kvd,
+          *gu = att + qd, *act = gu + 2 * (size_t)ff;
+    void *scratch = act + ff;
+    int rc = -1;
+    gm_pool_burst_begin();
+
+    for (int i = 0; i < H; i++) h[i] = load(a->h_in, (size_t)i, t);
+    rms_norm(h, a->attn_norm, H, a->eps, t, xn);
+    if (linear(&a->qkv, xn, qkv, t)) goto done;
+    float *q = qkv, *k = qkv + qd, *v = k + kvd;
+    rope(q, a->n_heads, d, a);
+    rope(k, a->n_kv_heads, d, a);
+    for (int hk = 0; hk < a->n_kv_heads; hk++) {
+        size_t row = ((size_t)hk * a->capacity + (size_t)a->slot) * d;
+        for (int i = 0; i < d; i++) {
+            store(a->k_cache, row + i, t, k[(size_t)hk * d + i]);
+            store(a->v_cache, row + i, t, v[(size_t)hk * d + i]);
+        }
+    }
+    if (attention(a, q, att, scratch)) goto done;
+    if (linear(&a->o, att, o, t)) goto done;
+    if (a->post_attn_norm) {
+        rms_norm(o, a->post_attn_norm, H, a->eps, t, xn);
+        memcpy(o, xn, sizeof(float) * (size_t)H);
+    }
+    for (int i = 0; i < H; i++) h1[i] = rnd(h[i] + o[i], t);
+
+    rms_norm(h1, a->mlp_norm, H, a->eps, t, xn);
+    if (linear(&a->gate_up, xn, gu, t)) goto done;
+    gated(gu, gu + ff, act, ff, a->gelu, t);
+    if (linear(&a->down, act, o, t)) goto done;
+    if (a->post_mlp_norm) {
+        rms_norm(o, a->post_mlp_norm, H, a->eps, t, xn);
+        memcpy(o, xn, sizeof(float) * (size_t)H);
+    }
+    for (int i = 0; i < H; i++) store(a->h_out, (size_t)i, t, h1[i] + o[i]);
+    rc = 0;
+done:
+    gm_pool_burst_end();
+    free(buf);
+    return rc;
+}

@@ -1,0 +1,89 @@
+/* fused_step.c - decoding one token on the CPU with one graph node per
+ * layer (mx_cpu_layer_step, over src/kernels/layer_step.c) instead of the
+ * op-by-op graph of layers.c. Same math, same roundings; the op-by-op path
+ * stays for prefill, the GPU, dense models and GOMLX_CPU_FUSED=0. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/layers.h"
+#include "util/error.h"
+
+static int env_off(void) {
+    const char *e = getenv("GOMLX_CPU_FUSED");
+    return e && !strcmp(e, "0");
+}
+
+static int quantized(const gm_linear *l) { return l->w && l->bits > 0 && l->scales && l->biases; }
+
+/* MLX's RoPE fallback computes its angles from exp(-i * log(base) / half)
+ * or from 1 / freqs; built with MLX's ops so the table is the same. */
+static mx_array inv_freq_table(const gm_model *m) {
+    int half = m->cfg.head_dim / 2;
+    if (m->rope_freqs) return mx_divide(mx_scalar(1.0, MX_FLOAT32), mx_astype(m->rope_freqs, MX_FLOAT32));
+    float step = logf(m->cfg.rope_theta) / (float)half;
+    return mx_exp(mx_multiply(mx_arange(0, -half, -1, MX_FLOAT32), mx_scalar(step, MX_FLOAT32)));
+}
+
+int gm_fused_step_prepare(gm_model *m) {
+    m->fused_step = 0;
+    mx_dtype t = gm_model_dtype(m);
+    if (env_off() || mx_device_is_gpu() || m->cfg.head_dim % 2 || m->cfg.head_dim > 256) return 0;
+    if (t != MX_FLOAT32 && t != MX_FLOAT16 && t != MX_BFLOAT16) return 0;
+    for (int i = 0; i < m->cfg.num_layers; i++) {
+        const gm_layer *l = &m->layers[i];
+        if (!quantized(&l->wqkv) || !quantized(&l->wo) || !quantized(&l->w_gate_up) ||
+            !quantized(&l->w_down))
+            return 0;
+        mx_array norms[4] = {l->attn_norm, l->mlp_norm, l->post_attn_norm, l->post_mlp_norm};
+        for (int k = 0; k < 4; k++)
+            if (norms[k] && mx_get_dtype(norms[k]) != t) return 0;
+    }
+    /* A table, not a weight: evaluated here, left out of the weight count. */
+    mx_scope *scope = mx_scope_open();
+    m->rope_inv_freq = mx_keep(inv_freq_table(m));
+    mx_scope_close(scope);
+    if (!m->rope_inv_freq || mx_eval(&m->rope_inv_freq, 1)) return gm_fail_mlx("building the RoPE table");
+    m->fused_step = 1;
+    return 0;
+}
+
+int gm_fused_step_usable(const gm_model *m, int t) {
+    return t == 1 && m->fused_step && mx_cpu_kernels() && !mx_device_is_gpu();
+}
+
+static mx_qlinear qlinear(const gm_linear *l) {
+    mx_qlinear q = {l->w, l->scales, l->biases, l->bias, l->bits, l->group_size};
+    return q;
+}
+
+mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
+                        gm_kv_cache *cache, int gelu) {
+    const gm_config *c = &m->cfg;
+    int window = l->sliding ? c->sliding_window : 0, slot, key_start;
+    if (!h) return NULL;
+    if (gm_kv_cache_reserve(cache, m, li, 1, window, gm_model_dtype(m), &slot, &key_start)) {
+        mx_set_error("%s", gm_error_message());
+        return NULL;
+    }
+    /* A sliding layer's token sees the last `window` positions only. */
+    int first = window > 0 ? cache->offset - window + 1 - key_start : 0;
+    mx_layer_step s = {
+        .attn_norm = l->attn_norm, .mlp_norm = l->mlp_norm,
+        .post_attn_norm = l->post_attn_norm, .post_mlp_norm = l->post_mlp_norm,
+        .qkv = qlinear(&l->wqkv), .o = qlinear(&l->wo),
+        .gate_up = qlinear(&l->w_gate_up), .down = qlinear(&l->w_down),
+        .gelu = gelu,
+        .n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
+        .eps = c->rms_norm_eps,
+        .inv_freq = m->rope_inv_freq,
+        .position = (float)cache->offset * m->rope_scale,
+        .rope_traditional = c->rope_traditional,
+        .k_cache = cache->k[li], .v_cache = cache->v[li],
+        .slot = slot, .first = first > 0 ? first : 0,
+        .attn_scale = c->query_pre_attn_scalar > 0 ? 1.0f / sqrtf(c->query_pre_attn_scalar)
+                                                  : 1.0f / sqrtf((float)c->head_dim),
+        .softcap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f,
+    };
+    return mx_cpu_layer_step(h, &s);
+}
