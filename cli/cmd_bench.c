@@ -18,8 +18,22 @@ static double now_ms(void) {
 typedef struct {
     int gen;
     double prompt_tps, decode_tps, ttft_ms, total_ms, host_ms;
-    uint64_t peak;
+    uint64_t peak, expected;
 } bench_row;
+
+/* What a generation needs at its widest point, by hand: the weights, the KV
+ * cache at the capacity the engine allocates (room for the text and one
+ * more token, in steps of 256), and the activations alive in a prefill
+ * chunk's MLP (the residual stream, its norm, gate|up and the activation:
+ * T x (2 hidden + 3 intermediate) values), plus two rows of float32
+ * logits. The peak should stay within 10% of it. */
+static uint64_t expected_memory(const gomlx_model_info *info, int prompt, int gen) {
+    uint64_t es = !strcmp(info->dtype, "float32") ? 4 : 2;
+    uint64_t cap = (uint64_t)((prompt + gen) / 256 + 1) * 256;
+    uint64_t t = prompt < 512 ? (uint64_t)prompt : 512; /* the prefill chunk */
+    uint64_t act = t * (2 * (uint64_t)info->hidden_size + 3 * (uint64_t)info->intermediate_size) * es;
+    return info->weight_bytes + info->kv_bytes_per_token * cap + act + 2 * 4 * (uint64_t)info->vocab_size;
+}
 
 static int usage(void) {
     fprintf(stderr, "usage: gomlx bench [MODEL] [--prompt-tokens N] [--gen 32,128] [--runs R] [--json] [--device cpu|gpu] [--no-cpu-kernels]\n");
@@ -109,7 +123,8 @@ int cmd_bench(int argc, char **argv) {
             gomlx_session_free(s);
         }
         if (code) break;
-        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), median(hm, runs), peak};
+        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), median(hm, runs), peak,
+                             expected_memory(&info, prompt_tokens, gens[g])};
     }
     if (!code && json) {
         printf("{\"model\":");
@@ -120,19 +135,23 @@ int cmd_bench(int argc, char **argv) {
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
                prompt_tokens, runs, gomlx_mlx_version());
         for (size_t g = 0; g < n_gens; g++)
-            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"peak_memory\":%llu}",
+            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
                    g ? "," : "", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
-                   rows[g].total_ms, rows[g].host_ms, (unsigned long long)rows[g].peak);
+                   rows[g].total_ms, rows[g].host_ms, (unsigned long long)rows[g].peak,
+                   (unsigned long long)rows[g].expected);
         printf("]}\n");
     } else if (!code) {
         printf("model %s (%s, %s, %s), weights %.1f MiB, load %.0f ms, MLX %s, median of %d runs\n",
                info.name, info.architecture, info.quantization, info.device,
                (double)info.weight_bytes / 1048576.0, load_ms, gomlx_mlx_version(), runs);
-        printf("%-8s %12s %12s %10s %14s %12s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms", "host ms/token", "peak MiB");
+        printf("%-8s %12s %12s %10s %14s %12s %12s %10s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms",
+               "host ms/token", "peak MiB", "needed MiB", "peak/need");
         for (size_t g = 0; g < n_gens; g++)
-            printf("%-8d %12.1f %12.1f %10.1f %14.3f %12.1f\n", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps,
-                   rows[g].ttft_ms, rows[g].host_ms, (double)rows[g].peak / 1048576.0);
-        printf("(prompt of %d tokens, EOS ignored, greedy)\n", prompt_tokens);
+            printf("%-8d %12.1f %12.1f %10.1f %14.3f %12.1f %12.1f %10.2f\n", rows[g].gen, rows[g].prompt_tps,
+                   rows[g].decode_tps, rows[g].ttft_ms, rows[g].host_ms, (double)rows[g].peak / 1048576.0,
+                   (double)rows[g].expected / 1048576.0, (double)rows[g].peak / (double)rows[g].expected);
+        printf("(prompt of %d tokens, EOS ignored, greedy; needed = weights + KV cache + prefill activations)\n",
+               prompt_tokens);
     }
     free(rows);
     free(prompt);
