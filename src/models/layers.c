@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util/error.h"
@@ -125,6 +126,9 @@ int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i)
         int rc = gm_linear_load(parts[k].field, w, c, prefix, parts[k].in, parts[k].out, parts[k].bias);
         if (rc) return rc;
     }
+    /* GOMLX_STACK_PROJECTIONS=0 keeps them apart (A/B runs). */
+    const char *e = getenv("GOMLX_STACK_PROJECTIONS");
+    if (e && !strcmp(e, "0")) return 0;
     gm_linear *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gate_up[2] = {&l->w_gate, &l->w_up};
     int rc = stack_linears(&l->wqkv, qkv, 3);
     return rc ? rc : stack_linears(&l->w_gate_up, gate_up, 2);
