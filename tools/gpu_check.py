@@ -3,7 +3,7 @@ logits of gomlx on the GPU and of mlx-lm on the same GPU, each against
 reference/logits_mlx.npy (mlx-lm on the CPU), and against each other. Run on
 the NVIDIA machine after `source tools/gpu_env.sh WHEELS` (needs build/gomlx)."""
 import json, subprocess, sys, numpy as np, mlx.core as mx, mlx_lm
-for name in ["llama-tiny", "llama-tiny-q8", "llama-tiny-q4", "gemma2-tiny-q4"]:
+for name in ["llama-tiny", "llama-tiny-q8", "llama-tiny-q4-mixed", "llama-tiny-q4", "qwen2-tiny-q4"]:
     d = f"testdata/models/{name}"
     g = json.load(open(f"{d}/reference/greedy.json"))
     ids = g["prompt_ids"]
