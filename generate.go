@@ -120,31 +120,19 @@ func (m *Model) generate(ctx context.Context, s *Session, in GenerateInput, fn f
 	}
 
 	var res C.gomlx_result
-	var cause error
-	for attempt := 0; ; attempt++ {
-		w := watch(ctx, m.closing, sp)
-		err = call(func() C.gomlx_status {
-			switch {
-			case msgs != nil:
-				return C.gomlx_generate(sp, msgs, nMsgs, &params, &res)
-			case prompt != nil:
-				return C.gomlx_generate_text(sp, prompt, &params, &res)
-			}
-			return C.gomlx_generate_ids(sp, ids, C.size_t(len(in.PromptIDs)), &params, &res)
-		})
-		cause = w.stop()
-		// Only this package cancels the session. A cancellation nobody
-		// asked for is a stale one: a ctx that ended just as the session's
-		// previous call was returning. The library has cleared it by now,
-		// so the call is made once more.
-		// The retry is only made while no piece has reached the caller.
-		if err == nil || err.(*Error).Code != CodeCancelled || cause != nil || s == nil || attempt > 0 ||
-			(sink != nil && sink.pieces > 0) {
-			break
+	w := watch(ctx, m.closing, sp)
+	err = call(func() C.gomlx_status {
+		switch {
+		case msgs != nil:
+			return C.gomlx_generate(sp, msgs, nMsgs, &params, &res)
+		case prompt != nil:
+			return C.gomlx_generate_text(sp, prompt, &params, &res)
 		}
-		C.gomlx_result_free(&res)
-		res = C.gomlx_result{}
-	}
+		return C.gomlx_generate_ids(sp, ids, C.size_t(len(in.PromptIDs)), &params, &res)
+	})
+	// gomlx_cancel only affects a call in flight, so a ctx that ends just
+	// as the call returns cannot leak into the next one.
+	cause := w.stop()
 	defer C.gomlx_result_free(&res)
 	if sink != nil && sink.panicked {
 		panic(sink.panicVal)

@@ -32,7 +32,12 @@ struct gomlx_session {
     gomlx_model *model;
     gm_session s;
     atomic_int cancel;
-    atomic_int in_flight; /* generate calls queued or running */
+    /* Generate calls queued or running. cancel_mu makes "is a call in
+     * flight? then set cancel" and "last call done: clear cancel" atomic
+     * with respect to each other: a cancel racing the end of a call must
+     * not survive into the next call. */
+    int in_flight;
+    pthread_mutex_t cancel_mu;
     int alive; /* cache not yet freed */
     gomlx_session *next;
 };
@@ -301,8 +306,9 @@ gomlx_status gomlx_session_new(gomlx_model *h, gomlx_session **out) {
     if (!s) return ret(gm_fail(GOMLX_ERR_INTERNAL, "out of memory"));
     s->model = h;
     atomic_init(&s->cancel, 0);
-    atomic_init(&s->in_flight, 0);
+    pthread_mutex_init(&s->cancel_mu, NULL);
     if ((rc = gm_worker_call(&h->worker, do_session_init, s))) {
+        pthread_mutex_destroy(&s->cancel_mu);
         free(s);
         return ret(rc);
     }
@@ -334,6 +340,7 @@ void gomlx_session_free(gomlx_session *s) {
             break;
         }
     pthread_mutex_unlock(&h->sessions_mu);
+    pthread_mutex_destroy(&s->cancel_mu);
     free(s);
     release(h);
 }
@@ -359,7 +366,10 @@ gomlx_status gomlx_session_reset(gomlx_session *s) {
 void gomlx_cancel(gomlx_session *s) {
     /* Only a call queued or running can be cancelled: a stray cancel must
      * not stop the session's next, unrelated call. */
-    if (s && atomic_load(&s->in_flight) > 0) atomic_store(&s->cancel, 1);
+    if (!s) return;
+    pthread_mutex_lock(&s->cancel_mu);
+    if (s->in_flight > 0) atomic_store(&s->cancel, 1);
+    pthread_mutex_unlock(&s->cancel_mu);
 }
 
 typedef struct {
@@ -410,9 +420,13 @@ static gomlx_status generate(gen_job *j) {
     if (!rc && !j->out) rc = gm_fail(GOMLX_ERR_INVALID_INPUT, "out is NULL");
     if (rc) return ret(rc);
     memset(j->out, 0, sizeof *j->out);
-    atomic_fetch_add(&j->s->in_flight, 1);
+    pthread_mutex_lock(&j->s->cancel_mu);
+    j->s->in_flight++;
+    pthread_mutex_unlock(&j->s->cancel_mu);
     rc = gm_worker_call(&j->s->model->worker, do_generate, j);
-    if (atomic_fetch_sub(&j->s->in_flight, 1) == 1) atomic_store(&j->s->cancel, 0);
+    pthread_mutex_lock(&j->s->cancel_mu);
+    if (--j->s->in_flight == 0) atomic_store(&j->s->cancel, 0);
+    pthread_mutex_unlock(&j->s->cancel_mu);
     return ret(rc);
 }
 

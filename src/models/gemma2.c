@@ -73,7 +73,8 @@ static int gemma2_load(gm_model *m, gm_weights *w) {
 static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
     /* mx_scale rounds sqrt(hidden) to the activation dtype first, as
      * transformers and mlx-lm do: it matters in bf16 (sqrt(3584) -> 60). */
-    mx_array h = mx_scale(gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m)), m->embed_scale);
+    mx_array h = mx_scale(gm_embedding_lookup(&m->embed, ids, m->embed_dtype), m->embed_scale);
+    h = mx_astype(h, gm_model_dtype(m));
     int fused = gm_fused_step_usable(m, mx_dim(ids, 1));
     for (int i = 0; i < m->cfg.num_layers && h; i++) {
         const gm_layer *l = &m->layers[i];

@@ -202,6 +202,9 @@ mx_array gm_rope_freqs(const gm_config *c) {
 
 static mx_array heads(mx_array x, int n_heads, int head_dim) {
     int t = mx_dim(x, 1);
+    /* One position: [1, 1, n, d] and [1, n, 1, d] are the same memory, so
+     * one op instead of two (graph building is per-op host time). */
+    if (t == 1) return mx_reshape(x, (int[]){1, n_heads, 1, head_dim}, 4);
     int shape[4] = {1, t, n_heads, head_dim};
     int perm[4] = {0, 2, 1, 3};
     return mx_transpose(mx_reshape(x, shape, 4), perm, 4);
@@ -308,7 +311,8 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
         o = mx_sdpa(q, keys, values, scale, t > 1, NULL);
     }
     int perm[4] = {0, 2, 1, 3};
-    o = mx_reshape(mx_transpose(o, perm, 4), (int[]){1, t, c->num_heads * d}, 3);
+    if (t > 1) o = mx_transpose(o, perm, 4);
+    o = mx_reshape(o, (int[]){1, t, c->num_heads * d}, 3);
     return gm_linear_apply(&layer->wo, o);
 }
 

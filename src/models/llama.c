@@ -38,7 +38,7 @@ static int llama_load(gm_model *m, gm_weights *w) {
 }
 
 static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
-    mx_array h = gm_embedding_lookup(&m->embed, ids, gm_model_dtype(m));
+    mx_array h = mx_astype(gm_embedding_lookup(&m->embed, ids, m->embed_dtype), gm_model_dtype(m));
     int fused = gm_fused_step_usable(m, mx_dim(ids, 1));
     for (int i = 0; i < m->cfg.num_layers && h; i++) {
         const gm_layer *l = &m->layers[i];

@@ -14,6 +14,13 @@
 
 mx_dtype gm_model_dtype(const gm_model *m) { return m->cfg.dtype; }
 
+/* MLX's promotion of two float types: the wider; float16 with bfloat16
+ * gives float32. */
+static mx_dtype float_promote(mx_dtype a, mx_dtype b) {
+    if (b != MX_FLOAT32 && b != MX_FLOAT16 && b != MX_BFLOAT16) return a;
+    return a == b ? a : MX_FLOAT32;
+}
+
 /* Every weight array of the model, for evaluation and accounting. */
 static int model_arrays(const gm_model *m, mx_array *out, int cap) {
     int n = 0;
@@ -169,10 +176,15 @@ int gm_model_load(const char *path, gm_load_progress progress, void *user, gm_mo
         gm_fail_context(rc, "%s", path);
         goto fail;
     }
+    m->embed_dtype = m->cfg.dtype;
     if (!strcmp(m->format, "mlx")) {
-        /* Activations follow the weights' float type, as in mlx-lm. */
+        /* Activations follow the weights' float type, as in mlx-lm, and
+         * MLX's promotion with the norm weights (rms_norm's output type). */
         mx_dtype t = mx_get_dtype(m->embed.bits ? m->embed.scales : m->embed.w);
-        if (t == MX_FLOAT32 || t == MX_FLOAT16 || t == MX_BFLOAT16) m->cfg.dtype = t;
+        if (t == MX_FLOAT32 || t == MX_FLOAT16 || t == MX_BFLOAT16) {
+            m->embed_dtype = t;
+            m->cfg.dtype = float_promote(t, mx_get_dtype(m->final_norm));
+        }
     }
     if (m->tok && gm_tokenizer_vocab_size(m->tok) > m->cfg.vocab_size) {
         rc = gm_fail(GOMLX_ERR_FORMAT, "%s: tokenizer has %d tokens but the model only %d", path,

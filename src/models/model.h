@@ -76,6 +76,11 @@ struct gm_model {
     mx_array rope_inv_freq;
     float rope_scale;              /* linear scaling: 1/factor */
     float embed_scale;             /* Gemma: sqrt(hidden), else 1 */
+    /* Embedding rows come out in embed_dtype (MLX: the table's own float
+     * type) and are widened to the activation dtype (cfg.dtype), which is
+     * what MLX's type promotion makes of them at the first norm: float32
+     * when a float16 model keeps float32 norm weights. */
+    mx_dtype embed_dtype;
     int norm_plus_one;             /* Gemma: RMSNorm weight is (1 + w) */
     gm_tokenizer *tok;
     char *chat_template;           /* the model's Jinja template, or NULL */
