@@ -1,5 +1,8 @@
 /* test_generate.c - generation behaviour through the public API on the
- * tiny Llama fixture: chunked prefill and prefix reuse give the same
+ * tiny Llama fixture, dense and 4-bit (on the CPU the 4-bit one decodes
+ * through the fused layer that writes the KV cache in place, so prefix
+ * reuse after decoding covers that hand-over): chunked prefill and prefix
+ * reuse give the same
  * tokens as a plain run, cancellation and callbacks stop it, sessions on
  * several threads agree, and memory returns to its baseline. (Token
  * values themselves are checked against mlx-lm and transformers in
@@ -21,9 +24,9 @@ static gomlx_generate_params greedy(int max_tokens) {
 }
 
 static int run_ids(gomlx_model *m, const int32_t *ids, size_t n, gomlx_generate_params *p, int32_t *out) {
-    gomlx_session *s;
+    gomlx_session *s = NULL;
     if (gomlx_session_new(m, &s) != GOMLX_OK) return -1;
-    gomlx_result r;
+    gomlx_result r = {0};
     int rc = gomlx_generate_ids(s, ids, n, p, &r);
     int count = rc == GOMLX_OK ? r.n_tokens : -1;
     if (rc == GOMLX_OK) memcpy(out, r.tokens, sizeof(int32_t) * (size_t)r.n_tokens);
@@ -50,9 +53,9 @@ static void test_prefix_reuse_matches(void) {
     gomlx_generate_params p = greedy(8);
     int32_t fresh[8];
     CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, fresh), 8);
-    gomlx_session *s;
+    gomlx_session *s = NULL;
     gomlx_session_new(m, &s);
-    gomlx_result r;
+    gomlx_result r = {0};
     CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 8, &p, &r), GOMLX_OK);
     gomlx_result_free(&r);
     CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
@@ -85,13 +88,13 @@ static int on_token(const char *text, size_t len, void *user) {
 static void test_cancel_and_callback_stop(void) {
     gomlx_model *m;
     CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
-    gomlx_session *s;
+    gomlx_session *s = NULL;
     gomlx_session_new(m, &s);
     gomlx_generate_params p = greedy(64);
     stopper st = {s, 0, 3, 1};
     p.on_token = on_token;
     p.user = &st;
-    gomlx_result r;
+    gomlx_result r = {0};
     CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_ERR_CANCELLED);
     CHECK_EQ_INT(r.stats.stop_reason, GOMLX_STOP_CANCELLED);
     CHECK(r.n_tokens <= 4); /* stops within one token of the request */
@@ -153,11 +156,11 @@ static void test_memory_returns_to_baseline(void) {
     gomlx_model *m;
     CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
     gomlx_get_memory_stats(&loaded);
-    gomlx_session *s;
+    gomlx_session *s = NULL;
     gomlx_session_new(m, &s);
     gomlx_generate_params p = greedy(8);
     for (int i = 0; i < 50; i++) {
-        gomlx_result r;
+        gomlx_result r = {0};
         CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12 - (size_t)(i % 3), &p, &r), GOMLX_OK);
         gomlx_result_free(&r);
         gomlx_session_reset(s);
@@ -175,22 +178,26 @@ static void test_memory_returns_to_baseline(void) {
 static void test_use_after_close(void) {
     gomlx_model *m;
     CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
-    gomlx_session *s;
+    gomlx_session *s = NULL;
     gomlx_session_new(m, &s);
     gomlx_model_free(m);
-    gomlx_result r;
+    gomlx_result r = {0};
     gomlx_generate_params p = greedy(2);
     CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 3, &p, &r), GOMLX_ERR_CLOSED);
     gomlx_session_free(s);
 }
 
 int main(void) {
-    snprintf(fixture, sizeof fixture, "%s/testdata/models/llama-tiny", check_root());
-    RUN(test_chunked_prefill_matches);
-    RUN(test_prefix_reuse_matches);
-    RUN(test_cancel_and_callback_stop);
-    RUN(test_threads_agree);
-    RUN(test_memory_returns_to_baseline);
-    RUN(test_use_after_close);
+    static const char *fixtures[] = {"llama-tiny", "llama-tiny-q4"};
+    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+        snprintf(fixture, sizeof fixture, "%s/testdata/models/%s", check_root(), fixtures[i]);
+        fprintf(stderr, "-- %s\n", fixtures[i]);
+        RUN(test_chunked_prefill_matches);
+        RUN(test_prefix_reuse_matches);
+        RUN(test_cancel_and_callback_stop);
+        RUN(test_threads_agree);
+        RUN(test_memory_returns_to_baseline);
+        RUN(test_use_after_close);
+    }
     return check_summary();
 }
