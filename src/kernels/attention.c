@@ -182,20 +182,26 @@ static void block_softmax(const att_ctx *c, const att_job *w, int j0, int nk, fl
     int shift = a->Tk - a->Tq; /* query t sees keys 0 .. shift + t */
     for (int r = 0; r < w->R; r++) {
         float *sr = S + (size_t)r * ATT_KB;
-        int lim = nk;
+        int lo = 0, lim = nk;
         if (a->causal) {
             int last = shift + w->t0 + r % w->nt - j0; /* block-relative */
             lim = last + 1 < nk ? last + 1 : nk;
+            if (a->window > 0 && last - a->window + 1 > 0) lo = last - a->window + 1;
         }
-        if (lim <= 0) { /* row sees none of this block */
+        if (lim <= lo) { /* row sees none of this block */
             memset(sr, 0, (size_t)nk * sizeof(float));
             continue;
         }
-        float mb = sr[0];
-        for (int j = 1; j < lim; j++) mb = sr[j] > mb ? sr[j] : mb;
+        if (a->softcap > 0) {
+            float cap = a->softcap, inv = 1.0f / a->softcap;
+            for (int j = lo; j < lim; j++) sr[j] = cap * tanhf(sr[j] * inv);
+        }
+        float mb = sr[lo];
+        for (int j = lo + 1; j < lim; j++) mb = sr[j] > mb ? sr[j] : mb;
         float mn = m[r] > mb ? m[r] : mb;
         float alpha = expf(m[r] - mn); /* 0 on the first block (m = -inf) */
-        float sum = c->ops->exp_row(sr, lim, mn);
+        float sum = c->ops->exp_row(sr + lo, lim - lo, mn);
+        for (int j = 0; j < lo; j++) sr[j] = 0.0f;
         for (int j = lim; j < nk; j++) sr[j] = 0.0f;
         l[r] = l[r] * alpha + sum;
         m[r] = mn;
@@ -245,9 +251,12 @@ static void att_task(void *ctx, int task, int worker) {
     /* Keys any row of this task sees: up to the last row's diagonal;
      * this split's share of their blocks. */
     int kend = a->causal ? a->Tk - a->Tq + w.t0 + w.nt : a->Tk;
-    int nblk = (kend + ATT_KB - 1) / ATT_KB;
-    int b0 = (int)((int64_t)nblk * split / c->nsplit);
-    int b1 = (int)((int64_t)nblk * (split + 1) / c->nsplit);
+    /* ... and from the first row's window start (earlier blocks are unseen) */
+    int kstart = a->causal && a->window > 0 ? a->Tk - a->Tq + w.t0 - a->window + 1 : 0;
+    int first = kstart > 0 ? kstart / ATT_KB : 0;
+    int nblk = (kend + ATT_KB - 1) / ATT_KB - first;
+    int b0 = first + (int)((int64_t)nblk * split / c->nsplit);
+    int b1 = first + (int)((int64_t)nblk * (split + 1) / c->nsplit);
     for (int blk = b0; blk < b1; blk++) {
         int j0 = blk * ATT_KB, nk = kend - j0 < ATT_KB ? kend - j0 : ATT_KB;
         block_scores(c, &w, Q, j0, nk, S, kp, tmp);
@@ -299,6 +308,7 @@ static void merge_splits(const att_ctx *c) {
 
 int gm_attention(const gm_attn_args *a) {
     if (!gm_attention_supported(a->B, a->Hq, a->Hkv, a->Tq, a->Tk, a->D, a->causal)) return -1;
+    if (a->window < 0 || (a->window > 0 && !a->causal) || !(a->softcap >= 0)) return -1;
     att_ctx c;
     memset(&c, 0, sizeof c);
     c.a = a;

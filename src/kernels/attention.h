@@ -20,7 +20,8 @@
  *   out [B, Hq,  Tq, D]   row-major, contiguous
  * q, k, v and out share one dtype. causal: query i sees keys
  * 0 .. Tk-Tq+i (queries aligned to the end of the keys, MLX's "causal";
- * needs Tk >= Tq); otherwise every query sees every key. */
+ * needs Tk >= Tq); otherwise every query sees every key. window and
+ * softcap (below) narrow and reshape that; 0 turns them off. */
 typedef struct gm_attn_args {
     const void *q, *k, *v;
     void *out;
@@ -28,6 +29,12 @@ typedef struct gm_attn_args {
     int B, Hq, Hkv, Tq, Tk, D;
     float scale;
     int causal;
+    /* With causal, > 0: query t also sees only the last `window` keys up
+     * to its own (keys after Tk-Tq+t-window), a sliding-window layer. */
+    int window;
+    /* > 0: each score s becomes softcap*tanh(s/softcap) before the softmax
+     * (Gemma 2's attention logit soft-capping). */
+    float softcap;
     gm_fdtype dtype;
 } gm_attn_args;
 

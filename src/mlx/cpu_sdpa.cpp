@@ -31,8 +31,9 @@ void strides_of(const mc::array &a, int64_t out[4]) {
 
 class CpuSdpa : public CpuOnlyPrimitive {
    public:
-    CpuSdpa(mc::Stream s, float scale, bool causal)
-        : CpuOnlyPrimitive(s, "GomlxCpuSdpa"), scale_(scale), causal_(causal) {}
+    CpuSdpa(mc::Stream s, float scale, bool causal, int window, float softcap)
+        : CpuOnlyPrimitive(s, "GomlxCpuSdpa"), scale_(scale), causal_(causal), window_(window),
+          softcap_(softcap) {}
 
     // Runs on the thread that evaluates the graph: it only allocates the
     // output and queues the work on the CPU stream, behind whatever
@@ -51,6 +52,8 @@ class CpuSdpa : public CpuOnlyPrimitive {
         a.Tk = k.shape(2);
         a.scale = scale_;
         a.causal = causal_ ? 1 : 0;
+        a.window = window_;
+        a.softcap = softcap_;
         if (!to_fdtype(q.dtype(), &a.dtype))
             throw std::invalid_argument("GomlxCpuSdpa: unsupported dtype");
         if (out.size() == 0) return;
@@ -76,7 +79,8 @@ class CpuSdpa : public CpuOnlyPrimitive {
 
     bool is_equivalent(const mc::Primitive &other) const override {
         auto *o = dynamic_cast<const CpuSdpa *>(&other);
-        return o && o->scale_ == scale_ && o->causal_ == causal_;
+        return o && o->scale_ == scale_ && o->causal_ == causal_ && o->window_ == window_ &&
+               o->softcap_ == softcap_;
     }
 
     std::vector<mc::Shape> output_shapes(const std::vector<mc::array> &in) override {
@@ -86,6 +90,8 @@ class CpuSdpa : public CpuOnlyPrimitive {
    private:
     float scale_;
     bool causal_;
+    int window_;
+    float softcap_;
 };
 
 // GOMLX_CPU_SDPA=0 leaves attention to MLX while the quantized matmul
@@ -101,7 +107,8 @@ bool sdpa_enabled() {
 }  // namespace
 
 std::optional<mc::array> cpu_sdpa_try(const mc::array &q, const mc::array &k, const mc::array &v,
-                                      float scale, bool causal) {
+                                      float scale, bool causal, int window, float softcap) {
+    if (window < 0 || (window > 0 && !causal) || !(softcap >= 0)) return std::nullopt;
     if (!sdpa_enabled() || q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return std::nullopt;
     gm_fdtype t;
     if (!to_fdtype(q.dtype(), &t) || k.dtype() != q.dtype() || v.dtype() != q.dtype())
@@ -112,7 +119,7 @@ std::optional<mc::array> cpu_sdpa_try(const mc::array &q, const mc::array &k, co
     if (!gm_attention_supported(B, Hq, Hkv, Tq, Tk, D, causal ? 1 : 0)) return std::nullopt;
     mc::Device cpu(mc::Device::cpu);
     mc::Stream s = mc::default_stream(cpu);
-    return mc::array(q.shape(), q.dtype(), std::make_shared<CpuSdpa>(s, scale, causal),
+    return mc::array(q.shape(), q.dtype(), std::make_shared<CpuSdpa>(s, scale, causal, window, softcap),
                      {q, k, v});
 }
 

@@ -8,7 +8,9 @@ namespace gomlx {
 // Returns softmax(q k^T * scale [+ causal mask]) v when our kernel applies
 // (CPU device, 4-D q/k/v of one float dtype, GQA head counts, head_dim up
 // to 256, Tk >= Tq under the causal mask); std::nullopt to fall back to
-// MLX's op. Array masks are always left to MLX.
+// MLX's op. Array masks are always left to MLX. window (with causal) and
+// softcap as in gm_attn_args; 0 turns them off.
 std::optional<mlx::core::array> cpu_sdpa_try(const mlx::core::array& q, const mlx::core::array& k,
-                                             const mlx::core::array& v, float scale, bool causal);
+                                             const mlx::core::array& v, float scale, bool causal,
+                                             int window = 0, float softcap = 0);
 }  // namespace gomlx

@@ -216,6 +216,13 @@ mx_array mx_rope(mx_array x, int dims, int traditional, float base, float scale,
  * mask (additive float or boolean keep-mask, broadcastable to
  * [B, Hq, Tq, Tk]) may be given instead; both 0/NULL means no mask. */
 mx_array mx_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, mx_array mask);
+/* Our CPU attention kernel with what mx_sdpa has no word for: a sliding
+ * window (keys older than `window` positions before each query dropped;
+ * needs causal) and tanh soft-capping of the scores (softcap > 0). NULL
+ * with a message off the CPU, with the CPU kernels off, or for sizes the
+ * kernel does not take (see gm_attention_supported). */
+mx_array mx_cpu_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, int window,
+                     float softcap);
 
 /* ---- random ---- */
 mx_array mx_random_key(uint64_t seed);

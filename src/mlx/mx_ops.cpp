@@ -372,6 +372,18 @@ mx_array mx_rope(mx_array x, int dims, int traditional, float base, float scale,
     });
 }
 
+mx_array mx_cpu_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, int window,
+                     float softcap) {
+    if (!q || !k || !v) return nullptr;
+    return guard([&] {
+        if (!mx_cpu_kernels() || mc::default_device() != mc::Device::cpu)
+            throw std::invalid_argument("mx_cpu_sdpa: needs the CPU device with the CPU kernels on");
+        auto r = gomlx::cpu_sdpa_try(q->a, k->a, v->a, scale, causal != 0, window, softcap);
+        if (!r) throw std::invalid_argument("mx_cpu_sdpa: shapes or dtypes the kernel does not take");
+        return std::move(*r);
+    });
+}
+
 mx_array mx_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, mx_array mask) {
     if (!q || !k || !v) return nullptr;
     return guard([&] {

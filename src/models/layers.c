@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/attention.h"
 #include "util/error.h"
 
 static int shape_error(const char *name, mx_array a, int rows, int cols) {
@@ -301,8 +302,14 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
                                                : 1.0f / sqrtf((float)d);
     /* Some held key is outside some query's window. */
     int windowed = window > 0 && s > window;
+    float cap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f;
     mx_array o;
-    if (c->attn_logit_softcapping > 0) {
+    if ((cap > 0 || windowed) && !mx_device_is_gpu() && mx_cpu_kernels() &&
+        gm_attention_supported(1, c->num_heads, c->num_kv_heads, t, s, d, 1)) {
+        /* Our CPU kernel masks and caps as it goes: MLX's way builds the
+         * [T, S] scores through the reference BLAS (Gemma 2 prefill). */
+        o = mx_cpu_sdpa(q, keys, values, scale, 1, windowed ? window : 0, cap);
+    } else if (cap > 0) {
         mx_array keep = (t > 1 || windowed) ? attention_mask(offset, t, key_start, s, window) : NULL;
         o = attention_softcapped(m, q, keys, values, scale, keep);
     } else if (windowed) {

@@ -42,6 +42,10 @@ static size_t dsize(gm_fdtype t) { return t == GM_F32 ? 4 : 2; }
 
 /* The reference: q/k/v given as float arrays indexed by strides (values
  * already rounded to the dtype), sums in double. out [B, Hq, Tq, D]. */
+/* Sliding window and soft-capping of the next kernel_case (0: off). */
+static int g_window;
+static double g_softcap;
+
 static void reference(const float *q, const int64_t *qs, const float *k, const int64_t *ks,
                       const float *v, const int64_t *vs, int B, int Hq, int Hkv, int Tq, int Tk,
                       int D, double scale, int causal, double *out) {
@@ -51,20 +55,22 @@ static void reference(const float *q, const int64_t *qs, const float *k, const i
         for (int h = 0; h < Hq; h++)
             for (int t = 0; t < Tq; t++) {
                 int hk = h / group, n = causal ? Tk - Tq + t + 1 : Tk;
+                int j0 = causal && g_window > 0 && n > g_window ? n - g_window : 0;
                 const float *qr = q + b * qs[0] + h * qs[1] + t * qs[2];
                 double mx = -1e300, sum = 0;
-                for (int j = 0; j < n; j++) {
+                for (int j = j0; j < n; j++) {
                     const float *kr = k + b * ks[0] + hk * ks[1] + j * ks[2];
                     double s = 0;
                     for (int d = 0; d < D; d++) s += (double)qr[d * qs[3]] * kr[d * ks[3]];
                     p[j] = s * scale;
+                    if (g_softcap > 0) p[j] = g_softcap * tanh(p[j] / g_softcap);
                     if (p[j] > mx) mx = p[j];
                 }
-                for (int j = 0; j < n; j++) sum += p[j] = exp(p[j] - mx);
+                for (int j = j0; j < n; j++) sum += p[j] = exp(p[j] - mx);
                 double *o = out + (((size_t)b * Hq + h) * Tq + t) * D;
                 for (int d = 0; d < D; d++) {
                     double acc = 0;
-                    for (int j = 0; j < n; j++)
+                    for (int j = j0; j < n; j++)
                         acc += p[j] * v[b * vs[0] + hk * vs[1] + j * vs[2] + d * vs[3]];
                     o[d] = acc / sum;
                 }
@@ -114,6 +120,8 @@ static double kernel_case(int B, int Hq, int Hkv, int Tq, int Tk, int D, int cau
     a.B = B, a.Hq = Hq, a.Hkv = Hkv, a.Tq = Tq, a.Tk = Tk, a.D = D;
     a.scale = (float)scale;
     a.causal = causal;
+    a.window = g_window;
+    a.softcap = (float)g_softcap;
     a.dtype = t;
     double err = 1e9;
     if (gm_attention(&a) == 0) {
@@ -188,6 +196,44 @@ static void test_kernel_long(void) {
     CHECK_MSG(e <= 8e-3, "chunked prefill D 256: %g", e);
     e = kernel_case(1, 2, 1, 130, 130, 64, 1, GM_F16, 1);
     CHECK_MSG(e <= 1e-3, "prefill 130: %g", e);
+}
+
+/* Sliding windows (shorter and longer than a key block, narrower than a
+ * chunk) and Gemma 2's soft-capping, on prefill, chunked prefill and
+ * decode (keys cut into ranges on several threads), both ISAs. */
+static void test_kernel_window_softcap(void) {
+    static const struct {
+        int window;
+        double cap;
+    } modes[] = {{5, 0}, {100, 0}, {0, 2.0}, {7, 2.0}, {70, 1.5}};
+    static const int shapes[][2] = {{1, 1}, {1, 200}, {17, 17}, {17, 87}, {64, 300}};
+    static const char *isas[] = {"scalar", NULL};
+    for (int ii = 0; ii < 2; ii++) {
+        gm_qmm_set_isa(isas[ii]);
+        for (int th = 1; th <= 4; th += 3) {
+            gm_pool_set_threads(th);
+            for (size_t mi = 0; mi < sizeof modes / sizeof *modes; mi++)
+                for (int si = 0; si < 5; si++)
+                    for (int di = 0; di < 3; di += 2) {
+                        g_window = modes[mi].window;
+                        g_softcap = modes[mi].cap;
+                        gm_fdtype t = DTS[di];
+                        int Tq = shapes[si][0], Tk = shapes[si][1];
+                        double e = kernel_case(1, 9, 3, Tq, Tk, 64, 1, t, si == 3);
+                        CHECK_MSG(e <= tolerance(t),
+                                  "isa %s threads %d window %d cap %g dtype %d Tq %d Tk %d: err %g",
+                                  gm_qmm_isa(), th, g_window, g_softcap, (int)t, Tq, Tk, e);
+                    }
+        }
+    }
+    g_window = 0;
+    g_softcap = 0;
+    gm_qmm_set_isa(NULL);
+    gm_pool_set_threads(0);
+    /* A window without the causal mask is not a thing the kernel knows. */
+    g_window = 4;
+    CHECK(kernel_case(1, 4, 4, 3, 9, 16, 0, GM_F32, 0) > 1e8);
+    g_window = 0;
 }
 
 static void test_rejects(void) {
@@ -281,6 +327,7 @@ int main(void) {
     RUN(test_kernel_scalar);
     RUN(test_kernel_best_isa);
     RUN(test_kernel_long);
+    RUN(test_kernel_window_softcap);
     RUN(test_mlx_plugged);
     return check_summary();
 }
