@@ -94,9 +94,11 @@ class CpuSdpa : public CpuOnlyPrimitive {
     float softcap_;
 };
 
+}  // namespace
+
 // GOMLX_CPU_SDPA=0 leaves attention to MLX while the quantized matmul
 // kernels stay on: the A/B switch for this kernel alone.
-bool sdpa_enabled() {
+bool cpu_sdpa_enabled() {
     static const bool on = [] {
         const char *e = std::getenv("GOMLX_CPU_SDPA");
         return !(e && e[0] == '0');
@@ -104,12 +106,10 @@ bool sdpa_enabled() {
     return on;
 }
 
-}  // namespace
-
 std::optional<mc::array> cpu_sdpa_try(const mc::array &q, const mc::array &k, const mc::array &v,
                                       float scale, bool causal, int window, float softcap) {
     if (window < 0 || (window > 0 && !causal) || !(softcap >= 0)) return std::nullopt;
-    if (!sdpa_enabled() || q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return std::nullopt;
+    if (!cpu_sdpa_enabled() || q.ndim() != 4 || k.ndim() != 4 || v.ndim() != 4) return std::nullopt;
     gm_fdtype t;
     if (!to_fdtype(q.dtype(), &t) || k.dtype() != q.dtype() || v.dtype() != q.dtype())
         return std::nullopt;

@@ -223,6 +223,9 @@ mx_array mx_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, mx
  * kernel does not take (see gm_attention_supported). */
 mx_array mx_cpu_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, int window,
                      float softcap);
+/* 1 when mx_cpu_sdpa can run: CPU device, CPU kernels on, GOMLX_CPU_SDPA
+ * not 0. */
+int mx_cpu_sdpa_on(void);
 
 /* ---- random ---- */
 mx_array mx_random_key(uint64_t seed);

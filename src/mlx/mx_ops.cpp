@@ -372,6 +372,10 @@ mx_array mx_rope(mx_array x, int dims, int traditional, float base, float scale,
     });
 }
 
+int mx_cpu_sdpa_on(void) {
+    return mx_cpu_kernels() && gomlx::cpu_sdpa_enabled() && mc::default_device() == mc::Device::cpu;
+}
+
 mx_array mx_cpu_sdpa(mx_array q, mx_array k, mx_array v, float scale, int causal, int window,
                      float softcap) {
     if (!q || !k || !v) return nullptr;

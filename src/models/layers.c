@@ -304,7 +304,7 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
     int windowed = window > 0 && s > window;
     float cap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f;
     mx_array o;
-    if ((cap > 0 || windowed) && !mx_device_is_gpu() && mx_cpu_kernels() &&
+    if ((cap > 0 || windowed) && mx_cpu_sdpa_on() &&
         gm_attention_supported(1, c->num_heads, c->num_kv_heads, t, s, d, 1)) {
         /* Our CPU kernel masks and caps as it goes: MLX's way builds the
          * [T, S] scores through the reference BLAS (Gemma 2 prefill). */
