@@ -75,25 +75,28 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
      * transformers and mlx-lm do: it matters in bf16 (sqrt(3584) -> 60). */
     mx_array h = mx_scale(gm_embedding_lookup(&m->embed, ids, m->embed_dtype), m->embed_scale);
     h = mx_astype(h, gm_model_dtype(m));
-    int fused = gm_fused_step_usable(m, mx_dim(ids, 1));
-    for (int i = 0; i < m->cfg.num_layers && h; i++) {
+    int t = mx_dim(ids, 1), fused = gm_fused_step_usable(m, t);
+    gm_layer_walk w;
+    gm_walk_begin(&w, h, t, m->cfg.num_layers);
+    for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
         const gm_layer *l = &m->layers[i];
+        gm_walk_open(&w);
+        mx_array x = w.h;
         if (fused) {
-            h = gm_fused_layer(m, l, i, h, cache, 1);
-            continue;
+            x = gm_fused_layer(m, l, i, x, cache, 1);
+        } else {
+            mx_array a = gm_self_attention(m, l, i, gm_rms_norm(m, x, l->attn_norm), cache);
+            x = mx_add(x, gm_rms_norm(m, a, l->post_attn_norm));
+            mx_array f = gm_mlp(l, gm_rms_norm(m, x, l->mlp_norm), 1);
+            x = mx_add(x, gm_rms_norm(m, f, l->post_mlp_norm));
         }
-        mx_array a = gm_self_attention(m, l, i, gm_rms_norm(m, h, l->attn_norm), cache);
-        h = mx_add(h, gm_rms_norm(m, a, l->post_attn_norm));
-        mx_array f = gm_mlp(l, gm_rms_norm(m, h, l->mlp_norm), 1);
-        h = mx_add(h, gm_rms_norm(m, f, l->post_mlp_norm));
+        if (gm_walk_close(&w, x, i)) break;
     }
+    h = gm_walk_end(&w);
     if (!h) return NULL;
     cache->offset += mx_dim(ids, 1);
     if (logits == GM_LOGITS_NONE) return h;
-    if (logits == GM_LOGITS_LAST) {
-        int t = mx_dim(h, 1);
-        h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
-    }
+    if (logits == GM_LOGITS_LAST) h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
     mx_array out = gm_unembed(m, h);
     if (m->cfg.final_logit_softcapping > 0) out = gm_softcap(out, m->cfg.final_logit_softcapping);
     return out;

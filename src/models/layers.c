@@ -342,3 +342,38 @@ mx_array gm_unembed(const gm_model *m, mx_array h) {
     h = gm_rms_norm(m, h, m->final_norm);
     return gm_linear_apply(m->lm_head.w ? &m->lm_head : &m->embed, h);
 }
+
+/* Layers between evaluations of a GPU prefill: few enough that a batch
+ * holds little, enough that the device rarely waits for the host. */
+enum { WALK_EVAL_EVERY = 4 };
+
+void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers) {
+    memset(w, 0, sizeof *w);
+    w->h = h;
+    w->layers = layers;
+    w->eval_every = tokens > 1 && mx_device_is_gpu() ? WALK_EVAL_EVERY : 0;
+}
+
+void gm_walk_open(gm_layer_walk *w) { w->scope = mx_scope_open(); }
+
+int gm_walk_close(gm_layer_walk *w, mx_array out, int i) {
+    out = mx_keep(out);
+    mx_scope_close(w->scope);
+    w->scope = NULL;
+    if (w->owned) mx_free(w->h);
+    w->h = out;
+    w->owned = 1;
+    if (out && w->eval_every && (i + 1) % w->eval_every == 0 && i + 1 < w->layers && mx_eval(&w->h, 1)) {
+        mx_free(w->h);
+        w->h = NULL;
+    }
+    return w->h ? 0 : -1;
+}
+
+mx_array gm_walk_end(gm_layer_walk *w) {
+    if (!w->owned) return w->h;
+    mx_array h = mx_copy_ref(w->h);
+    mx_free(w->h);
+    w->h = NULL;
+    return h;
+}

@@ -37,6 +37,31 @@ mx_array gm_unembed(const gm_model *m, mx_array h);
 /* Llama 3 rope frequencies (periods per rotated pair) or NULL. */
 mx_array gm_rope_freqs(const gm_config *c);
 
+/* Walking the decoder layers of one forward pass: each layer is built in
+ * its own scope, so the graph's intermediates are not held by handles, and
+ * on the GPU a prompt chunk is evaluated every few layers. MLX's GPU
+ * backends keep every buffer of a command batch until the device has run
+ * it, so one graph for a whole 512-token chunk held every layer's
+ * activations at once (Qwen2.5-3B on an H100: peak 2x the weights).
+ *
+ *   gm_layer_walk w; gm_walk_begin(&w, h, tokens, layers);
+ *   for (i...) { gm_walk_open(&w); out = layer(w.h); if (gm_walk_close(&w, out, i)) break; }
+ *   h = gm_walk_end(&w);   (NULL after an error, with mx_error() set) */
+typedef struct gm_layer_walk {
+    mx_array h;      /* the residual stream after the layers so far */
+    int owned;       /* h is the walk's own (kept out of every scope) */
+    int eval_every;  /* evaluate h every this many layers; 0: never */
+    int layers;
+    mx_scope *scope; /* the open layer's */
+} gm_layer_walk;
+void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers);
+void gm_walk_open(gm_layer_walk *w);
+/* Takes the layer's output as the new h; -1 (h NULL) when out is NULL or
+ * an evaluation fails. */
+int gm_walk_close(gm_layer_walk *w, mx_array out, int i);
+/* h, owned by the caller's scope again. */
+mx_array gm_walk_end(gm_layer_walk *w);
+
 /* The fused one-token layer (fused_step.c). prepare decides at load
  * whether the model can use it (CPU device, every projection quantized in
  * a form the kernels take, GOMLX_CPU_FUSED not 0) and builds its tables. */
