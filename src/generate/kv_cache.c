@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "models/layers.h"
 #include "models/model.h"
 #include "util/error.h"
 
@@ -106,7 +107,7 @@ int gm_kv_cache_update(gm_kv_cache *c, const gm_model *m, int layer, mx_array k,
 
 int gm_kv_cache_rewind(gm_kv_cache *c, const gm_model *m, int pos) {
     for (int i = 0; i < c->n_layers; i++) {
-        int window = m->layers[i].sliding ? m->cfg.sliding_window : 0;
+        int window = gm_layer_window(m, &m->layers[i]);
         int needed = window > 0 ? pos - window + 1 : 0;
         if (c->start[i] > (needed > 0 ? needed : 0)) return -1;
     }

@@ -15,20 +15,9 @@
 #include "kernels/attention.h"
 #include "kernels/half.h"
 #include "kernels/pool.h"
+#include "kernels/qmm_impl.h" /* qmm_load, qmm_store */
 
 static size_t dtype_size(gm_fdtype t) { return t == GM_F32 ? 4 : 2; }
-
-static float load(const void *p, size_t i, gm_fdtype t) {
-    if (t == GM_F16) return gm_f16_to_f32(((const uint16_t *)p)[i]);
-    if (t == GM_BF16) return gm_bf16_to_f32(((const uint16_t *)p)[i]);
-    return ((const float *)p)[i];
-}
-
-static void store(void *p, size_t i, gm_fdtype t, float v) {
-    if (t == GM_F16) ((uint16_t *)p)[i] = gm_f32_to_f16(v);
-    else if (t == GM_BF16) ((uint16_t *)p)[i] = gm_f32_to_bf16(v);
-    else ((float *)p)[i] = v;
-}
 
 /* v as the activation dtype holds it. */
 static float rnd(float v, gm_fdtype t) {
@@ -43,7 +32,7 @@ static void rms_norm(const float *x, const void *w, int n, float eps, gm_fdtype 
     float ss = 0.0f;
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
     float r = 1.0f / sqrtf(ss * (1.0f / (float)n) + eps);
-    for (int i = 0; i < n; i++) out[i] = rnd(rnd(x[i] * r, t) * load(w, (size_t)i, t), t);
+    for (int i = 0; i < n; i++) out[i] = rnd(rnd(x[i] * r, t) * qmm_load(w, (size_t)i, t), t);
 }
 
 static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t) {
@@ -55,85 +44,43 @@ static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t
     if (gm_qmm(&q) != 0) return -1;
     for (int i = 0; i < l->N; i++) {
         y[i] = rnd(y[i], t);
-        if (l->bias) y[i] = rnd(y[i] + load(l->bias, (size_t)i, t), t);
+        if (l->bias) y[i] = rnd(y[i] + qmm_load(l->bias, (size_t)i, t), t);
     }
     return 0;
 }
 
 /* MLX's RoPE fallback, one position: cos and sin rounded to the dtype, and
- * each product and sum rounded as its own op. */
+ * each product and sum rounded as its own op. q's and k's heads (x holds
+ * them back to back, as the stacked projection does) share the angles. */
 static void rope(float *x, int n_heads, int d, const gm_layer_step_args *a) {
     int half = d / 2;
+    float c[GM_ATTN_MAX_D / 2], s[GM_ATTN_MAX_D / 2];
     for (int i = 0; i < half; i++) {
         float theta = a->position * a->inv_freq[i];
-        float c = rnd(cosf(theta), a->dtype), s = rnd(sinf(theta), a->dtype);
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + (size_t)h * d;
+        c[i] = rnd(cosf(theta), a->dtype);
+        s[i] = rnd(sinf(theta), a->dtype);
+    }
+    for (int h = 0; h < n_heads; h++) {
+        float *v = x + (size_t)h * d;
+        for (int i = 0; i < half; i++) {
             int i1 = a->rope_traditional ? 2 * i : i, i2 = a->rope_traditional ? 2 * i + 1 : i + half;
             float x1 = v[i1], x2 = v[i2];
-            float x1c = rnd(x1 * c, a->dtype), x2s = rnd(x2 * s, a->dtype);
-            float x1s = rnd(x1 * s, a->dtype), x2c = rnd(x2 * c, a->dtype);
+            float x1c = rnd(x1 * c[i], a->dtype), x2s = rnd(x2 * s[i], a->dtype);
+            float x1s = rnd(x1 * s[i], a->dtype), x2c = rnd(x2 * c[i], a->dtype);
             v[i1] = rnd(x1c - x2s, a->dtype);
             v[i2] = rnd(x1s + x2c, a->dtype);
         }
     }
 }
 
-/* Soft-capped attention of one query head (the graph path: scale q, scores,
- * x/cap, tanh, *cap, softmax, weighted sum; each op rounded). */
-typedef struct capped_job {
-    const gm_layer_step_args *a;
-    const float *q;
-    float *out;
-    float *scores; /* n_heads rows of n keys */
-} capped_job;
-
-static void capped_head(void *ctx, int h, int worker) {
-    (void)worker;
-    const capped_job *j = ctx;
-    const gm_layer_step_args *a = j->a;
-    gm_fdtype t = a->dtype;
-    int d = a->head_dim, n = a->slot - a->first + 1, kvh = h / (a->n_heads / a->n_kv_heads);
-    size_t head = (size_t)kvh * a->capacity * d;
-    float scale = rnd(a->attn_scale, t), cap = rnd(a->softcap, t);
-    float qs[GM_ATTN_MAX_D];
-    for (int i = 0; i < d; i++) qs[i] = rnd(j->q[(size_t)h * d + i] * scale, t);
-    float *s = j->scores + (size_t)h * n, mx = -INFINITY;
-    for (int k = 0; k < n; k++) {
-        size_t row = head + (size_t)(a->first + k) * d;
-        float dot = 0.0f;
-        for (int i = 0; i < d; i++) dot += qs[i] * load(a->k_cache, row + i, t);
-        float v = rnd(rnd(tanhf(rnd(rnd(dot, t) / cap, t)), t) * cap, t);
-        s[k] = v;
-        if (v > mx) mx = v;
-    }
-    float sum = 0.0f;
-    for (int k = 0; k < n; k++) sum += s[k] = expf(s[k] - mx);
-    float inv = 1.0f / sum;
-    for (int k = 0; k < n; k++) s[k] = rnd(s[k] * inv, t);
-    float *o = j->out + (size_t)h * d;
-    for (int i = 0; i < d; i++) o[i] = 0.0f;
-    for (int k = 0; k < n; k++) {
-        size_t row = head + (size_t)(a->first + k) * d;
-        for (int i = 0; i < d; i++) o[i] += s[k] * load(a->v_cache, row + i, t);
-    }
-    for (int i = 0; i < d; i++) o[i] = rnd(o[i], t);
-}
-
+/* The token over cache slots first..slot, through the same kernel (and
+ * soft-capping) as a prompt's attention. */
 static int attention(const gm_layer_step_args *a, const float *q, float *out, void *scratch) {
     int hq = a->n_heads, d = a->head_dim, n = a->slot - a->first + 1;
-    if (a->softcap > 0) {
-        float *scores = malloc(sizeof(float) * (size_t)hq * (size_t)n);
-        if (!scores) return -1;
-        capped_job j = {a, q, out, scores};
-        gm_pool_run(capped_head, &j, hq, gm_pool_threads());
-        free(scores);
-        return 0;
-    }
-    /* The fused kernel wants q and out in the cache's dtype. */
+    /* The kernel wants q and out in the cache's dtype. */
     size_t qn = (size_t)hq * d, es = dtype_size(a->dtype);
     char *qt = scratch, *ot = qt + qn * es;
-    for (size_t i = 0; i < qn; i++) store(qt, i, a->dtype, q[i]);
+    for (size_t i = 0; i < qn; i++) qmm_store(qt, i, q[i], a->dtype);
     int64_t cap = a->capacity;
     size_t first = (size_t)a->first * d * es;
     gm_attn_args at = {
@@ -143,10 +90,10 @@ static int attention(const gm_layer_step_args *a, const float *q, float *out, vo
         .k_strides = {a->n_kv_heads * cap * d, cap * d, d, 1},
         .v_strides = {a->n_kv_heads * cap * d, cap * d, d, 1},
         .B = 1, .Hq = hq, .Hkv = a->n_kv_heads, .Tq = 1, .Tk = n, .D = d,
-        .scale = a->attn_scale, .causal = 0, .dtype = a->dtype,
+        .scale = a->attn_scale, .causal = 0, .softcap = a->softcap, .dtype = a->dtype,
     };
     if (gm_attention(&at) != 0) return -1;
-    for (size_t i = 0; i < qn; i++) out[i] = load(ot, i, a->dtype);
+    for (size_t i = 0; i < qn; i++) out[i] = qmm_load(ot, i, a->dtype);
     return 0;
 }
 
@@ -181,8 +128,8 @@ int gm_layer_step_supported(const gm_layer_step_args *a) {
     return linear_ok(&a->qkv, qd + 2 * kvd, a->hidden) && linear_ok(&a->o, a->hidden, qd) &&
            linear_ok(&a->gate_up, 2 * ff, a->hidden) && linear_ok(&a->down, a->hidden, ff) &&
            a->slot >= a->first && a->first >= 0 && a->slot < a->capacity &&
-           (a->softcap > 0 || gm_attention_supported(1, a->n_heads, a->n_kv_heads, 1,
-                                                     a->slot - a->first + 1, a->head_dim, 0));
+           a->softcap >= 0 &&
+           gm_attention_supported(1, a->n_heads, a->n_kv_heads, 1, a->slot - a->first + 1, a->head_dim, 0);
 }
 
 int gm_layer_step(const gm_layer_step_args *a) {
@@ -204,17 +151,16 @@ int gm_layer_step(const gm_layer_step_args *a) {
     int rc = -1;
     gm_pool_burst_begin();
 
-    for (int i = 0; i < H; i++) h[i] = load(a->h_in, (size_t)i, t);
+    for (int i = 0; i < H; i++) h[i] = qmm_load(a->h_in, (size_t)i, t);
     rms_norm(h, a->attn_norm, H, a->eps, t, xn);
     if (linear(&a->qkv, xn, qkv, t)) goto done;
     float *q = qkv, *k = qkv + qd, *v = k + kvd;
-    rope(q, a->n_heads, d, a);
-    rope(k, a->n_kv_heads, d, a);
+    rope(q, a->n_heads + a->n_kv_heads, d, a); /* k follows q */
     for (int hk = 0; hk < a->n_kv_heads; hk++) {
         size_t row = ((size_t)hk * a->capacity + (size_t)a->slot) * d;
         for (int i = 0; i < d; i++) {
-            store(a->k_cache, row + i, t, k[(size_t)hk * d + i]);
-            store(a->v_cache, row + i, t, v[(size_t)hk * d + i]);
+            qmm_store(a->k_cache, row + i, k[(size_t)hk * d + i], t);
+            qmm_store(a->v_cache, row + i, v[(size_t)hk * d + i], t);
         }
     }
     if (attention(a, q, att, scratch)) goto done;
@@ -233,7 +179,7 @@ int gm_layer_step(const gm_layer_step_args *a) {
         rms_norm(o, a->post_mlp_norm, H, a->eps, t, xn);
         memcpy(o, xn, sizeof(float) * (size_t)H);
     }
-    for (int i = 0; i < H; i++) store(a->h_out, (size_t)i, t, h1[i] + o[i]);
+    for (int i = 0; i < H; i++) qmm_store(a->h_out, (size_t)i, h1[i] + o[i], t);
     rc = 0;
 done:
     gm_pool_burst_end();

@@ -60,7 +60,7 @@ static mx_qlinear qlinear(const gm_linear *l) {
 mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
                         gm_kv_cache *cache, int gelu) {
     const gm_config *c = &m->cfg;
-    int window = l->sliding ? c->sliding_window : 0, slot, key_start;
+    int window = gm_layer_window(m, l), slot, key_start;
     if (!h) return NULL;
     if (gm_kv_cache_reserve(cache, m, li, 1, window, gm_model_dtype(m), &slot, &key_start)) {
         mx_set_error("%s", gm_error_message());
@@ -81,8 +81,7 @@ mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h
         .rope_traditional = c->rope_traditional,
         .k_cache = cache->k[li], .v_cache = cache->v[li],
         .slot = slot, .first = first > 0 ? first : 0,
-        .attn_scale = c->query_pre_attn_scalar > 0 ? 1.0f / sqrtf(c->query_pre_attn_scalar)
-                                                  : 1.0f / sqrtf((float)c->head_dim),
+        .attn_scale = gm_attention_scale(c),
         .softcap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f,
     };
     return mx_cpu_layer_step(h, &s);

@@ -287,6 +287,15 @@ static void project_qkv(const gm_model *m, const gm_layer *layer, mx_array x, in
     }
 }
 
+float gm_attention_scale(const gm_config *c) {
+    return c->query_pre_attn_scalar > 0 ? 1.0f / sqrtf(c->query_pre_attn_scalar)
+                                        : 1.0f / sqrtf((float)c->head_dim);
+}
+
+int gm_layer_window(const gm_model *m, const gm_layer *l) {
+    return l->sliding ? m->cfg.sliding_window : 0;
+}
+
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache) {
     const gm_config *c = &m->cfg;
@@ -294,12 +303,11 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
     mx_array q, k, v;
     project_qkv(m, layer, x, offset, &q, &k, &v);
     mx_array keys, values;
-    int window = layer->sliding ? c->sliding_window : 0, key_start;
+    int window = gm_layer_window(m, layer), key_start;
     if (!q || !k || !v) return NULL;
     if (gm_kv_cache_update(cache, m, li, k, v, window, &keys, &values, &key_start)) return NULL;
     int s = offset + t - key_start;
-    float scale = c->query_pre_attn_scalar > 0 ? 1.0f / sqrtf(c->query_pre_attn_scalar)
-                                               : 1.0f / sqrtf((float)d);
+    float scale = gm_attention_scale(c);
     /* Some held key is outside some query's window. */
     int windowed = window > 0 && s > window;
     float cap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f;

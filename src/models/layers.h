@@ -24,6 +24,11 @@ mx_array gm_embedding_lookup(const gm_linear *table, mx_array ids, mx_dtype dtyp
 /* Takes a 1-D norm weight of size n; GOMLX_ERR_FORMAT when missing or wrong. */
 int gm_norm_load(mx_array *out, gm_weights *w, const char *name, int n);
 mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight);
+/* The attention's score scale: 1/sqrt(query_pre_attn_scalar) where the
+ * config has one (Gemma 2), else 1/sqrt(head_dim). */
+float gm_attention_scale(const gm_config *c);
+/* Positions a layer looks back over: its sliding window, 0 for all. */
+int gm_layer_window(const gm_model *m, const gm_layer *l);
 /* Multi-head attention of layer `li` over x [1, T, hidden], with RoPE at
  * cache->offset and the cache updated in place. */
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
