@@ -120,20 +120,28 @@ def _div(a, b):
     return np.divide(a, b, out=np.zeros_like(a), where=b != 0)
 
 
+def _affine_subblocks(b, qmax, code_max):
+    """The k-quant affine form shared by Q4_K and Q2_K: per sub-block (last
+    axis of b, super-blocks first) value = d*sc*q - dmin*m, with quants q in
+    0..qmax and sub-block codes sc, m in 0..code_max under float16 d, dmin."""
+    lo = np.minimum(b.min(-1), 0.0)
+    hi = b.max(-1)
+    scale, mins = (hi - lo) / float(qmax), -lo
+    d, dmin = _f16(scale.max(-1) / float(code_max)), _f16(mins.max(-1) / float(code_max))
+    sc = np.clip(np.rint(_div(scale, d[:, None])), 0, code_max).astype(np.uint8)
+    m = np.clip(np.rint(_div(mins, dmin[:, None])), 0, code_max).astype(np.uint8)
+    step = (d[:, None] * sc)[..., None]
+    off = (dmin[:, None] * m)[..., None]
+    q = np.clip(np.rint(_div(b + off, np.broadcast_to(step, b.shape))), 0, qmax).astype(np.uint8)
+    return d, dmin, sc, m, q, step, off
+
+
 def encode_q4_k(x):
     """Q4_K, 144 bytes per 256 values: fp16 d, fp16 dmin, 12 bytes of 6-bit
     scales and mins for eight 32-value sub-blocks, 128 bytes of 4-bit quants.
     Value = d*sc*q - dmin*m."""
     b = x.reshape(-1, 8, 32).astype(np.float32)
-    lo = np.minimum(b.min(-1), 0.0)
-    hi = b.max(-1)
-    scale, mins = (hi - lo) / 15.0, -lo
-    d, dmin = _f16(scale.max(-1) / 63.0), _f16(mins.max(-1) / 63.0)
-    sc = np.clip(np.rint(_div(scale, d[:, None])), 0, 63).astype(np.uint8)
-    m = np.clip(np.rint(_div(mins, dmin[:, None])), 0, 63).astype(np.uint8)
-    step = (d[:, None] * sc)[..., None]
-    off = (dmin[:, None] * m)[..., None]
-    q = np.clip(np.rint(_div(b + off, np.broadcast_to(step, b.shape))), 0, 15).astype(np.uint8)
+    d, dmin, sc, m, q, step, off = _affine_subblocks(b, 15, 63)
     packed = np.zeros((b.shape[0], 12), np.uint8)
     packed[:, 0:4] = sc[:, 0:4] | ((sc[:, 4:8] >> 4) << 6)
     packed[:, 4:8] = m[:, 0:4] | ((m[:, 4:8] >> 4) << 6)
@@ -170,15 +178,7 @@ def encode_q2_k(x):
     (one pair per 16 values), 64 bytes of 2-bit quants, fp16 d, fp16 dmin.
     Value = d*sc*q - dmin*m."""
     b = x.reshape(-1, 16, 16).astype(np.float32)
-    lo = np.minimum(b.min(-1), 0.0)
-    hi = b.max(-1)
-    scale, mins = (hi - lo) / 3.0, -lo
-    d, dmin = _f16(scale.max(-1) / 15.0), _f16(mins.max(-1) / 15.0)
-    sc = np.clip(np.rint(_div(scale, d[:, None])), 0, 15).astype(np.uint8)
-    m = np.clip(np.rint(_div(mins, dmin[:, None])), 0, 15).astype(np.uint8)
-    step = (d[:, None] * sc)[..., None]
-    off = (dmin[:, None] * m)[..., None]
-    q = np.clip(np.rint(_div(b + off, np.broadcast_to(step, b.shape))), 0, 3).astype(np.uint8)
+    d, dmin, sc, m, q, step, off = _affine_subblocks(b, 3, 15)
     values = (q * step - off).reshape(x.shape)
     q = q.reshape(-1, 2, 4, 32)  # halves of 128, four 2-bit planes of 32 values
     qs = q[:, :, 0] | (q[:, :, 1] << 2) | (q[:, :, 2] << 4) | (q[:, :, 3] << 6)
