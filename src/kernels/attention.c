@@ -65,7 +65,7 @@ static const gm_qmm_backend *pick_backend(const att_ops **ops) {
     const char *isa = gm_qmm_isa();
     *ops = &att_ops_scalar;
 #if defined(__x86_64__)
-    if (!strcmp(isa, "avx2")) {
+    if (!strcmp(isa, "avx2") || !strcmp(isa, "avx512")) { /* avx512 only adds a mat-vec */
         *ops = &att_ops_avx2;
         return &gm_qmm_avx2;
     }

@@ -37,7 +37,8 @@ int gm_qmm_supported(int bits, int group_size, int K);
  * call at a time uses the pool, the others run on their own thread. */
 int gm_qmm(const gm_qmm_args *a);
 
-/* The instruction set in use: "avx2", "neon" or "scalar". */
+/* The instruction set in use: "avx512" (AVX-512 BF16 mat-vec, AVX2
+ * otherwise), "avx2", "neon" or "scalar". */
 const char *gm_qmm_isa(void);
 
 /* Forces an instruction set by name (tests and benchmarks); NULL or ""

@@ -50,8 +50,17 @@ typedef struct gm_qmm_ctx {
     /* matrix-vector path */
     const float *xp;   /* [M][K] float32, in the 4-bit order and QMM_MV4 form */
     const float *xsum; /* [M][xsum_stride]: sum of x over each group, zero-padded */
-    int xsum_stride;   /* groups rounded up to 8, so 8 can always be loaded */
+    int xsum_stride;   /* groups rounded up to 16, so 16 can always be loaded */
     int mv_rows;       /* weight rows per task */
+    /* matrix-vector path of a backend with bf16_x, 4- and 8-bit weights:
+     * x split into xterms bfloat16 terms (see qmm_avx512.c), per x row
+     * xb_stride words: term t, run q (64 weight bytes), stream s, word j
+     * at t*runs*E + q*E + s*32 + j holds element q*E + S*j + s (E = 128,
+     * S = 4 for 4-bit; E = 64, S = 2 for 8-bit); zero past K. NULL
+     * otherwise, and xp is filled instead. */
+    const uint16_t *xb;
+    int xterms;
+    size_t xb_stride;
     /* tiled path */
     const float *xpack; /* x panels: panel p at p*K*QMM_MP, laid [K][width] */
     int npanels;
@@ -75,11 +84,13 @@ typedef struct gm_qmm_backend {
     /* Writes acc[i][m] (rows ldc = mpad apart) to y[m][n0 + i] for i < nrows,
      * m < M, in y's dtype; NULL: the driver's scalar loop. */
     void (*store)(const gm_qmm_ctx *c, const float *acc, int n0, int nrows);
+    int bf16_x; /* its matvec reads xb for 4- and 8-bit weights */
 } gm_qmm_backend;
 
 extern const gm_qmm_backend gm_qmm_scalar;
 #if defined(__x86_64__)
 extern const gm_qmm_backend gm_qmm_avx2;
+extern const gm_qmm_backend gm_qmm_avx512;
 #endif
 #if defined(__aarch64__)
 extern const gm_qmm_backend gm_qmm_neon;

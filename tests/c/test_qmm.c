@@ -2,6 +2,7 @@
  * dequantize-then-dot reference for every bits/group/dtype/path/ISA and
  * thread count; (b) the MLX-plugged op against MLX's own quantized_matmul
  * through the shim (GOMLX_CPU_KERNELS on vs off). */
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +52,9 @@ static float get(const void *p, size_t i, gm_fdtype t) {
 typedef struct problem {
     int M, N, K, bits, gs;
     gm_fdtype xt, st, yt;
+    /* float32 x: 0 any, 1 bfloat16 values, 2 16 significant bits, 3 wide
+     * range, 4 row m as mode m % 4 */
+    int xmode;
     void *x, *scales, *biases, *y;
     uint32_t *w;
     double *ref, *absref; /* reference product and sum of |x*w| per output */
@@ -68,7 +72,17 @@ static void problem_make(problem *p) {
     p->absref = malloc((size_t)M * N * sizeof(double));
     float *xf = malloc((size_t)M * K * sizeof(float));
     float *wf = malloc((size_t)N * K * sizeof(float));
-    for (size_t i = 0; i < (size_t)M * K; i++) xf[i] = put(p->x, i, rng_normal(), p->xt);
+    for (size_t i = 0; i < (size_t)M * K; i++) {
+        float v = rng_normal();
+        int mode = p->xmode == 4 ? (int)(i / (size_t)K) % 4 : p->xmode;
+        uint32_t u;
+        memcpy(&u, &v, 4);
+        if (mode == 1) u &= 0xffff0000u;
+        if (mode == 2) u &= 0xffffff00u;
+        memcpy(&v, &u, 4);
+        if (mode == 3) v = ldexpf(v, (int)(rng_u32() % 201) - 100);
+        xf[i] = put(p->x, i, v, p->xt);
+    }
     for (size_t i = 0; i < words; i++) p->w[i] = rng_u32();
     int qmax = (1 << p->bits) - 1;
     for (int n = 0; n < N; n++) {
@@ -131,7 +145,7 @@ static int problem_check(const problem *p, const char *what) {
     return bad;
 }
 
-static const char *isas[] = {"scalar", "avx2", "neon"};
+static const char *isas[] = {"scalar", "avx2", "avx512", "neon"};
 
 static void run_grid(int threads) {
     static const int Ms[] = {1, 2, 3, 7, 33, 130};
@@ -204,6 +218,33 @@ static void test_bigger_shape(void) {
     q.M = 3;
     CHECK_EQ_INT(problem_check(&q, "big mv"), 0);
     problem_free(&p);
+}
+
+/* float32 x that needs one, two or three bfloat16 terms (the avx512
+ * mat-vec splits x into the fewest that are exact), magnitudes from
+ * 2^-100 to 2^100, and rows of each kind in one call. */
+static void test_x_terms(void) {
+    gm_pool_set_threads(0);
+    for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
+        if (gm_qmm_set_isa(isas[ii]) != 0) continue;
+        for (int mode = 0; mode < 5; mode++)
+            for (int bits = 4; bits <= 8; bits += 4)
+                for (int M = 1; M <= 4; M += 3) {
+                    problem p = {0};
+                    p.M = M, p.N = 37, p.K = 320, p.bits = bits, p.gs = 64;
+                    p.xt = p.st = p.yt = GM_F32;
+                    p.xmode = mode;
+                    problem_make(&p);
+                    gm_qmm_args a = {p.x, p.w, p.scales, p.biases, p.y, p.M, p.N, p.K,
+                                     p.bits, p.gs, p.xt, p.st, p.yt};
+                    CHECK_EQ_INT(gm_qmm(&a), 0);
+                    char what[64];
+                    snprintf(what, sizeof what, "%s/x-mode-%d", isas[ii], mode);
+                    CHECK_EQ_INT(problem_check(&p, what), 0);
+                    problem_free(&p);
+                }
+    }
+    gm_qmm_set_isa(NULL);
 }
 
 static void test_rejects(void) {
@@ -442,6 +483,7 @@ int main(void) {
     RUN(test_kernels_1_thread);
     RUN(test_kernels_n_threads);
     RUN(test_bigger_shape);
+    RUN(test_x_terms);
     RUN(test_concurrent_callers);
     RUN(test_pool_stress);
     RUN(test_mlx_plugged);
