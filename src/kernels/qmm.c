@@ -119,28 +119,32 @@ static void mv_task(void *ctx, int task, int worker) {
     j->be->matvec(&j->c, n0, n1);
 }
 
-/* Splits x into bfloat16 terms that sum to it exactly (see qmm_avx512.c):
- * each term keeps the top 8 significant bits of what is left (truncation,
- * so the rest is exact in float32 and nothing overflows). */
-static void split_x_bf16(const gm_qmm_ctx *c, uint16_t *xb) {
-    const gm_qmm_args *a = c->a;
-    int K = a->K, T = c->xterms;
-    int E = a->bits == 4 ? 128 : 64, S = a->bits == 4 ? 4 : 2;
-    int runs = (K + E - 1) / E;
+/* x row by row as float32 into xf (rows `width` apart, the padding left
+ * as it is): the dtype is looked at once per row, not per element. */
+static void x_to_f32(const gm_qmm_args *a, float *xf, size_t width) {
+    int K = a->K;
     for (int m = 0; m < a->M; m++) {
-        uint16_t *dst = xb + (size_t)m * c->xb_stride;
-        for (int q = 0; q < runs; q++)
-            for (int st = 0; st < S; st++)
-                for (int j = 0; j < 32; j++) {
-                    int k = q * E + S * j + st;
-                    float v = k < K ? qmm_load(a->x, (size_t)m * K + k, a->x_dtype) : 0.0f;
-                    for (int t = 0; t < T; t++) {
-                        uint32_t hi = gm_f32_bits(v) & 0xffff0000u;
-                        dst[(size_t)t * runs * E + (size_t)q * E + st * 32 + j] =
-                            (uint16_t)(hi >> 16);
-                        v -= gm_bits_f32(hi);
-                    }
-                }
+        float *d = xf + (size_t)m * width;
+        const size_t off = (size_t)m * K;
+        if (a->x_dtype == GM_F16) {
+            const uint16_t *s = (const uint16_t *)a->x + off;
+            for (int k = 0; k < K; k++) d[k] = gm_f16_to_f32(s[k]);
+        } else if (a->x_dtype == GM_BF16) {
+            const uint16_t *s = (const uint16_t *)a->x + off;
+            for (int k = 0; k < K; k++) d[k] = gm_bf16_to_f32(s[k]);
+        } else {
+            memcpy(d, (const float *)a->x + off, (size_t)K * sizeof(float));
+        }
+    }
+}
+
+/* Sum of x over each group, in 8 interleaved partial sums (vectorizable). */
+static void group_sums(const float *x, int G, int gs, float *dst) {
+    for (int g = 0; g < G; g++) {
+        float p[8] = {0};
+        for (int i = 0; i < gs; i += 8)
+            for (int l = 0; l < 8; l++) p[l] += x[(size_t)g * gs + i + l];
+        dst[g] = ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
     }
 }
 
@@ -148,18 +152,34 @@ static void split_x_bf16(const gm_qmm_ctx *c, uint16_t *xb) {
  * often holds values already rounded to bfloat16 in a float32 buffer (the
  * fused decoder layer rounds like MLX's bfloat16 graph), and then one
  * term is exact and three times cheaper. */
-static int x_terms_needed(const gm_qmm_args *a) {
-    if (a->x_dtype == GM_BF16) return 1;
-    size_t n = (size_t)a->M * a->K;
+static int x_terms_needed(const float *x, size_t n) {
     uint32_t low = 0, lower = 0; /* bits left after one and after two terms */
     for (size_t i = 0; i < n; i++) {
-        float v = qmm_load(a->x, i, a->x_dtype);
-        uint32_t u = gm_f32_bits(v);
-        float r = v - gm_bits_f32(u & 0xffff0000u);
+        uint32_t u = gm_f32_bits(x[i]);
+        float r = x[i] - gm_bits_f32(u & 0xffff0000u);
         low |= u & 0xffffu;
         lower |= gm_f32_bits(r) & 0xffffu;
     }
     return !low ? 1 : !lower ? 2 : 3;
+}
+
+/* Splits one row of x (float32, zero-padded to whole runs) into T
+ * bfloat16 terms that sum to it exactly, in the layout of qmm_impl.h's
+ * xb: each term keeps the top 8 significant bits of what is left
+ * (truncation, so the rest is exact in float32 and nothing overflows). */
+static inline void split_row_bf16(const float *x, int runs, int E, int S, const int T,
+                                  uint16_t *dst) {
+    for (int q = 0; q < runs; q++)
+        for (int st = 0; st < S; st++)
+            for (int j = 0; j < 32; j++) {
+                float v = x[q * E + S * j + st];
+                size_t at = (size_t)q * E + (size_t)st * 32 + (size_t)j;
+                for (int t = 0; t < T; t++) {
+                    uint32_t hi = gm_f32_bits(v) & 0xffff0000u;
+                    dst[(size_t)t * runs * E + at] = (uint16_t)(hi >> 16);
+                    v -= gm_bits_f32(hi);
+                }
+            }
 }
 
 static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
@@ -167,42 +187,44 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     int M = a->M, K = a->K, G = c->groups, gs = a->group_size;
     int Gp = (G + 15) & ~15;
     int bf16 = be->bf16_x && (a->bits == 4 || a->bits == 8);
-    int E = a->bits == 4 ? 128 : 64;
-    if (bf16) {
-        c->xterms = x_terms_needed(a);
-        c->xb_stride = (size_t)c->xterms * ((K + E - 1) / E) * E;
-    }
+    int E = a->bits == 4 ? 128 : 64, S = a->bits == 4 ? 4 : 2;
+    int runs = (K + E - 1) / E;
+    size_t width = bf16 ? (size_t)runs * E : (size_t)K; /* a row of xf */
+    /* The bfloat16 layout is sized for three terms before x is looked at. */
+    size_t xb_words = bf16 ? (size_t)M * 3 * runs * E : 0;
+    size_t xf_floats = (size_t)M * width;
     size_t xp_floats = bf16 ? 0 : (size_t)M * K;
-    size_t xb_floats = bf16 ? ((size_t)M * c->xb_stride + 1) / 2 : 0;
-    float *buf = calloc(xp_floats + xb_floats + (size_t)M * Gp, sizeof(float));
+    float *buf = calloc(xf_floats + xp_floats + (xb_words + 1) / 2 + (size_t)M * Gp, sizeof(float));
     if (!buf) return -1;
-    float *xp = buf, *xsum = buf + xp_floats + xb_floats;
-    for (int m = 0; m < M; m++) {
-        size_t row = (size_t)m * K;
-        for (int g = 0; g < G; g++) {
-            float s = 0.0f;
-            for (int i = 0; i < gs; i++) s += qmm_load(a->x, row + (size_t)g * gs + i, a->x_dtype);
-            xsum[(size_t)m * Gp + g] = s;
-        }
-        if (bf16) continue;
-        if (a->bits == 4) {
-            /* See QMM_MV4 in qmm_impl.h: the low slot of each pair gets
-             * x_even - x_odd/16, the high slot x_odd/16 (exact scaling). */
-            for (int p = 0; p < K; p += 16)
-                for (int i = 0; i < 8; i++) {
-                    float xe = qmm_load(a->x, row + p + 2 * i, a->x_dtype);
-                    float xo = qmm_load(a->x, row + p + 2 * i + 1, a->x_dtype);
-                    xp[row + p + i] = xe - xo * 0.0625f;
-                    xp[row + p + 8 + i] = xo * 0.0625f;
-                }
-        } else {
-            for (int p = 0; p < K; p++) xp[row + p] = qmm_load(a->x, row + p, a->x_dtype);
-        }
-    }
+    float *xf = buf, *xp = xf + xf_floats;
+    uint16_t *xb = (uint16_t *)(xp + xp_floats);
+    float *xsum = xp + xp_floats + (xb_words + 1) / 2;
+    x_to_f32(a, xf, width);
+    for (int m = 0; m < M; m++) group_sums(xf + (size_t)m * width, G, gs, xsum + (size_t)m * Gp);
     if (bf16) {
-        split_x_bf16(c, (uint16_t *)(buf + xp_floats));
-        c->xb = (const uint16_t *)(buf + xp_floats);
+        int T = x_terms_needed(xf, xf_floats);
+        c->xterms = T;
+        c->xb_stride = (size_t)T * runs * E;
+        for (int m = 0; m < M; m++) {
+            const float *x = xf + (size_t)m * width;
+            uint16_t *dst = xb + (size_t)m * c->xb_stride;
+            if (T == 1) split_row_bf16(x, runs, E, S, 1, dst);
+            else if (T == 2) split_row_bf16(x, runs, E, S, 2, dst);
+            else split_row_bf16(x, runs, E, S, 3, dst);
+        }
+        c->xb = xb;
         xp = NULL;
+    } else if (a->bits == 4) {
+        /* See QMM_MV4 in qmm_impl.h: the low slot of each pair gets
+         * x_even - x_odd/16, the high slot x_odd/16 (exact scaling). */
+        for (size_t p = 0; p < (size_t)M * K; p += 16)
+            for (int i = 0; i < 8; i++) {
+                float xe = xf[p + 2 * i], xo = xf[p + 2 * i + 1];
+                xp[p + i] = xe - xo * 0.0625f;
+                xp[p + 8 + i] = xo * 0.0625f;
+            }
+    } else {
+        memcpy(xp, xf, (size_t)M * K * sizeof(float));
     }
     c->xp = xp;
     c->xsum = xsum;
@@ -230,9 +252,9 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     c->mv_rows = rows;
     ntasks = (a->N + rows - 1) / rows;
 
-    int runs = threads < ntasks ? threads : ntasks;
-    mv_job job = {*c, be, runs, (ntasks + runs - 1) / runs};
-    gm_pool_run(mv_task, &job, runs * job.per_thread, threads);
+    int dealt = threads < ntasks ? threads : ntasks;
+    mv_job job = {*c, be, dealt, (ntasks + dealt - 1) / dealt};
+    gm_pool_run(mv_task, &job, dealt * job.per_thread, threads);
     free(buf);
     return 0;
 }
