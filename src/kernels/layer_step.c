@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "kernels/attention.h"
+#include "kernels/gated.h"
 #include "kernels/half.h"
 #include "kernels/pool.h"
 #include "kernels/qmm_impl.h" /* qmm_load, qmm_store */
@@ -20,11 +21,7 @@
 static size_t dtype_size(gm_fdtype t) { return t == GM_F32 ? 4 : 2; }
 
 /* v as the activation dtype holds it. */
-static float rnd(float v, gm_fdtype t) {
-    if (t == GM_F16) return gm_f16_to_f32(gm_f32_to_f16(v));
-    if (t == GM_BF16) return gm_bf16_to_f32(gm_f32_to_bf16(v));
-    return v;
-}
+static float rnd(float v, gm_fdtype t) { return gm_round_to(v, t); }
 
 /* MLX's RMSNorm fallback: x * rsqrt(mean(x^2) + eps) in float32, rounded,
  * then times the weight, rounded again. */
@@ -97,25 +94,6 @@ static int attention(const gm_layer_step_args *a, const float *q, float *out, vo
     return 0;
 }
 
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
-
-/* The graph's activations, op by op: silu(g) * u as g * sigmoid(g) * u;
- * GeGLU as mx_geglu writes it (tanh approximation). */
-static void gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
-    if (!gelu) {
-        for (int i = 0; i < n; i++) out[i] = rnd(rnd(g[i] * rnd(sigmoid(g[i]), t), t) * u[i], t);
-        return;
-    }
-    float k1 = rnd(0.044715f, t), k2 = rnd(0.7978845608028654f, t), half = rnd(0.5f, t);
-    for (int i = 0; i < n; i++) {
-        float x = g[i];
-        float cube = rnd(rnd(x * x, t) * x, t);
-        float inner = rnd(rnd(x + rnd(cube * k1, t), t) * k2, t);
-        float act = rnd(rnd(x * half, t) * rnd(1.0f + rnd(tanhf(inner), t), t), t);
-        out[i] = rnd(act * u[i], t);
-    }
-}
-
 static int linear_ok(const gm_step_linear *l, int n, int k) {
     return l->N == n && l->K == k && gm_qmm_supported(l->bits, l->group_size, l->K);
 }
@@ -173,7 +151,7 @@ int gm_layer_step(const gm_layer_step_args *a) {
 
     rms_norm(h1, a->mlp_norm, H, a->eps, t, xn);
     if (linear(&a->gate_up, xn, gu, t)) goto done;
-    gated(gu, gu + ff, act, ff, a->gelu, t);
+    gm_gated(gu, gu + ff, act, ff, a->gelu, t);
     if (linear(&a->down, act, o, t)) goto done;
     if (a->post_mlp_norm) {
         rms_norm(o, a->post_mlp_norm, H, a->eps, t, xn);

@@ -136,6 +136,10 @@ mx_array mx_where(mx_array cond, mx_array a, mx_array b);
 /* silu(gate) * up and gelu_tanh(gate) * up, one fused kernel on the GPU. */
 mx_array mx_swiglu(mx_array gate, mx_array up);
 mx_array mx_geglu(mx_array gate, mx_array up);
+/* The same for a stacked projection gu [..., 2*ff] (gate first, then up):
+ * gelu 0 SwiGLU, 1 GeGLU. On the CPU with our kernels one pass of ours
+ * (no intermediates), else the ops above on the two halves. */
+mx_array mx_gated_stacked(mx_array gu, int gelu);
 /* x * scalar, keeping x's dtype (the scalar is cast to it) */
 mx_array mx_scale(mx_array x, double s);
 

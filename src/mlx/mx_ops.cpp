@@ -11,6 +11,7 @@
 
 #include <mlx/mlx.h>
 
+#include "mlx/cpu_gated.h"
 #include "mlx/cpu_qmm.h"
 #include "mlx/cpu_sdpa.h"
 #include "mlx/mx_internal.h"
@@ -175,22 +176,44 @@ std::vector<mc::array> geglu_impl(const std::vector<mc::array> &in) {
     return {mc::multiply(gelu, in[1])};
 }
 
-mx_array fused(mx_array g, mx_array u, std::vector<mc::array> (*impl)(const std::vector<mc::array> &)) {
+using gated_impl = std::vector<mc::array> (*)(const std::vector<mc::array> &);
+
+mc::array fused_gated(const mc::array &g, const mc::array &u, gated_impl impl) {
+    if (mx_device_is_gpu()) {
+        static auto swiglu_c = mc::compile(swiglu_impl, true);
+        static auto geglu_c = mc::compile(geglu_impl, true);
+        auto &fn = impl == swiglu_impl ? swiglu_c : geglu_c;
+        return fn({g, u})[0];
+    }
+    return impl({g, u})[0];
+}
+
+mx_array fused(mx_array g, mx_array u, gated_impl impl) {
     if (!g || !u) return nullptr;
-    return guard([&] {
-        if (mx_device_is_gpu()) {
-            static auto swiglu_c = mc::compile(swiglu_impl, true);
-            static auto geglu_c = mc::compile(geglu_impl, true);
-            auto &fn = impl == swiglu_impl ? swiglu_c : geglu_c;
-            return fn({g->a, u->a})[0];
-        }
-        return impl({g->a, u->a})[0];
-    });
+    return guard([&] { return fused_gated(g->a, u->a, impl); });
 }
 }  // namespace
 
 mx_array mx_swiglu(mx_array gate, mx_array up) { return fused(gate, up, swiglu_impl); }
 mx_array mx_geglu(mx_array gate, mx_array up) { return fused(gate, up, geglu_impl); }
+
+mx_array mx_gated_stacked(mx_array gu, int gelu) {
+    if (!gu) return nullptr;
+    return guard([&]() -> mc::array {
+        const mc::array &a = gu->a;
+        if (a.ndim() < 1 || a.shape(-1) % 2)
+            throw std::invalid_argument("mx_gated_stacked: the last dimension must be even");
+        if (mx_cpu_kernels() && mc::default_device() == mc::Device::cpu)
+            if (auto r = gomlx::cpu_gated_try(a, gelu != 0)) return std::move(*r);
+        int ff = a.shape(-1) / 2;
+        mc::Shape lo(a.ndim(), 0), mid = a.shape(), hi = a.shape();
+        mid.back() = ff;
+        mc::Shape up_lo = lo;
+        up_lo.back() = ff;
+        return fused_gated(mc::slice(a, lo, mid), mc::slice(a, up_lo, hi),
+                           gelu ? geglu_impl : swiglu_impl);
+    });
+}
 
 /* ---- elementwise ---- */
 

@@ -332,17 +332,10 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
 }
 
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu) {
-    mx_array g, u;
-    if (l->w_gate_up.w) {
-        int t = mx_dim(x, 1), ff = l->w_gate_up.out / 2;
-        mx_array gu = gm_linear_apply(&l->w_gate_up, x);
-        g = mx_slice(gu, (int[]){0, 0, 0}, (int[]){1, t, ff}, NULL, 3);
-        u = mx_slice(gu, (int[]){0, 0, ff}, (int[]){1, t, 2 * ff}, NULL, 3);
-    } else {
-        g = gm_linear_apply(&l->w_gate, x);
-        u = gm_linear_apply(&l->w_up, x);
-    }
     /* gelu: the tanh approximation Gemma was trained with */
+    if (l->w_gate_up.w)
+        return gm_linear_apply(&l->w_down, mx_gated_stacked(gm_linear_apply(&l->w_gate_up, x), gelu));
+    mx_array g = gm_linear_apply(&l->w_gate, x), u = gm_linear_apply(&l->w_up, x);
     return gm_linear_apply(&l->w_down, gelu ? mx_geglu(g, u) : mx_swiglu(g, u));
 }
 

@@ -505,6 +505,68 @@ static void test_sdpa(void) {
     mx_scope_close(s);
 }
 
+/* act(g) * u in double: SiLU, or GELU's tanh approximation. */
+static double gated_ref(double g, double u, int gelu) {
+    if (!gelu) return g / (1.0 + exp(-g)) * u;
+    return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) * u;
+}
+
+/* mx_gated_stacked: our CPU kernel (one pass over [.., 2*ff]) and MLX's
+ * ops on the two halves, each against the double-precision formula, in
+ * every float dtype; several pool tasks; a non-contiguous input; an odd
+ * last dimension is refused. */
+static void test_gated(void) {
+    mx_scope *s = mx_scope_open();
+    static const mx_dtype dts[] = {MX_FLOAT32, MX_FLOAT16, MX_BFLOAT16};
+    /* relative error of one rounding of the dtype, a few roundings deep */
+    static const double tol[] = {4e-6, 4e-3, 3e-2};
+    enum { ROWS = 200, FF = 1100 }; /* ff past one 1024-element chunk */
+    static float gu[ROWS * 2 * FF], got[ROWS * FF], ref[ROWS * FF];
+    for (size_t i = 0; i < (size_t)ROWS * 2 * FF; i++) gu[i] = 4.0f * rnd();
+    int saved = mx_cpu_kernels();
+    for (int di = 0; di < 3; di++)
+        for (int gelu = 0; gelu < 2; gelu++) {
+            mx_array x = mx_astype(f32(gu, (int[]){2, ROWS / 2, 2 * FF}, 3), dts[di]);
+            static float xr[ROWS * 2 * FF]; /* the inputs as the dtype holds them */
+            CHECK(readf(x, xr, (size_t)ROWS * 2 * FF) == 0);
+            for (int r = 0; r < ROWS; r++)
+                for (int i = 0; i < FF; i++)
+                    ref[r * FF + i] = (float)gated_ref(xr[r * 2 * FF + i], xr[r * 2 * FF + FF + i], gelu);
+            for (int ours = 1; ours >= 0; ours--) {
+                mx_set_cpu_kernels(ours);
+                CHECK(readf(mx_gated_stacked(x, gelu), got, (size_t)ROWS * FF) == 0);
+                int bad = 0;
+                for (int r = 0; r < ROWS; r++)
+                    for (int i = 0; i < FF; i++) {
+                        /* GELU's 1 + tanh cancels for negative g: one rounding
+                         * of it is relative to g*u, not to the result. */
+                        double gu_mag = fabs((double)xr[r * 2 * FF + i] * xr[r * 2 * FF + FF + i]);
+                        double e = fabs(got[r * FF + i] - ref[r * FF + i]);
+                        if (!(e <= tol[di] * (fabs(ref[r * FF + i]) + (gelu ? 0.5 * gu_mag : 0) + 1e-2)))
+                            bad++;
+                    }
+                CHECK_MSG(bad == 0, "dtype %d gelu %d ours %d: %d off", di, gelu, ours, bad);
+            }
+        }
+    mx_set_cpu_kernels(saved);
+
+    /* A transposed view [ff*2, rows]^T: the primitive packs it first. */
+    mx_array t = mx_transpose(f32(gu, (int[]){2 * 4, 3}, 2), (int[]){1, 0}, 2);
+    float tr[3 * 2 * 4], tg[3 * 4];
+    CHECK(readf(t, tr, 24) == 0);
+    CHECK(readf(mx_gated_stacked(t, 0), tg, 12) == 0);
+    int bad = 0;
+    for (int r = 0; r < 3; r++)
+        for (int i = 0; i < 4; i++)
+            if (!(fabs(tg[r * 4 + i] - gated_ref(tr[r * 8 + i], tr[r * 8 + 4 + i], 0)) < 1e-5)) bad++;
+    CHECK_EQ_INT(bad, 0);
+
+    CHECK(mx_gated_stacked(f32(gu, (int[]){2, 3}, 2), 0) == NULL);
+    CHECK(strstr(mx_error(), "even") != NULL);
+    mx_clear_error();
+    mx_scope_close(s);
+}
+
 static void test_quantize(void) {
     mx_scope *s = mx_scope_open();
     enum { O = 8, I = 64, G = 32 };
@@ -809,6 +871,7 @@ int main(void) {
     RUN(test_rms_norm);
     RUN(test_rope);
     RUN(test_sdpa);
+    RUN(test_gated);
     RUN(test_quantize);
     RUN(test_random);
     RUN(test_eval_async);

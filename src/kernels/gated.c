@@ -1,0 +1,67 @@
+/* gated.c - the gated MLP activation (see gated.h). */
+#include "kernels/gated.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/pool.h"
+#include "kernels/qmm_impl.h" /* qmm_load, qmm_store */
+
+static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* silu(g) * u is written g * sigmoid(g) * u; GeGLU as mx_geglu writes it. */
+void gm_gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
+#define R(v) gm_round_to((v), t)
+    if (!gelu) {
+        for (int i = 0; i < n; i++) out[i] = R(R(g[i] * R(sigmoid(g[i]))) * u[i]);
+        return;
+    }
+    float k1 = R(0.044715f), k2 = R(0.7978845608028654f), half = R(0.5f);
+    for (int i = 0; i < n; i++) {
+        float x = g[i];
+        float cube = R(R(x * x) * x);
+        float inner = R(R(x + R(cube * k1)) * k2);
+        float act = R(R(x * half) * R(1.0f + R(tanhf(inner))));
+        out[i] = R(act * u[i]);
+    }
+#undef R
+}
+
+#define GATED_CHUNK 1024 /* elements per pass through the float buffers */
+
+typedef struct gated_job {
+    const void *gu;
+    void *out;
+    int rows, ff, gelu, per_task;
+    gm_fdtype t;
+} gated_job;
+
+static void gated_task(void *ctx, int task, int worker) {
+    (void)worker;
+    const gated_job *j = ctx;
+    float g[GATED_CHUNK], u[GATED_CHUNK], o[GATED_CHUNK];
+    int r1 = (task + 1) * j->per_task < j->rows ? (task + 1) * j->per_task : j->rows;
+    for (int r = task * j->per_task; r < r1; r++) {
+        size_t in = (size_t)r * 2 * j->ff, at = (size_t)r * j->ff;
+        for (int c = 0; c < j->ff; c += GATED_CHUNK) {
+            int n = j->ff - c < GATED_CHUNK ? j->ff - c : GATED_CHUNK;
+            for (int i = 0; i < n; i++) {
+                g[i] = qmm_load(j->gu, in + (size_t)c + i, j->t);
+                u[i] = qmm_load(j->gu, in + (size_t)j->ff + c + i, j->t);
+            }
+            gm_gated(g, u, o, n, j->gelu, j->t);
+            for (int i = 0; i < n; i++) qmm_store(j->out, at + (size_t)c + i, o[i], j->t);
+        }
+    }
+}
+
+int gm_gated_rows(const void *gu, void *out, int rows, int ff, int gelu, gm_fdtype t) {
+    if (!gu || !out || rows < 0 || ff <= 0) return -1;
+    if (rows == 0) return 0;
+    /* ~64K elements per task: a one-token row is one task on the caller. */
+    int per = (65536 + ff - 1) / ff;
+    int ntasks = (rows + per - 1) / per;
+    gated_job j = {gu, out, rows, ff, gelu, per, t};
+    gm_pool_run(gated_task, &j, ntasks, gm_pool_threads());
+    return 0;
+}
