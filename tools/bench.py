@@ -5,7 +5,10 @@ For each model: `gomlx bench --json` (the C engine through its public API)
 and mlx-lm's stream_generate with EOS ignored, both with a 512-token random
 prompt and greedy decoding of 32 and 128 tokens, median of --runs. Decode
 tok/s uses one definition for both: (generated - 1) / (time from the first
-token to the last). Prints a table with ratios and writes JSON.
+token to the last). Prints a table with ratios and writes JSON. A short
+probe first estimates how long mlx-lm would take; a model over --ref-budget
+(MLX's CPU quantized matmul makes a 0.5B model take about an hour here) is
+measured with gomlx alone and says so.
 
     python tools/bench.py --gomlx build/gomlx [--models smollm2 qwen2.5-0.5b] [--json out.json]
 """
@@ -41,6 +44,14 @@ class MlxLm:
         self.tokenizer._eos_token_ids = set()  # as mlx-lm's own benchmark does: never stop early
         self.mx = mx
 
+    def estimate_s(self, prompt_tokens, gens, runs, rounds):
+        """Seconds the full measurement would take, from one short probe
+        (mlx-lm on the CPU can need an hour for a 0.5B model)."""
+        probe = self.round(32, [4], 0)["results"][0]
+        per_run = sum(prompt_tokens / probe["prompt_tps"] + (g - 1) / max(probe["decode_tps"], 1e-9)
+                      for g in gens)
+        return rounds * (runs + 1) * per_run, probe
+
     def round(self, prompt_tokens, gens, runs):
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_sampler
@@ -53,7 +64,7 @@ class MlxLm:
         results = []
         for gen in gens:
             pt, dt, tt, peaks = [], [], [], []
-            for r in range(runs + 1):  # the first run warms up
+            for r in range(runs + 1):  # the first run warms up (runs=0: it alone, for a probe)
                 mx.reset_peak_memory()
                 start = time.perf_counter()
                 first = last = None
@@ -66,7 +77,7 @@ class MlxLm:
                         prompt_tps = resp.prompt_tps
                     last = now
                     n = resp.generation_tokens
-                if r == 0:
+                if r == 0 and runs > 0:
                     continue
                 pt.append(prompt_tps)
                 dt.append((n - 1) / (last - first) if n > 1 else 0.0)
@@ -118,6 +129,9 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="timed runs per round (after one warm-up)")
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of mlx-lm and gomlx")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--ref-budget", type=float, default=1200,
+                    help="seconds mlx-lm may take per model; a short probe estimates it and a model "
+                         "over budget is measured with gomlx alone (0: no limit)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-models")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--gomlx-extra", default="", help="extra gomlx bench flags, e.g. --no-cpu-kernels")
@@ -133,6 +147,16 @@ def main():
     for name in a.models:
         variants, ref_dir = prepare(name, a.out_dir)
         ref = MlxLm(ref_dir)
+        skipped = None
+        if a.ref_budget > 0:
+            est, probe = ref.estimate_s(a.prompt_tokens, a.gen, a.runs, a.rounds)
+            if est > a.ref_budget:
+                skipped = {"estimated_s": round(est), "probe_prompt_tps": probe["prompt_tps"],
+                           "probe_decode_tps": probe["decode_tps"]}
+                print(f"{name}: mlx-lm skipped: about {est / 60:.0f} min here (probe: {probe['prompt_tps']:.1f} "
+                      f"prompt tok/s, {probe['decode_tps']:.1f} decode tok/s), over --ref-budget "
+                      f"{a.ref_budget:.0f} s; gomlx alone", flush=True)
+                ref = None
         ref_rounds, our_rounds = [], {kind: [] for kind, _ in variants}
         # Alternate the two engines so a drifting clock or a noisy
         # neighbour affects both alike.
@@ -159,7 +183,10 @@ def main():
                 print(f"{label:34} {o['gen']:>4} {o['prompt_tps']:>13.1f} {ref_p} {o['decode_tps']:>13.1f} {ref_d} "
                       f"{o['ttft_ms']:>8.1f} {o.get('host_ms_per_token', 0):>11.3f} "
                       f"{o['peak_memory'] / 2**20:>9.1f} {ratio}", flush=True)
-            report["models"].append({"name": str(name), "variant": kind, "gomlx": ours, "mlx_lm": r_all})
+            entry = {"name": str(name), "variant": kind, "gomlx": ours, "mlx_lm": r_all}
+            if skipped:
+                entry["mlx_lm_skipped"] = skipped
+            report["models"].append(entry)
         if a.json:  # after every model, so a cut-short run keeps what it measured
             a.json.write_text(json.dumps(report, indent=2))
     return 0
