@@ -61,19 +61,15 @@ int gm_attention_supported(int B, int Hq, int Hkv, int Tq, int Tk, int D, int ca
     return 1;
 }
 
+/* The quantized matmul's backend in use supplies the micro-kernel; every
+ * x86 backend but the scalar one has AVX2 for the softmax rows. */
 static const gm_qmm_backend *pick_backend(const att_ops **ops) {
-    const char *isa = gm_qmm_isa();
+    const gm_qmm_backend *be = gm_qmm_backend_in_use();
     *ops = &att_ops_scalar;
 #if defined(__x86_64__)
-    if (!strcmp(isa, "avx2") || !strcmp(isa, "avx512")) { /* avx512 only adds a mat-vec */
-        *ops = &att_ops_avx2;
-        return &gm_qmm_avx2;
-    }
-#elif defined(__aarch64__)
-    if (!strcmp(isa, "neon")) return &gm_qmm_neon;
+    if (be != &gm_qmm_scalar) *ops = &att_ops_avx2;
 #endif
-    (void)isa;
-    return &gm_qmm_scalar;
+    return be;
 }
 
 /* n elements of a strided row to float32, times mul. */

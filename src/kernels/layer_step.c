@@ -20,16 +20,14 @@
 
 static size_t dtype_size(gm_fdtype t) { return t == GM_F32 ? 4 : 2; }
 
-/* v as the activation dtype holds it. */
-static float rnd(float v, gm_fdtype t) { return gm_round_to(v, t); }
-
 /* MLX's RMSNorm fallback: x * rsqrt(mean(x^2) + eps) in float32, rounded,
  * then times the weight, rounded again. */
 static void rms_norm(const float *x, const void *w, int n, float eps, gm_fdtype t, float *out) {
     float ss = 0.0f;
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
     float r = 1.0f / sqrtf(ss * (1.0f / (float)n) + eps);
-    for (int i = 0; i < n; i++) out[i] = rnd(rnd(x[i] * r, t) * qmm_load(w, (size_t)i, t), t);
+    for (int i = 0; i < n; i++)
+        out[i] = gm_round_to(gm_round_to(x[i] * r, t) * qmm_load(w, (size_t)i, t), t);
 }
 
 static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t) {
@@ -40,8 +38,8 @@ static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t
     };
     if (gm_qmm(&q) != 0) return -1;
     for (int i = 0; i < l->N; i++) {
-        y[i] = rnd(y[i], t);
-        if (l->bias) y[i] = rnd(y[i] + qmm_load(l->bias, (size_t)i, t), t);
+        y[i] = gm_round_to(y[i], t);
+        if (l->bias) y[i] = gm_round_to(y[i] + qmm_load(l->bias, (size_t)i, t), t);
     }
     return 0;
 }
@@ -54,18 +52,18 @@ static void rope(float *x, int n_heads, int d, const gm_layer_step_args *a) {
     float c[GM_ATTN_MAX_D / 2], s[GM_ATTN_MAX_D / 2];
     for (int i = 0; i < half; i++) {
         float theta = a->position * a->inv_freq[i];
-        c[i] = rnd(cosf(theta), a->dtype);
-        s[i] = rnd(sinf(theta), a->dtype);
+        c[i] = gm_round_to(cosf(theta), a->dtype);
+        s[i] = gm_round_to(sinf(theta), a->dtype);
     }
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * d;
         for (int i = 0; i < half; i++) {
             int i1 = a->rope_traditional ? 2 * i : i, i2 = a->rope_traditional ? 2 * i + 1 : i + half;
             float x1 = v[i1], x2 = v[i2];
-            float x1c = rnd(x1 * c[i], a->dtype), x2s = rnd(x2 * s[i], a->dtype);
-            float x1s = rnd(x1 * s[i], a->dtype), x2c = rnd(x2 * c[i], a->dtype);
-            v[i1] = rnd(x1c - x2s, a->dtype);
-            v[i2] = rnd(x1s + x2c, a->dtype);
+            float x1c = gm_round_to(x1 * c[i], a->dtype), x2s = gm_round_to(x2 * s[i], a->dtype);
+            float x1s = gm_round_to(x1 * s[i], a->dtype), x2c = gm_round_to(x2 * c[i], a->dtype);
+            v[i1] = gm_round_to(x1c - x2s, a->dtype);
+            v[i2] = gm_round_to(x1s + x2c, a->dtype);
         }
     }
 }
@@ -147,7 +145,7 @@ int gm_layer_step(const gm_layer_step_args *a) {
         rms_norm(o, a->post_attn_norm, H, a->eps, t, xn);
         memcpy(o, xn, sizeof(float) * (size_t)H);
     }
-    for (int i = 0; i < H; i++) h1[i] = rnd(h[i] + o[i], t);
+    for (int i = 0; i < H; i++) h1[i] = gm_round_to(h[i] + o[i], t);
 
     rms_norm(h1, a->mlp_norm, H, a->eps, t, xn);
     if (linear(&a->gate_up, xn, gu, t)) goto done;

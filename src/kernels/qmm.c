@@ -52,7 +52,7 @@ static const gm_qmm_backend *backend_named(const char *name) {
     return NULL;
 }
 
-static const gm_qmm_backend *backend(void) {
+const gm_qmm_backend *gm_qmm_backend_in_use(void) {
     const gm_qmm_backend *b = atomic_load_explicit(&g_backend, memory_order_acquire);
     if (b) return b;
     b = backend_named(getenv("GOMLX_QMM_ISA"));
@@ -61,7 +61,7 @@ static const gm_qmm_backend *backend(void) {
     return b;
 }
 
-const char *gm_qmm_isa(void) { return backend()->name; }
+const char *gm_qmm_isa(void) { return gm_qmm_backend_in_use()->name; }
 
 int gm_qmm_set_isa(const char *name) {
     const gm_qmm_backend *b = backend_named(name);
@@ -193,7 +193,7 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     /* The bfloat16 layout is sized for three terms before x is looked at. */
     size_t xb_words = bf16 ? (size_t)M * 3 * runs * E : 0;
     size_t xf_floats = (size_t)M * width;
-    size_t xp_floats = bf16 ? 0 : (size_t)M * K;
+    size_t xp_floats = !bf16 && a->bits == 4 ? (size_t)M * K : 0; /* else xp is xf */
     float *buf = calloc(xf_floats + xp_floats + (xb_words + 1) / 2 + (size_t)M * Gp, sizeof(float));
     if (!buf) return -1;
     float *xf = buf, *xp = xf + xf_floats;
@@ -224,7 +224,7 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
                 xp[p + 8 + i] = xo * 0.0625f;
             }
     } else {
-        memcpy(xp, xf, (size_t)M * K * sizeof(float));
+        xp = xf;
     }
     c->xp = xp;
     c->xsum = xsum;
@@ -368,7 +368,7 @@ int gm_qmm(const gm_qmm_args *a) {
     c.a = a;
     c.groups = a->K / a->group_size;
     c.wrow = (size_t)a->K * a->bits / 32;
-    const gm_qmm_backend *be = backend();
+    const gm_qmm_backend *be = gm_qmm_backend_in_use();
     if (a->M <= gm_qmm_mv_max()) return run_matvec(&c, be);
     return run_tiled(&c, be);
 }

@@ -87,6 +87,10 @@ typedef struct gm_qmm_backend {
     int bf16_x; /* its matvec reads xb for 4- and 8-bit weights */
 } gm_qmm_backend;
 
+/* The backend gm_qmm uses now (GOMLX_QMM_ISA, gm_qmm_set_isa or the best
+ * the CPU has); the attention kernel borrows its micro-kernel. */
+const gm_qmm_backend *gm_qmm_backend_in_use(void);
+
 extern const gm_qmm_backend gm_qmm_scalar;
 #if defined(__x86_64__)
 extern const gm_qmm_backend gm_qmm_avx2;
