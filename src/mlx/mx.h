@@ -174,6 +174,12 @@ int mx_quantize(mx_array w, int group_size, int bits, mx_array *wq, mx_array *sc
 /* 1 = our CPU quantized kernels on (default unless GOMLX_CPU_KERNELS=0), 0 = MLX's. */
 void mx_set_cpu_kernels(int on);
 int mx_cpu_kernels(void);
+/* 1 = our 4-bit matrix-vector kernel for one token on CUDA GPUs (default
+ * unless GOMLX_CUDA_QMV=0; compiled with NVRTC on first use), 0 = MLX's. */
+void mx_set_cuda_qmv(int on);
+/* "in use", "not used yet", "off (GOMLX_CUDA_QMV=0)", or why it could not
+ * be compiled (MLX's kernel runs then). */
+const char *mx_cuda_qmv_status(void);
 
 /* ---- a whole decoder layer for one token on the CPU (src/kernels/layer_step.h) ----
  * One graph node instead of some sixty: norm, q/k/v, RoPE, KV-cache write,

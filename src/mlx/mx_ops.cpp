@@ -14,6 +14,7 @@
 #include "mlx/cpu_gated.h"
 #include "mlx/cpu_qmm.h"
 #include "mlx/cpu_sdpa.h"
+#include "mlx/cuda_qmv.h"
 #include "mlx/mx_internal.h"
 
 namespace mc = mlx::core;
@@ -313,6 +314,11 @@ mx_array mx_quantized_matmul(mx_array x, mx_array w, mx_array scales, mx_array b
         if (mx_cpu_kernels() && mc::default_device() == mc::Device::cpu) {
             if (auto r = gomlx::cpu_qmm_try(x->a, w->a, scales->a, b, transpose != 0, group_size,
                                             bits))
+                return std::move(*r);
+        }
+        if (mc::default_device() == mc::Device::gpu) {
+            if (auto r = gomlx::cuda_qmv_try(x->a, w->a, scales->a, b, transpose != 0, group_size,
+                                             bits))
                 return std::move(*r);
         }
         // MLX 0.32.4's CUDA matrix-matrix kernel is wrong when a row is a

@@ -3,13 +3,14 @@
  * measured memory read bandwidth (the roofline of a matrix-vector product).
  *
  *   bench_qmm [--json] [--dtype f32|f16|bf16] [--threads N] [--quick]
- *             [--no-mlx] [--mlx-budget SECONDS] [--m M] [--gs G]
+ *             [--no-mlx] [--step] [--mlx-budget SECONDS] [--m M] [--gs G]
  *
  * "ours" calls the C kernel directly, rotating over enough copies of the
  * weights (> 128 MB) that they stream from DRAM as in a real decode step;
  * "hot" repeats one matrix (cache-resident when small); "ours+mlx" goes through
  * mx_quantized_matmul with our kernels on (graph build + eval included);
- * "mlx" is the same call with them off. GB/s counts the weight bytes read
+ * "mlx" is the same call with them off. After the table (or alone, with
+ * --step): one whole decode step's mat-vecs of each model, back to back. GB/s counts the weight bytes read
  * (packed weights + scales + biases) per call. */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -169,7 +170,7 @@ static const bcase cases[] = {
 };
 
 typedef struct opts {
-    int json, quick, no_mlx, threads;
+    int json, quick, no_mlx, threads, step_only;
     int only_m, only_gs; /* 0: all */
     gm_fdtype dt;
     double mlx_budget;
@@ -348,6 +349,95 @@ out:
     return res;
 }
 
+/* ---- one decode step's mat-vecs, as the fused layer calls them ---- */
+
+/* A decoder's shapes: per layer the stacked q|k|v, o, stacked gate|up and
+ * down (layer_step.c's four calls), then the unembedding. */
+typedef struct step_model {
+    const char *name;
+    int hidden, q_dim, kv_dim, ff, layers, vocab;
+} step_model;
+
+static const step_model step_models[] = {
+    {"SmolLM2-135M", 576, 576, 192, 1536, 30, 49152},
+    {"Qwen2.5-0.5B", 896, 896, 128, 4864, 24, 151936},
+};
+
+/* Median seconds of a whole step (every layer's weights distinct, so they
+ * stream from DRAM as in decoding) and the weight bytes it reads. The
+ * per-matrix table above times each shape alone; this is what a token
+ * costs, the per-call overheads of the small matrices included. */
+static double run_step(const step_model *m, int gs, const opts *o, double *bytes_out) {
+    const int per_layer = 4;
+    int n_mats = m->layers * per_layer + 1;
+    gm_qmm_args *calls = calloc((size_t)n_mats, sizeof *calls);
+    void **bufs = calloc((size_t)n_mats * 3, sizeof *bufs);
+    size_t xmax = (size_t)(m->ff > m->hidden ? m->ff : m->hidden);
+    size_t ymax = (size_t)(m->vocab > 2 * m->ff ? m->vocab : 2 * m->ff);
+    void *x = malloc(xmax * dsz(o->dt)), *y = malloc(ymax * dsz(o->dt));
+    double bytes = 0, t = -1;
+    if (!calls || !bufs || !x || !y) goto out;
+    fill(x, xmax, o->dt, 1.0f, 0.0f);
+    for (int i = 0; i < n_mats; i++) {
+        int j = i % per_layer, N, K;
+        if (i == n_mats - 1) N = m->vocab, K = m->hidden;
+        else if (j == 0) N = m->q_dim + 2 * m->kv_dim, K = m->hidden;
+        else if (j == 1) N = m->hidden, K = m->q_dim;
+        else if (j == 2) N = 2 * m->ff, K = m->hidden;
+        else N = m->hidden, K = m->ff;
+        size_t words = (size_t)N * K / 8, sn = (size_t)N * (K / gs);
+        uint32_t *w = malloc(words * 4);
+        void *s = malloc(sn * dsz(o->dt)), *b = malloc(sn * dsz(o->dt));
+        bufs[3 * i] = w, bufs[3 * i + 1] = s, bufs[3 * i + 2] = b;
+        if (!w || !s || !b) goto out;
+        for (size_t k = 0; k < words; k++) w[k] = rnd();
+        fill(s, sn, o->dt, 0.002f, 0.006f);
+        fill(b, sn, o->dt, 0.01f, -0.05f);
+        gm_qmm_args a = {x, w, s, b, y, 1, N, K, 4, gs, o->dt, o->dt, o->dt};
+        calls[i] = a;
+        bytes += words * 4.0 + 2.0 * sn * dsz(o->dt);
+    }
+    double ts[20];
+    int n = o->quick ? 3 : 11;
+    for (int r = -1; r < n; r++) {
+        double t0 = now_s();
+        for (int i = 0; i < n_mats; i++)
+            if (gm_qmm(&calls[i]) != 0) goto out;
+        if (r >= 0) ts[r] = now_s() - t0;
+    }
+    qsort(ts, (size_t)n, sizeof *ts, cmp_double);
+    t = ts[n / 2];
+out:
+    if (bufs)
+        for (int i = 0; i < n_mats * 3; i++) free(bufs[i]);
+    free(bufs);
+    free(calls);
+    free(x);
+    free(y);
+    *bytes_out = bytes;
+    return t;
+}
+
+static void print_steps(const opts *o, double roof) {
+    static const int gss[] = {64, 32};
+    printf("\none decode step's mat-vecs (all layers + unembedding, weights from DRAM, back to back):\n");
+    printf("%-13s %3s | %9s %9s %7s %6s\n", "model", "gs", "step ms", "MB read", "GB/s", "%roof");
+    for (size_t mi = 0; mi < sizeof step_models / sizeof *step_models; mi++)
+        for (int gi = 0; gi < 2; gi++) {
+            int gs = o->only_gs > 0 ? o->only_gs : gss[gi];
+            if (o->only_gs > 0 && gi) continue;
+            double bytes = 0, t = run_step(&step_models[mi], gs, o, &bytes);
+            if (t <= 0) {
+                printf("%-13s %3d | out of memory\n", step_models[mi].name, gs);
+                continue;
+            }
+            double gbps = bytes / t / 1e9;
+            printf("%-13s %3d | %9.3f %9.1f %7.2f %5.0f%%\n", step_models[mi].name, gs, t * 1e3,
+                   bytes / 1e6, gbps, roof > 0 ? 100 * gbps / roof : 0);
+            fflush(stdout);
+        }
+}
+
 static void cpu_model(char *out, size_t cap) {
     snprintf(out, cap, "unknown");
     FILE *f = fopen("/proc/cpuinfo", "r");
@@ -379,11 +469,12 @@ static double load_avg(void) {
 }
 
 int main(int argc, char **argv) {
-    opts o = {0, 0, 0, 0, 0, 0, GM_F32, 20.0};
+    opts o = {0, 0, 0, 0, 0, 0, 0, GM_F32, 20.0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--json")) o.json = 1;
         else if (!strcmp(argv[i], "--quick")) o.quick = 1;
         else if (!strcmp(argv[i], "--no-mlx")) o.no_mlx = 1;
+        else if (!strcmp(argv[i], "--step")) o.step_only = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--mlx-budget") && i + 1 < argc) o.mlx_budget = atof(argv[++i]);
         else if (!strcmp(argv[i], "--m") && i + 1 < argc) o.only_m = atoi(argv[++i]);
@@ -394,7 +485,7 @@ int main(int argc, char **argv) {
         } else {
             fprintf(stderr,
                     "usage: bench_qmm [--json] [--dtype f32|f16|bf16] [--threads N] [--quick] "
-                    "[--no-mlx] [--mlx-budget SECONDS] [--m M] [--gs G]\n");
+                    "[--no-mlx] [--step] [--mlx-budget SECONDS] [--m M] [--gs G]\n");
             return 2;
         }
     }
@@ -433,6 +524,10 @@ int main(int argc, char **argv) {
         printf("pool dispatch (all %d threads in), median (min): %.2f (%.2f) us with workers "
                "spinning, %.1f (%.1f) us after they sleep\n\n",
                threads, disp[0], disp[1], disp[2], disp[3]);
+        if (o.step_only) {
+            print_steps(&o, roof);
+            return 0;
+        }
         printf("%-13s %-19s %3s %4s | %9s %7s %6s %8s | %9s %9s %9s | %7s\n", "model", "matrix",
                "gs", "M", "ours ms", "GB/s", "%roof", "hot GB/s", "ours+mlx", "mlx ms", "GFLOP/s",
                "speedup");
@@ -485,6 +580,7 @@ int main(int argc, char **argv) {
                 fflush(stdout);
                 first = 0;
             }
+    if (!o.json && (o.only_m == 0 || o.only_m == 1)) print_steps(&o, roof);
     double load1 = load_avg();
     if (o.json)
         printf("\n], \"load_avg_1m_end\": %.2f}\n", load1);

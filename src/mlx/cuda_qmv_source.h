@@ -1,0 +1,149 @@
+// cuda_qmv_source.h - CUDA C source of our 4-bit matrix-vector kernel, compiled
+// at run time with NVRTC (cuda_qmv.cpp). No includes: conversions, loads
+// and the warp reduction are written with inline PTX so the source compiles
+// without the CUDA toolkit's headers. QMV_XT picks the activation dtype
+// (0 bfloat16, 1 float16), QMV_GS the group size, QMV_R the rows a warp
+// computes and QMV_U the chunks a lane loads at once; the kernel's name is
+// passed as QMV_NAME.
+#ifndef GOMLX_CUDA_QMV_SOURCE_H
+#define GOMLX_CUDA_QMV_SOURCE_H
+
+static const char *const kCudaQmvSource = R"CUDA(
+typedef unsigned int u32;
+typedef unsigned short u16;
+struct alignas(16) V4 { u32 x, y, z, w; };
+
+__device__ __forceinline__ float bits_to_float(u32 u) {
+    float f;
+    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
+    return f;
+}
+
+__device__ __forceinline__ u32 float_to_bits(float f) {
+    u32 u;
+    asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
+    return u;
+}
+
+// Element i (0 or 1) of a pair packed in a 32-bit word, as float32.
+__device__ __forceinline__ float half_at(u32 pair, int i) {
+    u16 h = (u16)(i ? pair >> 16 : pair & 0xffffu);
+#if QMV_XT == 0
+    return bits_to_float((u32)h << 16);
+#else
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#endif
+}
+
+__device__ __forceinline__ float load_half(const u16 *p) {
+    return half_at((u32)*p, 0);
+}
+
+// Round to nearest even, as MLX's cast from float32 does.
+__device__ __forceinline__ u16 store_half(float f) {
+#if QMV_XT == 0
+    u32 u = float_to_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+#else
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float other;
+        asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(other) : "f"(v), "r"(o));
+        v += other;
+    }
+    return v;
+}
+
+// y[n] = sum_k x[k] * (scale[n, g] * q[n, k] + bias[n, g]), g = k / GS,
+// computed per group as scale * sum(q x) + bias * sum(x). A warp owns R
+// consecutive rows; each lane takes 16-byte chunks (32 weights) of those
+// rows and the matching 32 values of x, read once for all R rows. A decode
+// step chains these products, so what counts is latency: each lane issues
+// the loads of U chunks before using any, so one memory round trip serves
+// them all. K is a multiple of 32; rows are K / 8 words apart.
+extern "C" __global__ void QMV_NAME(const u16 *__restrict__ x, const u32 *__restrict__ w,
+                                    const u16 *__restrict__ scales,
+                                    const u16 *__restrict__ biases, u16 *__restrict__ y,
+                                    int N, int K) {
+    const int lane = threadIdx.x & 31;
+    const int row0 = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * QMV_R;
+    if (row0 >= N) return;
+    const int chunks = K >> 5, groups = K / QMV_GS;
+    const V4 *x4 = reinterpret_cast<const V4 *>(x);
+    const V4 *wr[QMV_R];
+    const u16 *sr[QMV_R], *br[QMV_R];
+#pragma unroll
+    for (int r = 0; r < QMV_R; r++) {
+        int row = row0 + r < N ? row0 + r : N - 1;
+        wr[r] = reinterpret_cast<const V4 *>(w + (size_t)row * (K >> 3));
+        sr[r] = scales + (size_t)row * groups;
+        br[r] = biases + (size_t)row * groups;
+    }
+    float acc[QMV_R];
+#pragma unroll
+    for (int r = 0; r < QMV_R; r++) acc[r] = 0.f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * QMV_U) {
+        V4 q[QMV_U][QMV_R], xv[QMV_U][4];
+        float sc[QMV_U][QMV_R], bi[QMV_U][QMV_R];
+#pragma unroll
+        for (int u = 0; u < QMV_U; u++) {
+            // past the end: a valid address, the result unused
+            int c = c0 + 32 * u < chunks ? c0 + 32 * u : c0;
+            int g = (c << 5) / QMV_GS;
+#pragma unroll
+            for (int r = 0; r < QMV_R; r++) {
+                q[u][r] = wr[r][c];
+                sc[u][r] = load_half(sr[r] + g);
+                bi[u][r] = load_half(br[r] + g);
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++) xv[u][i] = x4[c * 4 + i];
+        }
+#pragma unroll
+        for (int u = 0; u < QMV_U; u++) {
+            if (c0 + 32 * u >= chunks) break;
+            float xf[32];
+            float xs = 0.f;
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                u32 p[4] = {xv[u][i].x, xv[u][i].y, xv[u][i].z, xv[u][i].w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    xf[i * 8 + 2 * k] = half_at(p[k], 0);
+                    xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
+                    xs += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < QMV_R; r++) {
+                u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
+                float qs = 0.f;
+#pragma unroll
+                for (int i = 0; i < 4; i++)
+#pragma unroll
+                    for (int k = 0; k < 8; k++)
+                        qs += (float)((words[i] >> (4 * k)) & 15u) * xf[i * 8 + k];
+                acc[r] += sc[u][r] * qs + bi[u][r] * xs;
+            }
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < QMV_R; r++) {
+        float v = warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < N) y[row0 + r] = store_half(v);
+    }
+}
+)CUDA";
+
+#endif
