@@ -53,8 +53,8 @@ struct Nvrtc {
 // every graph node (a copy per call made the host side of a decode step
 // 0.3 ms slower on a 3B model).
 struct Variant {
-    std::string ptx; // empty: compile failed
-    bool primed = false, stand_in = false;
+    std::string ptx; // empty: compile or first run failed
+    bool stand_in = false;
 };
 const char *const kStandIn = "gomlx: module loaded by its first call";
 
@@ -136,13 +136,20 @@ array call(const std::string &name, const std::string &code, const array &x, con
 }
 
 // Runs a new variant once on a tiny product so MLX loads its module, then
-// checks that a call with the stand-in finds it. Called under g_mu.
+// checks that a call with the stand-in finds it. A first run that fails
+// (say, a driver too old for the PTX) leaves the variant unusable and MLX's
+// kernel in charge. Called under g_mu.
 void prime(const std::string &name, Variant &v, mc::Dtype t, int gs, int rows) {
     const int K = 128;
     array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
     array sb = mc::zeros({1, K / gs}, t);
-    mc::eval(call(name, v.ptx, x, w, sb, sb, 1, K, rows));
-    v.primed = true;
+    try {
+        mc::eval(call(name, v.ptx, x, w, sb, sb, 1, K, rows));
+    } catch (const std::exception &e) {
+        g_status = std::string("the compiled kernel did not run: ") + e.what();
+        v.ptx.clear();
+        return;
+    }
     try {
         mc::eval(call(name, kStandIn, x, w, sb, sb, 1, K, rows));
         v.stand_in = true;
