@@ -63,14 +63,18 @@ std::string g_status = "not used yet";
 std::map<std::string, Variant> g_variants; // kernel name -> variant
 std::atomic<int> g_broken{0};             // 1 after NVRTC failed: MLX's kernel from then on
 std::atomic<int> g_used{0};
+std::atomic<long> g_calls{0};
 
 const Nvrtc *nvrtc() {
     static Nvrtc api;
     static bool ok = [] {
+        // The NVRTC MLX already loaded first: its PTX is what this driver takes.
         const char *names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
         void *h = nullptr;
         for (const char *n : names)
-            if ((h = dlopen(n, RTLD_NOW | RTLD_LOCAL))) break;
+            if ((h = dlopen(n, RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD))) break;
+        for (size_t i = 0; !h && i < sizeof names / sizeof *names; i++)
+            h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
         if (!h) return false;
         api.create = (decltype(api.create))dlsym(h, "nvrtcCreateProgram");
         api.compile = (decltype(api.compile))dlsym(h, "nvrtcCompileProgram");
@@ -138,7 +142,9 @@ array call(const std::string &name, const std::string &code, const array &x, con
 // Runs a new variant once on a tiny product so MLX loads its module, then
 // checks that a call with the stand-in finds it. A first run that fails
 // (say, a driver too old for the PTX) leaves the variant unusable and MLX's
-// kernel in charge. Called under g_mu.
+// kernel in charge. The first use must not be inside an mx::compile or
+// vmap trace, where eval throws (the engine compiles only elementwise
+// pieces). Called under g_mu.
 void prime(const std::string &name, Variant &v, mc::Dtype t, int gs, int rows) {
     const int K = 128;
     array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
@@ -188,7 +194,9 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
     if (scales.dtype() != t || biases->dtype() != t || w.dtype() != mc::uint32) return {};
     if (x.ndim() < 1 || w.ndim() != 2 || scales.ndim() != 2) return {};
     int K = x.shape(-1), N = w.shape(0);
-    if (K % 32 != 0 || x.size() != (size_t)K || w.shape(1) != K / 8) return {};
+    if (N <= 0 || K % 32 != 0 || K % group_size != 0 || x.size() != (size_t)K ||
+        w.shape(1) != K / 8)
+        return {};
     if (scales.shape(0) != N || scales.shape(1) != K / group_size || biases->shape() != scales.shape())
         return {};
 
@@ -230,12 +238,23 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
         code = v.stand_in ? &stand_in : &v.ptx;
     }
     g_used.store(1);
+    g_calls.fetch_add(1);
     return call(name, *code, x, w, scales, *biases, N, K, rows);
 }
 
 } // namespace gomlx
 
 void mx_set_cuda_qmv(int on) { g_enabled.store(on ? 1 : 0); }
+
+long mx_cuda_qmv_calls(void) { return g_calls.load(); }
+
+int mx_cuda_available(void) {
+    try {
+        return mc::cu::is_available() ? 1 : 0;
+    } catch (...) {
+        return 0;
+    }
+}
 
 const char *mx_cuda_qmv_status(void) {
     static thread_local std::string copy;

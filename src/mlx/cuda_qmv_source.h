@@ -65,13 +65,29 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// 16 bytes at p, as one vector load when p is 16-byte aligned (MLX's own
+// buffers are; a view into one may start anywhere), else element by element.
+__device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
+    if (aligned) { // through the read-only path, as __ldg would
+        V4 v;
+        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+            : "l"(p));
+        return v;
+    }
+    u32 e[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) e[i] = p[i];
+    return V4{e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16};
+}
+
 // y[n] = sum_k x[k] * (scale[n, g] * q[n, k] + bias[n, g]), g = k / GS,
 // computed per group as scale * sum(q x) + bias * sum(x). A warp owns R
 // consecutive rows; each lane takes 16-byte chunks (32 weights) of those
-// rows and the matching 32 values of x, read once for all R rows. A decode
-// step chains these products, so what counts is latency: each lane issues
-// the loads of U chunks before using any, so one memory round trip serves
-// them all. K is a multiple of 32; rows are K / 8 words apart.
+// rows and the matching 32 values of x, read once for all R rows. With
+// U > 1 a lane issues the loads of U chunks before using any (a tuning
+// knob: it costs registers, and was slower on an H200). K is a multiple of
+// 32 and of GS; rows are K / 8 words apart.
 extern "C" __global__ void QMV_NAME(const u16 *__restrict__ x, const u32 *__restrict__ w,
                                     const u16 *__restrict__ scales,
                                     const u16 *__restrict__ biases, u16 *__restrict__ y,
@@ -80,13 +96,14 @@ extern "C" __global__ void QMV_NAME(const u16 *__restrict__ x, const u32 *__rest
     const int row0 = (int)((blockIdx.x * blockDim.x + threadIdx.x) >> 5) * QMV_R;
     if (row0 >= N) return;
     const int chunks = K >> 5, groups = K / QMV_GS;
-    const V4 *x4 = reinterpret_cast<const V4 *>(x);
-    const V4 *wr[QMV_R];
+    const bool x_aligned = ((size_t)x & 15) == 0;
+    const bool w_aligned = ((size_t)w & 15) == 0; // then every row is: K / 8 words is a multiple of 4
+    const u16 *wr[QMV_R];
     const u16 *sr[QMV_R], *br[QMV_R];
 #pragma unroll
     for (int r = 0; r < QMV_R; r++) {
         int row = row0 + r < N ? row0 + r : N - 1;
-        wr[r] = reinterpret_cast<const V4 *>(w + (size_t)row * (K >> 3));
+        wr[r] = reinterpret_cast<const u16 *>(w + (size_t)row * (K >> 3));
         sr[r] = scales + (size_t)row * groups;
         br[r] = biases + (size_t)row * groups;
     }
@@ -103,12 +120,12 @@ extern "C" __global__ void QMV_NAME(const u16 *__restrict__ x, const u32 *__rest
             int g = (c << 5) / QMV_GS;
 #pragma unroll
             for (int r = 0; r < QMV_R; r++) {
-                q[u][r] = wr[r][c];
+                q[u][r] = load16(wr[r] + c * 8, w_aligned);
                 sc[u][r] = load_half(sr[r] + g);
                 bi[u][r] = load_half(br[r] + g);
             }
 #pragma unroll
-            for (int i = 0; i < 4; i++) xv[u][i] = x4[c * 4 + i];
+            for (int i = 0; i < 4; i++) xv[u][i] = load16(x + c * 32 + i * 8, x_aligned);
         }
 #pragma unroll
         for (int u = 0; u < QMV_U; u++) {

@@ -178,8 +178,12 @@ int mx_cpu_kernels(void);
  * unless GOMLX_CUDA_QMV=0; compiled with NVRTC on first use), 0 = MLX's. */
 void mx_set_cuda_qmv(int on);
 /* "in use", "not used yet", "off (GOMLX_CUDA_QMV=0)", or why it could not
- * be compiled (MLX's kernel runs then). */
+ * be compiled or run (MLX's kernel runs then). */
 const char *mx_cuda_qmv_status(void);
+/* Products handed to our CUDA mat-vec so far (graph nodes built). */
+long mx_cuda_qmv_calls(void);
+/* 1 when MLX's CUDA backend is present (not Metal, not CPU-only). */
+int mx_cuda_available(void);
 
 /* ---- a whole decoder layer for one token on the CPU (src/kernels/layer_step.h) ----
  * One graph node instead of some sixty: norm, q/k/v, RoPE, KV-cache write,

@@ -10,7 +10,8 @@
  * "hot" repeats one matrix (cache-resident when small); "ours+mlx" goes through
  * mx_quantized_matmul with our kernels on (graph build + eval included);
  * "mlx" is the same call with them off. After the table (or alone, with
- * --step): one whole decode step's mat-vecs of each model, back to back. GB/s counts the weight bytes read
+ * --step; text only): one whole decode step's mat-vecs of each model,
+ * back to back. GB/s counts the weight bytes read
  * (packed weights + scales + biases) per call. */
 #include <stdatomic.h>
 #include <stdint.h>
@@ -363,28 +364,51 @@ static const step_model step_models[] = {
     {"Qwen2.5-0.5B", 896, 896, 128, 4864, 24, 151936},
 };
 
-/* Median seconds of a whole step (every layer's weights distinct, so they
- * stream from DRAM as in decoding) and the weight bytes it reads. The
- * per-matrix table above times each shape alone; this is what a token
- * costs, the per-call overheads of the small matrices included. */
+/* Shape of the i-th of a step's n mat-vecs (the last is the unembedding). */
+static void step_shape(const step_model *m, int i, int n, int *N, int *K) {
+    int j = i % 4;
+    if (i == n - 1) *N = m->vocab, *K = m->hidden;
+    else if (j == 0) *N = m->q_dim + 2 * m->kv_dim, *K = m->hidden;
+    else if (j == 1) *N = m->hidden, *K = m->q_dim;
+    else if (j == 2) *N = 2 * m->ff, *K = m->hidden;
+    else *N = m->hidden, *K = m->ff;
+}
+
+/* Median seconds of a whole step and the weight bytes it reads. Every
+ * layer's weights are distinct, and whole copies of the model are rotated
+ * until > 256 MB are in play, so they stream from DRAM as in decoding
+ * even on CPUs with a large last-level cache. The per-matrix table above
+ * times each shape alone; this is what a token costs, the per-call
+ * overheads of the small matrices included. Returns -1 when out of memory
+ * or a call fails. */
 static double run_step(const step_model *m, int gs, const opts *o, double *bytes_out) {
     const int per_layer = 4;
     int n_mats = m->layers * per_layer + 1;
-    gm_qmm_args *calls = calloc((size_t)n_mats, sizeof *calls);
-    void **bufs = calloc((size_t)n_mats * 3, sizeof *bufs);
-    size_t xmax = (size_t)(m->ff > m->hidden ? m->ff : m->hidden);
-    size_t ymax = (size_t)(m->vocab > 2 * m->ff ? m->vocab : 2 * m->ff);
-    void *x = malloc(xmax * dsz(o->dt)), *y = malloc(ymax * dsz(o->dt));
     double bytes = 0, t = -1;
+    for (int i = 0; i < n_mats; i++) {
+        int N, K;
+        step_shape(m, i, n_mats, &N, &K);
+        bytes += (double)N * K / 2 + 2.0 * N * (K / gs) * dsz(o->dt);
+    }
+    int sets = bytes > 0 && bytes < 256e6 ? (int)(256e6 / bytes) + 1 : 1;
+    if (sets > 64) sets = 64;
+    size_t total = (size_t)sets * (size_t)n_mats;
+    if (n_mats <= 0 || total > 65536) return -1;
+    gm_qmm_args *calls = calloc(total, sizeof *calls);
+    void **bufs = calloc(total * 3, sizeof *bufs);
+    size_t xmax = 0, ymax = 0;
+    for (int i = 0; i < n_mats; i++) {
+        int N, K;
+        step_shape(m, i, n_mats, &N, &K);
+        if ((size_t)K > xmax) xmax = (size_t)K;
+        if ((size_t)N > ymax) ymax = (size_t)N;
+    }
+    void *x = malloc(xmax * dsz(o->dt)), *y = malloc(ymax * dsz(o->dt));
     if (!calls || !bufs || !x || !y) goto out;
     fill(x, xmax, o->dt, 1.0f, 0.0f);
-    for (int i = 0; i < n_mats; i++) {
-        int j = i % per_layer, N, K;
-        if (i == n_mats - 1) N = m->vocab, K = m->hidden;
-        else if (j == 0) N = m->q_dim + 2 * m->kv_dim, K = m->hidden;
-        else if (j == 1) N = m->hidden, K = m->q_dim;
-        else if (j == 2) N = 2 * m->ff, K = m->hidden;
-        else N = m->hidden, K = m->ff;
+    for (size_t i = 0; i < total; i++) {
+        int N, K;
+        step_shape(m, (int)(i % (size_t)n_mats), n_mats, &N, &K);
         size_t words = (size_t)N * K / 8, sn = (size_t)N * (K / gs);
         uint32_t *w = malloc(words * 4);
         void *s = malloc(sn * dsz(o->dt)), *b = malloc(sn * dsz(o->dt));
@@ -395,21 +419,21 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
         fill(b, sn, o->dt, 0.01f, -0.05f);
         gm_qmm_args a = {x, w, s, b, y, 1, N, K, 4, gs, o->dt, o->dt, o->dt};
         calls[i] = a;
-        bytes += words * 4.0 + 2.0 * sn * dsz(o->dt);
     }
     double ts[20];
     int n = o->quick ? 3 : 11;
     for (int r = -1; r < n; r++) {
+        const gm_qmm_args *set = calls + (size_t)((r + 1) % sets) * n_mats;
         double t0 = now_s();
         for (int i = 0; i < n_mats; i++)
-            if (gm_qmm(&calls[i]) != 0) goto out;
+            if (gm_qmm(&set[i]) != 0) goto out;
         if (r >= 0) ts[r] = now_s() - t0;
     }
     qsort(ts, (size_t)n, sizeof *ts, cmp_double);
     t = ts[n / 2];
 out:
     if (bufs)
-        for (int i = 0; i < n_mats * 3; i++) free(bufs[i]);
+        for (size_t i = 0; i < total * 3; i++) free(bufs[i]);
     free(bufs);
     free(calls);
     free(x);
@@ -428,7 +452,7 @@ static void print_steps(const opts *o, double roof) {
             if (o->only_gs > 0 && gi) continue;
             double bytes = 0, t = run_step(&step_models[mi], gs, o, &bytes);
             if (t <= 0) {
-                printf("%-13s %3d | out of memory\n", step_models[mi].name, gs);
+                printf("%-13s %3d | failed (out of memory or a kernel error)\n", step_models[mi].name, gs);
                 continue;
             }
             double gbps = bytes / t / 1e9;
@@ -488,6 +512,10 @@ int main(int argc, char **argv) {
                     "[--no-mlx] [--step] [--mlx-budget SECONDS] [--m M] [--gs G]\n");
             return 2;
         }
+    }
+    if (o.step_only && o.json) {
+        fprintf(stderr, "bench_qmm: --step prints a table only (no --json)\n");
+        return 2;
     }
     if (o.threads > 0) gm_pool_set_threads(o.threads);
     if (!o.no_mlx && mx_set_device(0) != 0) {
