@@ -21,12 +21,14 @@
 #define V512_FN __attribute__((target(V512_TARGET)))
 #define V512_INLINE static inline __attribute__((always_inline, target(V512_TARGET)))
 #define MV_ROWS 4 /* rows of x sharing one pass over the weights */
-/* Weights are prefetched into L2 this far ahead of the row being read:
- * against 4 KB into L1 (the float kernel's lead), 6-20% more GB/s per
- * decode step's mat-vecs on the Qwen2.5-0.5B shape and no worse on
- * SmolLM2's (bench_qmm --step, alternating); one thread streamed at 14-16
- * GB/s where it computes at ~21 from cache, so it was waiting on memory. */
-#define QMM_PREFETCH 8192
+/* With one term of x the loop waits on memory (one thread streamed at
+ * 14-16 GB/s where it computes at ~21 from cache): weights are prefetched
+ * 8 KB ahead into L2, 6-20% more GB/s per decode step's mat-vecs on the
+ * Qwen2.5-0.5B shape than 4 KB into L1 (bench_qmm --step, alternating).
+ * With two or three terms it is compute-bound and the L2 lead measured
+ * slightly worse on SmolLM2's shapes, so those keep 4 KB into L1. */
+#define QMM_PREFETCH_L2 8192
+#define QMM_PREFETCH_L1 4096
 
 /* Up to 4 consecutive scales as float32 (n of them; the rest zero), never
  * reading past the n-th. */
@@ -97,7 +99,10 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
         __m512 sc[2];
         #pragma GCC unroll 2
         for (int j = 0; j < NN; j++) {
-            _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH, _MM_HINT_T1);
+            if (T == 1)
+                _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
+            else
+                _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L1, _MM_HINT_T0);
             __m512i w = _mm512_maskz_loadu_epi8(wm, wrow[j] + (size_t)q * 64);
             __m512bh p[4];
             unpack_run(w, lo_tab, hi_tab, BITS, p);
