@@ -7,9 +7,12 @@ set -euo pipefail
 OUT=$1 ROUNDS=$2
 shift 2
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$OUT"
 for m in "$@"; do
   for r in $(seq "$ROUNDS"); do
-    for v in 0 1; do
+    order="0 1"
+    [ $((r % 2)) -eq 0 ] && order="1 0" # so neither setting always runs first
+    for v in $order; do
       f="$OUT/ab-$(basename "$m")-qmv$v-r$r.json"
       GOMLX_CUDA_QMV=$v "$ROOT/build/gomlx" bench "$m" --device gpu --json --gen 32,128 --runs 3 > "$f"
       python3 - "$f" "$v" <<'PY'
