@@ -70,7 +70,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 __device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
     if (aligned) { // through the read-only path, as __ldg would
         V4 v;
-        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];"
+        asm("{ .reg .u64 g; cvta.to.global.u64 g, %4; ld.global.nc.v4.u32 {%0, %1, %2, %3}, [g]; }"
             : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
             : "l"(p));
         return v;
