@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "kernels/pool.h"
-#include "kernels/qmm_impl.h" /* qmm_load, qmm_store */
+#include "kernels/qmm_impl.h" /* qmm_load_row, qmm_store_row */
 
 static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -45,12 +45,10 @@ static void gated_task(void *ctx, int task, int worker) {
         size_t in = (size_t)r * 2 * j->ff, at = (size_t)r * j->ff;
         for (int c = 0; c < j->ff; c += GATED_CHUNK) {
             int n = j->ff - c < GATED_CHUNK ? j->ff - c : GATED_CHUNK;
-            for (int i = 0; i < n; i++) {
-                g[i] = qmm_load(j->gu, in + (size_t)c + i, j->t);
-                u[i] = qmm_load(j->gu, in + (size_t)j->ff + c + i, j->t);
-            }
+            qmm_load_row(j->gu, in + (size_t)c, n, j->t, g);
+            qmm_load_row(j->gu, in + (size_t)j->ff + c, n, j->t, u);
             gm_gated(g, u, o, n, j->gelu, j->t);
-            for (int i = 0; i < n; i++) qmm_store(j->out, at + (size_t)c + i, o[i], j->t);
+            qmm_store_row(j->out, at + (size_t)c, n, o, j->t);
         }
     }
 }

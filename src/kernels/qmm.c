@@ -120,22 +120,10 @@ static void mv_task(void *ctx, int task, int worker) {
 }
 
 /* x row by row as float32 into xf (rows `width` apart, the padding left
- * as it is): the dtype is looked at once per row, not per element. */
+ * as it is). */
 static void x_to_f32(const gm_qmm_args *a, float *xf, size_t width) {
-    int K = a->K;
-    for (int m = 0; m < a->M; m++) {
-        float *d = xf + (size_t)m * width;
-        const size_t off = (size_t)m * K;
-        if (a->x_dtype == GM_F16) {
-            const uint16_t *s = (const uint16_t *)a->x + off;
-            for (int k = 0; k < K; k++) d[k] = gm_f16_to_f32(s[k]);
-        } else if (a->x_dtype == GM_BF16) {
-            const uint16_t *s = (const uint16_t *)a->x + off;
-            for (int k = 0; k < K; k++) d[k] = gm_bf16_to_f32(s[k]);
-        } else {
-            memcpy(d, (const float *)a->x + off, (size_t)K * sizeof(float));
-        }
-    }
+    for (int m = 0; m < a->M; m++)
+        qmm_load_row(a->x, (size_t)m * a->K, a->K, a->x_dtype, xf + (size_t)m * width);
 }
 
 /* Sum of x over each group, in 8 interleaved partial sums (vectorizable). */

@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/half.h"
 #include "kernels/qmm.h"
@@ -114,6 +115,28 @@ static inline void qmm_store(void *p, size_t i, float v, gm_fdtype t) {
     case GM_BF16: ((uint16_t *)p)[i] = gm_f32_to_bf16(v); break;
     default: ((float *)p)[i] = v; break;
     }
+}
+
+/* n elements from p[off] as float32 into dst, the dtype looked at once. */
+static inline void qmm_load_row(const void *p, size_t off, int n, gm_fdtype t, float *dst) {
+    const uint16_t *h = (const uint16_t *)p + off;
+    if (t == GM_F16)
+        for (int i = 0; i < n; i++) dst[i] = gm_f16_to_f32(h[i]);
+    else if (t == GM_BF16)
+        for (int i = 0; i < n; i++) dst[i] = gm_bf16_to_f32(h[i]);
+    else
+        memcpy(dst, (const float *)p + off, (size_t)n * sizeof(float));
+}
+
+/* n float32 values into p[off] in dtype t, the dtype looked at once. */
+static inline void qmm_store_row(void *p, size_t off, int n, const float *src, gm_fdtype t) {
+    uint16_t *h = (uint16_t *)p + off;
+    if (t == GM_F16)
+        for (int i = 0; i < n; i++) h[i] = gm_f32_to_f16(src[i]);
+    else if (t == GM_BF16)
+        for (int i = 0; i < n; i++) h[i] = gm_f32_to_bf16(src[i]);
+    else
+        memcpy((float *)p + off, src, (size_t)n * sizeof(float));
 }
 
 #endif

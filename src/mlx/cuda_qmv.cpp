@@ -53,16 +53,16 @@ struct Nvrtc {
 // every graph node (a copy per call made the host side of a decode step
 // 0.3 ms slower on a 3B model).
 struct Variant {
-    std::string ptx; // empty: compile or first run failed
+    std::string name; // the kernel's, and MLX's key for its module
+    std::string ptx;  // empty: compile or first run failed
     bool stand_in = false;
 };
 const char *const kStandIn = "gomlx: module loaded by its first call";
 
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::string, Variant> g_variants; // kernel name -> variant
-std::atomic<int> g_broken{0};             // 1 after NVRTC failed: MLX's kernel from then on
-std::atomic<int> g_used{0};
+std::map<int, Variant> g_variants; // (dtype, group size, rows, unroll) -> variant
+std::atomic<int> g_broken{0};      // 1 after NVRTC failed: MLX's kernel from then on
 std::atomic<long> g_calls{0};
 
 const Nvrtc *nvrtc() {
@@ -145,7 +145,8 @@ array call(const std::string &name, const std::string &code, const array &x, con
 // kernel in charge. The first use must not be inside an mx::compile or
 // vmap trace, where eval throws (the engine compiles only elementwise
 // pieces). Called under g_mu.
-void prime(const std::string &name, Variant &v, mc::Dtype t, int gs, int rows) {
+void prime(Variant &v, mc::Dtype t, int gs, int rows) {
+    const std::string &name = v.name;
     const int K = 128;
     array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
     array sb = mc::zeros({1, K / gs}, t);
@@ -188,7 +189,7 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
                                   int group_size, int bits) {
     if (!g_enabled.load() || g_broken.load() || bits != 4 || !transpose || !biases) return {};
     if (group_size != 32 && group_size != 64 && group_size != 128) return {};
-    if (mc::default_device() != mc::Device::gpu || !mc::cu::is_available()) return {};
+    if (!mc::cu::is_available()) return {}; // the GPU may be Metal's
     mc::Dtype t = x.dtype();
     if (t != mc::bfloat16 && t != mc::float16) return {};
     if (scales.dtype() != t || biases->dtype() != t || w.dtype() != mc::uint32) return {};
@@ -217,29 +218,30 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
     int rows = knob_rows ? knob_rows : N >= 8192 ? 4 : 2;
     int unroll = knob_unroll ? knob_unroll : 1;
     int half = t == mc::float16;
-    std::string name = "gomlx_qmv4_" + std::string(half ? "f16" : "bf16") + "_g" +
-                       std::to_string(group_size) + "_r" + std::to_string(rows) + "_u" +
-                       std::to_string(unroll);
-    const std::string *code;
+    const Variant *v;
     {
         std::lock_guard<std::mutex> lock(g_mu);
-        auto it = g_variants.find(name);
+        // half (1 bit), group size (<= 128), rows (<= 8), unroll (<= 16)
+        int key = half | group_size << 1 | rows << 9 | unroll << 13;
+        auto it = g_variants.find(key);
         if (it == g_variants.end()) {
-            it = g_variants.emplace(name, Variant{}).first;
-            it->second.ptx = compile(name, half, group_size, rows, unroll);
-            if (!it->second.ptx.empty()) prime(name, it->second, t, group_size, rows);
+            it = g_variants.emplace(key, Variant{}).first;
+            Variant &n = it->second;
+            n.name = "gomlx_qmv4_" + std::string(half ? "f16" : "bf16") + "_g" +
+                     std::to_string(group_size) + "_r" + std::to_string(rows) + "_u" +
+                     std::to_string(unroll);
+            n.ptx = compile(n.name, half, group_size, rows, unroll);
+            if (!n.ptx.empty()) prime(n, t, group_size, rows);
         }
-        Variant &v = it->second;
-        if (v.ptx.empty()) {
+        v = &it->second;
+        if (v->ptx.empty()) {
             g_broken.store(1);
             return {};
         }
-        static const std::string stand_in = kStandIn;
-        code = v.stand_in ? &stand_in : &v.ptx;
     }
-    g_used.store(1);
+    static const std::string stand_in = kStandIn;
     g_calls.fetch_add(1);
-    return call(name, *code, x, w, scales, *biases, N, K, rows);
+    return call(v->name, v->stand_in ? stand_in : v->ptx, x, w, scales, *biases, N, K, rows);
 }
 
 } // namespace gomlx
@@ -260,7 +262,7 @@ const char *mx_cuda_qmv_status(void) {
     static thread_local std::string copy;
     std::lock_guard<std::mutex> lock(g_mu);
     if (!g_enabled.load()) copy = "off (GOMLX_CUDA_QMV=0)";
-    else if (!g_used.load() && !g_broken.load()) copy = "not used yet";
+    else if (!g_calls.load() && !g_broken.load()) copy = "not used yet";
     else copy = g_status;
     return copy.c_str();
 }

@@ -385,10 +385,13 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     const int per_layer = 4;
     int n_mats = m->layers * per_layer + 1;
     double bytes = 0, t = -1;
+    size_t xmax = 0, ymax = 0;
     for (int i = 0; i < n_mats; i++) {
         int N, K;
         step_shape(m, i, n_mats, &N, &K);
         bytes += (double)N * K / 2 + 2.0 * N * (K / gs) * dsz(o->dt);
+        if ((size_t)K > xmax) xmax = (size_t)K;
+        if ((size_t)N > ymax) ymax = (size_t)N;
     }
     int sets = bytes > 0 && bytes < 256e6 ? (int)(256e6 / bytes) + 1 : 1;
     if (sets > 64) sets = 64;
@@ -396,13 +399,6 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     if (n_mats <= 0 || total > 65536) return -1;
     gm_qmm_args *calls = calloc(total, sizeof *calls);
     void **bufs = calloc(total * 3, sizeof *bufs);
-    size_t xmax = 0, ymax = 0;
-    for (int i = 0; i < n_mats; i++) {
-        int N, K;
-        step_shape(m, i, n_mats, &N, &K);
-        if ((size_t)K > xmax) xmax = (size_t)K;
-        if ((size_t)N > ymax) ymax = (size_t)N;
-    }
     void *x = malloc(xmax * dsz(o->dt)), *y = malloc(ymax * dsz(o->dt));
     if (!calls || !bufs || !x || !y) goto out;
     fill(x, xmax, o->dt, 1.0f, 0.0f);
