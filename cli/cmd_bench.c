@@ -17,7 +17,7 @@ static double now_ms(void) {
 
 typedef struct {
     int gen;
-    double prompt_tps, decode_tps, ttft_ms, total_ms, host_ms;
+    double prompt_tps, decode_tps, ttft_ms, total_ms, host_ms, dispatch_ms, wait_ms;
     uint64_t peak, expected;
 } bench_row;
 
@@ -94,7 +94,7 @@ int cmd_bench(int argc, char **argv) {
     bench_row *rows = calloc(n_gens, sizeof *rows);
     int code = 0;
     for (size_t g = 0; g < n_gens && !code; g++) {
-        double pt[100], dt[100], tt[100], tot[100], hm[100];
+        double pt[100], dt[100], tt[100], tot[100], hm[100], dm[100], wm[100];
         uint64_t peak = 0;
         for (int r = -1; r < runs && !code; r++) { /* run -1 warms up */
             gomlx_session *s;
@@ -117,13 +117,16 @@ int cmd_bench(int argc, char **argv) {
                 tt[r] = res.stats.ttft_ms;
                 tot[r] = res.stats.total_ms;
                 hm[r] = res.stats.host_ms_per_token;
+                dm[r] = res.stats.dispatch_ms_per_token;
+                wm[r] = res.stats.wait_ms_per_token;
                 if (res.stats.peak_memory > peak) peak = res.stats.peak_memory;
             }
             gomlx_result_free(&res);
             gomlx_session_free(s);
         }
         if (code) break;
-        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), median(hm, runs), peak,
+        rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), median(hm, runs),
+                             median(dm, runs), median(wm, runs), peak,
                              expected_memory(&info, prompt_tokens, gens[g])};
     }
     if (!code && json) {
@@ -135,22 +138,24 @@ int cmd_bench(int argc, char **argv) {
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
                prompt_tokens, runs, gomlx_mlx_version());
         for (size_t g = 0; g < n_gens; g++)
-            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
+            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"dispatch_ms_per_token\":%.4f,\"wait_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
                    g ? "," : "", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
-                   rows[g].total_ms, rows[g].host_ms, (unsigned long long)rows[g].peak,
+                   rows[g].total_ms, rows[g].host_ms, rows[g].dispatch_ms, rows[g].wait_ms, (unsigned long long)rows[g].peak,
                    (unsigned long long)rows[g].expected);
         printf("]}\n");
     } else if (!code) {
         printf("model %s (%s, %s, %s), weights %.1f MiB, load %.0f ms, MLX %s, median of %d runs\n",
                info.name, info.architecture, info.quantization, info.device,
                (double)info.weight_bytes / 1048576.0, load_ms, gomlx_mlx_version(), runs);
-        printf("%-8s %12s %12s %10s %14s %12s %12s %10s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms",
-               "host ms/token", "peak MiB", "needed MiB", "peak/need");
+        printf("%-8s %12s %12s %10s %14s %12s %10s %12s %12s %10s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms",
+               "host ms/token", "dispatch ms", "wait ms", "peak MiB", "needed MiB", "peak/need");
         for (size_t g = 0; g < n_gens; g++)
-            printf("%-8d %12.1f %12.1f %10.1f %14.3f %12.1f %12.1f %10.2f\n", rows[g].gen, rows[g].prompt_tps,
-                   rows[g].decode_tps, rows[g].ttft_ms, rows[g].host_ms, (double)rows[g].peak / 1048576.0,
+            printf("%-8d %12.1f %12.1f %10.1f %14.3f %12.3f %10.3f %12.1f %12.1f %10.2f\n", rows[g].gen, rows[g].prompt_tps,
+                   rows[g].decode_tps, rows[g].ttft_ms, rows[g].host_ms, rows[g].dispatch_ms, rows[g].wait_ms,
+                   (double)rows[g].peak / 1048576.0,
                    (double)rows[g].expected / 1048576.0, (double)rows[g].peak / (double)rows[g].expected);
-        printf("(prompt of %d tokens, EOS ignored, greedy; needed = weights + KV cache + prefill activations)\n",
+        printf("(prompt of %d tokens, EOS ignored, greedy; host = building the next step, dispatch = MLX handing it to\n"
+               " the device, wait = blocked on the token; needed = weights + KV cache + prefill activations)\n",
                prompt_tokens);
     }
     free(rows);

@@ -208,6 +208,13 @@ typedef struct gomlx_stats {
      * (model and sampler) and detokenizing, matching stop strings and
      * calling back; not the time spent waiting on MLX. */
     double host_ms_per_token;
+    /* Time per decoded token inside MLX handing the queued step to the
+     * device (its graph walk and kernel launches; on the CPU this also
+     * blocks while MLX's queue is full), and time blocked reading the
+     * token. When wait is near zero the device finished before the host
+     * had queued the next step: the host, not the device, sets the pace. */
+    double dispatch_ms_per_token;
+    double wait_ms_per_token;
 } gomlx_stats;
 
 typedef struct gomlx_result {

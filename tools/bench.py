@@ -94,7 +94,8 @@ def merge_rounds(rounds):
     res = []
     for i, first in enumerate(rounds[0]["results"]):
         row = dict(first)
-        for key in ("prompt_tps", "decode_tps", "ttft_ms", "host_ms_per_token"):
+        for key in ("prompt_tps", "decode_tps", "ttft_ms", "host_ms_per_token", "dispatch_ms_per_token",
+                    "wait_ms_per_token"):
             if key in first:
                 row[key] = statistics.median(r["results"][i][key] for r in rounds)
         row["peak_memory"] = max(r["results"][i]["peak_memory"] for r in rounds)

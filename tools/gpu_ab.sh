@@ -19,7 +19,8 @@ for m in "$@"; do
 import json, sys
 d = json.load(open(sys.argv[1]))
 rs = "  ".join(f"gen {r['gen']}: decode {r['decode_tps']:.1f} tok/s, prompt {r['prompt_tps']:.0f}, "
-               f"host {r['host_ms_per_token']:.3f} ms/tok" for r in d["results"])
+               f"host {r['host_ms_per_token']:.3f} dispatch {r['dispatch_ms_per_token']:.3f} "
+               f"wait {r['wait_ms_per_token']:.3f} ms/tok" for r in d["results"])
 print(f"{d['model']:24s} qmv={sys.argv[2]}  {rs}", flush=True)
 PY
     done

@@ -196,7 +196,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         if (rc) goto fail_session;
     }
 
-    double t_first = 0, host_ms = 0;
+    double t_first = 0, host_ms = 0, dispatch_ms = 0, wait_ms = 0;
     int budget = p->max_tokens;
     int room = s->context_length - (int)n_prompt;
     if (budget > room) budget = room;
@@ -210,19 +210,23 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             mx_scope_close(scope);
             /* async_eval is not host overhead: MLX blocks in it while too
              * many of its tasks are pending (always so on the CPU). */
-            host_ms += now_ms() - t_host;
+            double t_dispatch = now_ms();
+            host_ms += t_dispatch - t_host;
             if (!next || mx_async_eval(&next, 1)) {
                 rc = gm_fail_mlx("decoding");
                 goto fail_session;
             }
+            dispatch_ms += now_ms() - t_dispatch;
         } else {
             host_ms += now_ms() - t_host;
         }
         int64_t tok;
+        double t_wait = now_ms();
         if (mx_item_int(y, &tok)) {
             rc = gm_fail_mlx("reading a token");
             goto fail_session;
         }
+        if (i > 0) wait_ms += now_ms() - t_wait; /* token 0 waits for the prompt */
         mx_free(y);
         y = next;
         next = NULL;
@@ -288,7 +292,11 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         if (t_first > t0) out->stats.prompt_tps = out->stats.prompt_tokens / ((t_first - t0) / 1e3);
         if (n_generated > 1 && t_end > t_first)
             out->stats.decode_tps = (n_generated - 1) / ((t_end - t_first) / 1e3);
-        if (n_generated) out->stats.host_ms_per_token = host_ms / n_generated;
+        if (n_generated) {
+            out->stats.host_ms_per_token = host_ms / n_generated;
+            out->stats.dispatch_ms_per_token = dispatch_ms / n_generated;
+            if (n_generated > 1) out->stats.wait_ms_per_token = wait_ms / (n_generated - 1);
+        }
     }
     /* A step queued past the stop fed a token the caller never saw: drop
      * it from the cache bookkeeping. */
