@@ -68,9 +68,11 @@ static void check_case(int N, int K, int gs, mx_dtype dt, int x_ndim, int x_offs
     double tol = dt == MX_BFLOAT16 ? 1.0 / 256 : 1.0 / 1024; /* one ulp at the largest output */
 
     /* MLX 0.32.4's CUDA op gives a wrongly sized, garbage result for a 1-D
-     * x (seen on an H200), so it is compared only from 2-D up. */
+     * x (seen on an H200), and faults ("misaligned address", which then
+     * poisons the CUDA context) on an x view that is not 16-byte aligned
+     * (seen on an H100): it is compared only on 2-D and 3-D aligned x. */
     double e_mlx = -1;
-    if (x_ndim >= 2) {
+    if (x_ndim >= 2 && !x_offset) {
         mx_set_cuda_qmv(0);
         mx_array y0 = mx_quantized_matmul(x, wq, sc, bi, 1, gs, 4);
         CHECK(readf(y0, got, (size_t)N) == 0);

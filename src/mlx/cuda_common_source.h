@@ -1,0 +1,70 @@
+// cuda_common_source.h - CUDA C helpers our kernels share (cuda_qmv_source.h,
+// cuda_fused_source.h), compiled in front of each with NVRTC. No includes:
+// conversions and the warp reduction are inline PTX, so no CUDA toolkit
+// header is needed. XT picks the 16-bit element type: 0 bfloat16,
+// 1 float16.
+#ifndef GOMLX_CUDA_COMMON_SOURCE_H
+#define GOMLX_CUDA_COMMON_SOURCE_H
+
+static const char *const kCudaCommonSource = R"CUDA(
+typedef unsigned int u32;
+typedef unsigned short u16;
+struct alignas(16) V4 { u32 x, y, z, w; };
+
+__device__ __forceinline__ float bits_to_float(u32 u) {
+    float f;
+    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
+    return f;
+}
+
+__device__ __forceinline__ u32 float_to_bits(float f) {
+    u32 u;
+    asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
+    return u;
+}
+
+// Element i (0 or 1) of a pair packed in a 32-bit word, as float32.
+__device__ __forceinline__ float half_at(u32 pair, int i) {
+    u16 h = (u16)(i ? pair >> 16 : pair & 0xffffu);
+#if XT == 0
+    return bits_to_float((u32)h << 16);
+#else
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#endif
+}
+
+__device__ __forceinline__ float load_half(const u16 *p) {
+    return half_at((u32)*p, 0);
+}
+
+// Round to nearest even, as MLX's cast from float32 does.
+__device__ __forceinline__ u16 store_half(float f) {
+#if XT == 0
+    u32 u = float_to_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (u16)(u >> 16);
+#else
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
+#endif
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        float other;
+        asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(other) : "f"(v), "r"(o));
+        v += other;
+    }
+    return v;
+}
+
+// f rounded to the element type, back as float32.
+__device__ __forceinline__ float round_half(float f) { return half_at((u32)store_half(f), 0); }
+)CUDA";
+
+#endif

@@ -1,0 +1,35 @@
+// cuda_jit.h - our CUDA kernels' way into MLX's command graph: CUDA C
+// compiled to PTX at run time with NVRTC (loaded with dlopen from the CUDA
+// libraries MLX's backend uses; no toolkit at build time), then called
+// through mx::fast::precompiled_cuda_kernel. Used by cuda_qmv.cpp and
+// cuda_fused.cpp.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace gomlx::cuda_jit {
+
+// One compiled kernel. MLX caches a precompiled kernel's module by name and
+// never reads the code again, so once a kernel has run (primed) its calls
+// pass a short stand-in instead of copying its PTX (tens of KB) into every
+// graph node, which made a 3B model's decode step 0.3 ms slower on the host.
+struct Kernel {
+    std::string name; // the kernel's symbol, and MLX's key for its module
+    std::string ptx;  // empty: compile or first run failed
+    bool stand_in = false;
+    const std::string &code() const;
+};
+
+// Compiles `source` with -D`defines` (NAME=value; the kernel's name is
+// passed as KERNEL_NAME) into k.ptx. False with *error set on failure.
+bool compile(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
+             std::string *error);
+
+// Runs the kernel once with its PTX (run(code) must build and evaluate one
+// call), then once with the stand-in. A first run that fails clears k.ptx
+// and sets *error; a stand-in that MLX does not find leaves the PTX in use.
+// Must not be called inside an mx::compile or vmap trace.
+bool prime(Kernel &k, const std::function<void(const std::string &code)> &run, std::string *error);
+
+}  // namespace gomlx::cuda_jit
