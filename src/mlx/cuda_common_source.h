@@ -1,5 +1,5 @@
-// cuda_common_source.h - CUDA C helpers our kernels share (cuda_qmv_source.h,
-// cuda_fused_source.h), compiled in front of each with NVRTC. No includes:
+// cuda_common_source.h - CUDA C helpers for our kernels (cuda_qmv_source.h),
+// compiled in front of each with NVRTC. No includes:
 // conversions and the warp reduction are inline PTX, so no CUDA toolkit
 // header is needed. XT picks the 16-bit element type: 0 bfloat16,
 // 1 float16.
@@ -63,8 +63,6 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
-// f rounded to the element type, back as float32.
-__device__ __forceinline__ float round_half(float f) { return half_at((u32)store_half(f), 0); }
 )CUDA";
 
 #endif

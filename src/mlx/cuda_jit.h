@@ -1,8 +1,7 @@
 // cuda_jit.h - our CUDA kernels' way into MLX's command graph: CUDA C
 // compiled to PTX at run time with NVRTC (loaded with dlopen from the CUDA
 // libraries MLX's backend uses; no toolkit at build time), then called
-// through mx::fast::precompiled_cuda_kernel. Used by cuda_qmv.cpp and
-// cuda_fused.cpp.
+// through mx::fast::precompiled_cuda_kernel. Used by cuda_qmv.cpp.
 #pragma once
 #include <functional>
 #include <string>

@@ -185,29 +185,6 @@ long mx_cuda_qmv_calls(void);
 /* 1 when MLX's CUDA backend is present (not Metal, not CPU-only). */
 int mx_cuda_available(void);
 
-/* ---- fused pieces of a one-token decode step on CUDA GPUs (cuda_fused.cpp) ----
- * For bfloat16/float16 activations; each is one kernel in place of several
- * MLX ops, with the same roundings. On by default (GOMLX_CUDA_FUSED=0 or
- * mx_set_cuda_fused(0) turns them off). */
-/* Compiles and primes them for dtype: 1 when usable (GPU device, CUDA
- * backend, NVRTC found), else 0 with mx_cuda_fused_status() saying why. */
-int mx_cuda_fused_ready(mx_dtype dtype);
-/* h = x + r and n = rms_norm(h) * w over the last axis, in one kernel. */
-int mx_cuda_add_rms_norm(mx_array x, mx_array r, mx_array w, float eps, mx_array *h, mx_array *n);
-/* One token's stacked projection [.., (hq + 2 hkv) * d] (+ bias, may be
- * NULL) as heads q [1, hq, 1, d] and k, v [1, hkv, 1, d], q and k rotated
- * as mx_rope(.., d, traditional, base, scale, offset, freqs) would. */
-int mx_cuda_rope_qkv(mx_array qkv, mx_array bias, mx_array freqs, int hq, int hkv, int d,
-                     int traditional, float base, float scale, int offset, mx_array *q,
-                     mx_array *k, mx_array *v);
-/* silu(gate) * up for a stacked [.., 2F] gate|up. */
-mx_array mx_cuda_swiglu_stacked(mx_array gu);
-void mx_set_cuda_fused(int on);
-/* "in use", "not used yet", "off (GOMLX_CUDA_FUSED=0)", or why not. */
-const char *mx_cuda_fused_status(void);
-/* Fused pieces handed to MLX so far (graph nodes built). */
-long mx_cuda_fused_calls(void);
-
 /* ---- a whole decoder layer for one token on the CPU (src/kernels/layer_step.h) ----
  * One graph node instead of some sixty: norm, q/k/v, RoPE, KV-cache write,
  * attention, output projection, residual, norm, gated MLP, residual. */

@@ -14,7 +14,6 @@
 #include "mlx/cpu_gated.h"
 #include "mlx/cpu_qmm.h"
 #include "mlx/cpu_sdpa.h"
-#include "mlx/cuda_fused.h"
 #include "mlx/cuda_qmv.h"
 #include "mlx/mx_internal.h"
 
@@ -207,8 +206,6 @@ mx_array mx_gated_stacked(mx_array gu, int gelu) {
             throw std::invalid_argument("mx_gated_stacked: the last dimension must be even");
         if (mx_cpu_kernels() && mc::default_device() == mc::Device::cpu)
             if (auto r = gomlx::cpu_gated_try(a, gelu != 0)) return std::move(*r);
-        if (!gelu && mc::default_device() == mc::Device::gpu)
-            if (auto r = gomlx::cuda_swiglu_try(a)) return std::move(*r);
         int ff = a.shape(-1) / 2;
         mc::Shape lo(a.ndim(), 0), mid = a.shape(), hi = a.shape();
         mid.back() = ff;

@@ -298,18 +298,13 @@ int gm_layer_window(const gm_model *m, const gm_layer *l) {
 
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache) {
-    mx_array q, k, v;
-    project_qkv(m, layer, x, cache->offset, &q, &k, &v);
-    return gm_attention_of_heads(m, layer, li, q, k, v, cache);
-}
-
-mx_array gm_attention_of_heads(const gm_model *m, const gm_layer *layer, int li, mx_array q,
-                               mx_array k, mx_array v, gm_kv_cache *cache) {
     const gm_config *c = &m->cfg;
-    if (!q || !k || !v) return NULL;
-    int t = mx_dim(q, 2), d = c->head_dim, offset = cache->offset;
+    int t = mx_dim(x, 1), d = c->head_dim, offset = cache->offset;
+    mx_array q, k, v;
+    project_qkv(m, layer, x, offset, &q, &k, &v);
     mx_array keys, values;
     int window = gm_layer_window(m, layer), key_start;
+    if (!q || !k || !v) return NULL;
     if (gm_kv_cache_update(cache, m, li, k, v, window, &keys, &values, &key_start)) return NULL;
     int s = offset + t - key_start;
     float scale = gm_attention_scale(c);
@@ -345,11 +340,8 @@ mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu) {
 }
 
 mx_array gm_unembed(const gm_model *m, mx_array h) {
-    return gm_unembed_normed(m, gm_rms_norm(m, h, m->final_norm));
-}
-
-mx_array gm_unembed_normed(const gm_model *m, mx_array normed) {
-    return gm_linear_apply(m->lm_head.w ? &m->lm_head : &m->embed, normed);
+    h = gm_rms_norm(m, h, m->final_norm);
+    return gm_linear_apply(m->lm_head.w ? &m->lm_head : &m->embed, h);
 }
 
 /* Layers between evaluations of a GPU prefill: few enough that a batch

@@ -33,18 +33,12 @@ int gm_layer_window(const gm_model *m, const gm_layer *l);
  * cache->offset and the cache updated in place. */
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache);
-/* The same from q [1, hq, T, d] and k, v [1, hkv, T, d] already projected
- * and rotated: the cache update, the attention and the output projection. */
-mx_array gm_attention_of_heads(const gm_model *m, const gm_layer *layer, int li, mx_array q,
-                               mx_array k, mx_array v, gm_kv_cache *cache);
 /* down(act(gate(x)) * up(x)): act is silu, or gelu_tanh when gelu != 0 (Gemma). */
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu);
 /* cap * tanh(x / cap) in x's dtype (Gemma 2 logit soft-capping). */
 mx_array gm_softcap(mx_array x, float cap);
 /* Final norm and unembedding (tied or not) of hidden [1, T, hidden]. */
 mx_array gm_unembed(const gm_model *m, mx_array h);
-/* The unembedding alone, of hidden states already normed. */
-mx_array gm_unembed_normed(const gm_model *m, mx_array normed);
 /* Llama 3 rope frequencies (periods per rotated pair) or NULL. */
 mx_array gm_rope_freqs(const gm_config *c);
 
@@ -85,16 +79,5 @@ int gm_fused_step_usable(const gm_model *m, int t);
  * the cache written in place. gelu selects GeGLU. */
 mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
                         gm_kv_cache *cache, int gelu);
-
-/* The one-token step on an NVIDIA GPU with fused kernels (gpu_step.c).
- * prepare decides at load whether the model can use it (GPU device, an
- * architecture that allows it, bfloat16/float16 activations, stacked
- * projections, kernels compiled; GOMLX_CUDA_FUSED not 0). */
-int gm_gpu_step_prepare(gm_model *m);
-int gm_gpu_step_usable(const gm_model *m, int t);
-/* All layers for one token h [1, 1, hidden] at cache->offset (the cache
- * written, the offset not advanced): the residual stream after the last
- * layer, and in *normed (when not NULL) its final norm. */
-mx_array gm_gpu_step_layers(const gm_model *m, mx_array h, gm_kv_cache *cache, mx_array *normed);
 
 #endif

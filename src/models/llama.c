@@ -40,13 +40,6 @@ static int llama_load(gm_model *m, gm_weights *w) {
 static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
     mx_array h = mx_astype(gm_embedding_lookup(&m->embed, ids, m->embed_dtype), gm_model_dtype(m));
     int t = mx_dim(ids, 1), fused = gm_fused_step_usable(m, t);
-    if (gm_gpu_step_usable(m, t)) {
-        mx_array normed = NULL;
-        h = gm_gpu_step_layers(m, h, cache, logits == GM_LOGITS_NONE ? NULL : &normed);
-        if (!h) return NULL;
-        cache->offset += 1;
-        return logits == GM_LOGITS_NONE ? h : gm_unembed_normed(m, normed);
-    }
     gm_layer_walk w;
     gm_walk_begin(&w, h, t, m->cfg.num_layers);
     for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
@@ -69,6 +62,6 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
     return gm_unembed(m, h);
 }
 
-const gm_arch gm_arch_llama = {"llama", llama_load, llama_forward, "llama3", 1};
-const gm_arch gm_arch_mistral = {"mistral", llama_load, llama_forward, "mistral", 1};
-const gm_arch gm_arch_qwen2 = {"qwen2", llama_load, llama_forward, "chatml", 1};
+const gm_arch gm_arch_llama = {"llama", llama_load, llama_forward, "llama3"};
+const gm_arch gm_arch_mistral = {"mistral", llama_load, llama_forward, "mistral"};
+const gm_arch gm_arch_qwen2 = {"qwen2", llama_load, llama_forward, "chatml"};

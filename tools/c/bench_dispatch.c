@@ -1,9 +1,11 @@
 /* bench_dispatch.c - what MLX's evaluation costs the host per graph node on
- * the GPU, for MLX's own kernels and for ours (mx::fast::
- * precompiled_cuda_kernel): chains of 400 dependent steps on one token's
- * worth of data, so the device finishes each kernel long before the host
- * has queued the next; build = making the graph, eval = MLX handing it to
- * the device and waiting. Needs a CUDA GPU.
+ * the GPU, for views, MLX's own kernels and ours (a node of mx::fast::
+ * precompiled_cuda_kernel: our 4-bit mat-vec against MLX's on a small
+ * matrix): chains of 400 dependent steps on one token's worth of data, so
+ * the device finishes each kernel long before the host has queued the
+ * next; build = making the graph, eval = MLX handing it to the device and
+ * waiting. A decode step is a chain like these (docs/PERFORMANCE.md).
+ * Needs a CUDA GPU.
  *
  *   bench_dispatch [--reps N] */
 #include <stdio.h>
@@ -32,9 +34,21 @@ static mx_array add_then_norm(mx_array x, mx_array r, mx_array w) {
     return mx_rms_norm(mx_add(x, r), w, 1e-5f);
 }
 
-static mx_array fused_add_norm(mx_array x, mx_array r, mx_array w) {
-    mx_array h, n;
-    return mx_cuda_add_rms_norm(x, r, w, 1e-5f, &h, &n) ? NULL : n;
+/* x @ w.T for a square 4-bit matrix: w, scales, biases set in main. */
+static mx_array qw, qs, qb;
+static mx_array qmv(mx_array x, mx_array r, mx_array w) {
+    (void)r, (void)w;
+    return mx_quantized_matmul(x, qw, qs, qb, 1, 64, 4);
+}
+
+static mx_array qmv_ours(mx_array x, mx_array r, mx_array w) {
+    mx_set_cuda_qmv(1);
+    return qmv(x, r, w);
+}
+
+static mx_array qmv_mlx(mx_array x, mx_array r, mx_array w) {
+    mx_set_cuda_qmv(0);
+    return qmv(x, r, w);
 }
 
 static mx_array reshape_pair(mx_array x, mx_array r, mx_array w) {
@@ -65,6 +79,7 @@ static void run(const char *name, step_fn f, int nodes, mx_array x0, mx_array r,
 
 int main(int argc, char **argv) {
     int reps = 10;
+    setenv("GOMLX_CUDA_QMV_MIN", "0", 1); /* our mat-vec on a small matrix too */
     if (argc == 3 && !strcmp(argv[1], "--reps")) reps = atoi(argv[2]);
     if (!mx_cuda_available() || mx_set_device(1) != 0) {
         fprintf(stderr, "bench_dispatch: needs MLX's CUDA backend and a GPU\n");
@@ -74,9 +89,18 @@ int main(int argc, char **argv) {
     for (int i = 0; i < H; i++) v[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
     mx_array x = mx_astype(mx_from_data(v, (int[]){1, 1, H}, 3, MX_FLOAT32), MX_BFLOAT16);
     mx_array w = mx_astype(mx_from_data(v, (int[]){H}, 1, MX_FLOAT32), MX_BFLOAT16);
-    mx_array arrays[2] = {x, w};
-    if (mx_eval(arrays, 2) || !mx_cuda_fused_ready(MX_BFLOAT16)) {
-        fprintf(stderr, "bench_dispatch: %s %s\n", mx_error(), mx_cuda_fused_status());
+    float *m = malloc((size_t)H * H * sizeof(float));
+    for (size_t i = 0; i < (size_t)H * H; i++) m[i] = (float)((i * 2654435761u) % 1001) / 20000.0f - 0.025f;
+    mx_array square = mx_astype(mx_from_data(m, (int[]){H, H}, 2, MX_FLOAT32), MX_BFLOAT16);
+    free(m);
+    mx_array arrays[5] = {x, w};
+    if (!square || mx_quantize(square, 64, 4, &qw, &qs, &qb)) {
+        fprintf(stderr, "bench_dispatch: %s\n", mx_error());
+        return 1;
+    }
+    arrays[2] = qw, arrays[3] = qs, arrays[4] = qb;
+    if (mx_eval(arrays, 5)) {
+        fprintf(stderr, "bench_dispatch: %s\n", mx_error());
         return 1;
     }
     printf("MLX %s, %d dependent steps on [1, 1, %d] bfloat16, median-free mean of %d runs\n",
@@ -84,7 +108,8 @@ int main(int argc, char **argv) {
     run("reshape, reshape (views)", reshape_pair, 2, x, x, w, reps);
     run("add (MLX)", add_only, 1, x, x, w, reps);
     run("add, rms_norm (MLX)", add_then_norm, 2, x, x, w, reps);
-    run("add+rms_norm (ours, precompiled)", fused_add_norm, 1, x, x, w, reps);
+    run("4-bit mat-vec 3072x3072 (MLX)", qmv_mlx, 1, x, x, w, reps);
+    run("4-bit mat-vec 3072x3072 (ours)", qmv_ours, 1, x, x, w, reps);
     free(v);
     return 0;
 }
