@@ -1,7 +1,7 @@
-// cuda_common_source.h - CUDA C helpers for our kernels (cuda_qmv_source.h),
-// compiled in front of each with NVRTC. No includes:
-// conversions and the warp reduction are inline PTX, so no CUDA toolkit
-// header is needed. XT picks the 16-bit element type: 0 bfloat16,
+// cuda_common_source.h - CUDA C helpers for our kernels (cuda_qmv_source.h,
+// cuda_layer_source.h), compiled in front of each with NVRTC. No includes:
+// conversions, the vector load and the warp reduction are inline PTX, so no
+// CUDA toolkit header is needed. XT picks the 16-bit element type: 0 bfloat16,
 // 1 float16.
 #ifndef GOMLX_CUDA_COMMON_SOURCE_H
 #define GOMLX_CUDA_COMMON_SOURCE_H
@@ -61,6 +61,22 @@ __device__ __forceinline__ float warp_sum(float v) {
         v += other;
     }
     return v;
+}
+
+// 16 bytes at p, as one vector load when p is 16-byte aligned (MLX's own
+// buffers are; a view into one may start anywhere), else element by element.
+__device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
+    if (aligned) { // through the read-only path, as __ldg would
+        V4 v;
+        asm("{ .reg .u64 g; cvta.to.global.u64 g, %4; ld.global.nc.v4.u32 {%0, %1, %2, %3}, [g]; }"
+            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+            : "l"(p));
+        return v;
+    }
+    u32 e[8];
+#pragma unroll
+    for (int i = 0; i < 8; i++) e[i] = p[i];
+    return V4{e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16};
 }
 
 )CUDA";

@@ -1,29 +1,12 @@
 // cuda_qmv_source.h - CUDA C source of our 4-bit matrix-vector kernel, compiled
-// at run time with NVRTC (cuda_qmv.cpp) after kCudaCommonSource. The vector
-// load is inline PTX so the source compiles without the toolkit's headers.
-// XT picks the activation dtype (0 bfloat16, 1 float16), QMV_GS the group
-// size, QMV_R the rows a warp computes and QMV_U the chunks a lane loads at
-// once; the kernel's name is passed as KERNEL_NAME.
+// at run time with NVRTC (cuda_qmv.cpp) after kCudaCommonSource. XT picks
+// the activation dtype (0 bfloat16, 1 float16), QMV_GS the group size, QMV_R
+// the rows a warp computes and QMV_U the chunks a lane loads at once; the
+// kernel's name is passed as KERNEL_NAME.
 #ifndef GOMLX_CUDA_QMV_SOURCE_H
 #define GOMLX_CUDA_QMV_SOURCE_H
 
 static const char *const kCudaQmvSource = R"CUDA(
-// 16 bytes at p, as one vector load when p is 16-byte aligned (MLX's own
-// buffers are; a view into one may start anywhere), else element by element.
-__device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
-    if (aligned) { // through the read-only path, as __ldg would
-        V4 v;
-        asm("{ .reg .u64 g; cvta.to.global.u64 g, %4; ld.global.nc.v4.u32 {%0, %1, %2, %3}, [g]; }"
-            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-            : "l"(p));
-        return v;
-    }
-    u32 e[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) e[i] = p[i];
-    return V4{e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16};
-}
-
 // y[n] = sum_k x[k] * (scale[n, g] * q[n, k] + bias[n, g]), g = k / GS,
 // computed per group as scale * sum(q x) + bias * sum(x). A warp owns R
 // consecutive rows; each lane takes 16-byte chunks (32 weights) of those

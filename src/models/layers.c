@@ -265,14 +265,20 @@ static mx_array rope_at(const gm_model *m, mx_array x, int offset) {
 static void project_qkv(const gm_model *m, const gm_layer *layer, mx_array x, int offset,
                         mx_array *q, mx_array *k, mx_array *v) {
     const gm_config *c = &m->cfg;
-    int d = c->head_dim, hq = c->num_heads, hkv = c->num_kv_heads, qd = hq * d, kvd = hkv * d;
+    int d = c->head_dim, hq = c->num_heads, hkv = c->num_kv_heads;
     if (!layer->wqkv.w) {
         *q = rope_at(m, heads(gm_linear_apply(&layer->wq, x), hq, d), offset);
         *k = rope_at(m, heads(gm_linear_apply(&layer->wk, x), hkv, d), offset);
         *v = heads(gm_linear_apply(&layer->wv, x), hkv, d);
         return;
     }
-    mx_array qkv = gm_linear_apply(&layer->wqkv, x);
+    gm_qkv_heads(m, gm_linear_apply(&layer->wqkv, x), offset, q, k, v);
+}
+
+void gm_qkv_heads(const gm_model *m, mx_array qkv, int offset, mx_array *q, mx_array *k,
+                  mx_array *v) {
+    const gm_config *c = &m->cfg;
+    int d = c->head_dim, hq = c->num_heads, hkv = c->num_kv_heads, qd = hq * d, kvd = hkv * d;
     *v = qkv_heads(qkv, qd + kvd, qd + 2 * kvd, d);
     if (mx_device_is_gpu()) {
         /* q and k rotated by one RoPE call: one kernel fewer per layer on
@@ -298,13 +304,18 @@ int gm_layer_window(const gm_model *m, const gm_layer *l) {
 
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache) {
-    const gm_config *c = &m->cfg;
-    int t = mx_dim(x, 1), d = c->head_dim, offset = cache->offset;
     mx_array q, k, v;
-    project_qkv(m, layer, x, offset, &q, &k, &v);
+    project_qkv(m, layer, x, cache->offset, &q, &k, &v);
+    return gm_linear_apply(&layer->wo, gm_attention_of_heads(m, layer, li, q, k, v, cache));
+}
+
+mx_array gm_attention_of_heads(const gm_model *m, const gm_layer *layer, int li, mx_array q,
+                               mx_array k, mx_array v, gm_kv_cache *cache) {
+    const gm_config *c = &m->cfg;
+    if (!q || !k || !v) return NULL;
+    int t = mx_dim(q, 2), d = c->head_dim, offset = cache->offset;
     mx_array keys, values;
     int window = gm_layer_window(m, layer), key_start;
-    if (!q || !k || !v) return NULL;
     if (gm_kv_cache_update(cache, m, li, k, v, window, &keys, &values, &key_start)) return NULL;
     int s = offset + t - key_start;
     float scale = gm_attention_scale(c);
@@ -327,8 +338,7 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
     }
     int perm[4] = {0, 2, 1, 3};
     if (t > 1) o = mx_transpose(o, perm, 4);
-    o = mx_reshape(o, (int[]){1, t, c->num_heads * d}, 3);
-    return gm_linear_apply(&layer->wo, o);
+    return mx_reshape(o, (int[]){1, t, c->num_heads * d}, 3);
 }
 
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu) {
