@@ -1,5 +1,5 @@
-// cuda_common_source.h - CUDA C helpers for our kernels (cuda_qmv_source.h,
-// cuda_layer_source.h), compiled in front of each with NVRTC. No includes:
+// cuda_common_source.h - CUDA C helpers for our kernels (cuda_qmv_source.h),
+// compiled in front of each with NVRTC. No includes:
 // conversions, the vector load and the warp reduction are inline PTX, so no
 // CUDA toolkit header is needed. XT picks the 16-bit element type: 0 bfloat16,
 // 1 float16.

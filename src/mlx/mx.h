@@ -218,27 +218,6 @@ typedef struct mx_layer_step {
  * the arguments do not suit the kernel. */
 mx_array mx_cpu_layer_step(mx_array h, const mx_layer_step *s);
 
-/* ---- one token's 4-bit products of a decoder layer on CUDA GPUs (cuda_layer.cpp) ----
- * x W^T for one token with what surrounds it folded into the kernel:
- * norm_w != NULL RMS-norms x first (x is then the residual stream), l's bias
- * is added, res != NULL adds the result to res (a residual add), swiglu
- * returns silu(g) * u of the stacked gate|up result. Same roundings as the
- * MLX ops they replace (the SwiGLU rounds once). NULL with mx_error() when
- * the shapes or dtypes do not fit. On by default (GOMLX_CUDA_LAYER=0 or
- * mx_set_cuda_layer(0) turn it off). */
-mx_array mx_cuda_layer_qmv(mx_array x, mx_array norm_w, float eps, const mx_qlinear *l,
-                           mx_array res, int swiglu);
-/* Why l cannot be used with activations of dtype t, or NULL when it can. */
-const char *mx_cuda_layer_misfit(const mx_qlinear *l, mx_dtype t, int swiglu);
-/* Compiles and primes the kernels for dtype and group size: 1 when usable
- * (GPU device, CUDA backend, NVRTC), else 0 with mx_cuda_layer_status(). */
-int mx_cuda_layer_ready(mx_dtype dtype, int group_size);
-void mx_set_cuda_layer(int on);
-/* "in use", "not used yet", "off (GOMLX_CUDA_LAYER=0)", or why not. */
-const char *mx_cuda_layer_status(void);
-/* Products handed to the kernel so far (graph nodes built). */
-long mx_cuda_layer_calls(void);
-
 /* ---- fused transformer pieces (mlx::core::fast) ---- */
 mx_array mx_rms_norm(mx_array x, mx_array weight, float eps);  /* weight may be NULL */
 mx_array mx_layer_norm(mx_array x, mx_array weight, mx_array bias, float eps);

@@ -102,4 +102,4 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
     return out;
 }
 
-const gm_arch gm_arch_gemma2 = {"gemma2", gemma2_load, gemma2_forward, "gemma", 0};
+const gm_arch gm_arch_gemma2 = {"gemma2", gemma2_load, gemma2_forward, "gemma"};

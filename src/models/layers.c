@@ -265,20 +265,14 @@ static mx_array rope_at(const gm_model *m, mx_array x, int offset) {
 static void project_qkv(const gm_model *m, const gm_layer *layer, mx_array x, int offset,
                         mx_array *q, mx_array *k, mx_array *v) {
     const gm_config *c = &m->cfg;
-    int d = c->head_dim, hq = c->num_heads, hkv = c->num_kv_heads;
+    int d = c->head_dim, hq = c->num_heads, hkv = c->num_kv_heads, qd = hq * d, kvd = hkv * d;
     if (!layer->wqkv.w) {
         *q = rope_at(m, heads(gm_linear_apply(&layer->wq, x), hq, d), offset);
         *k = rope_at(m, heads(gm_linear_apply(&layer->wk, x), hkv, d), offset);
         *v = heads(gm_linear_apply(&layer->wv, x), hkv, d);
         return;
     }
-    gm_qkv_heads(m, gm_linear_apply(&layer->wqkv, x), offset, q, k, v);
-}
-
-void gm_qkv_heads(const gm_model *m, mx_array qkv, int offset, mx_array *q, mx_array *k,
-                  mx_array *v) {
-    const gm_config *c = &m->cfg;
-    int d = c->head_dim, hq = c->num_heads, hkv = c->num_kv_heads, qd = hq * d, kvd = hkv * d;
+    mx_array qkv = gm_linear_apply(&layer->wqkv, x);
     *v = qkv_heads(qkv, qd + kvd, qd + 2 * kvd, d);
     if (mx_device_is_gpu()) {
         /* q and k rotated by one RoPE call: one kernel fewer per layer on
@@ -304,18 +298,13 @@ int gm_layer_window(const gm_model *m, const gm_layer *l) {
 
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache) {
-    mx_array q, k, v;
-    project_qkv(m, layer, x, cache->offset, &q, &k, &v);
-    return gm_linear_apply(&layer->wo, gm_attention_of_heads(m, layer, li, q, k, v, cache));
-}
-
-mx_array gm_attention_of_heads(const gm_model *m, const gm_layer *layer, int li, mx_array q,
-                               mx_array k, mx_array v, gm_kv_cache *cache) {
     const gm_config *c = &m->cfg;
-    if (!q || !k || !v) return NULL;
-    int t = mx_dim(q, 2), d = c->head_dim, offset = cache->offset;
+    int t = mx_dim(x, 1), d = c->head_dim, offset = cache->offset;
+    mx_array q, k, v;
+    project_qkv(m, layer, x, offset, &q, &k, &v);
     mx_array keys, values;
     int window = gm_layer_window(m, layer), key_start;
+    if (!q || !k || !v) return NULL;
     if (gm_kv_cache_update(cache, m, li, k, v, window, &keys, &values, &key_start)) return NULL;
     int s = offset + t - key_start;
     float scale = gm_attention_scale(c);
@@ -338,7 +327,8 @@ mx_array gm_attention_of_heads(const gm_model *m, const gm_layer *layer, int li,
     }
     int perm[4] = {0, 2, 1, 3};
     if (t > 1) o = mx_transpose(o, perm, 4);
-    return mx_reshape(o, (int[]){1, t, c->num_heads * d}, 3);
+    o = mx_reshape(o, (int[]){1, t, c->num_heads * d}, 3);
+    return gm_linear_apply(&layer->wo, o);
 }
 
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu) {

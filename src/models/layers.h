@@ -33,14 +33,6 @@ int gm_layer_window(const gm_model *m, const gm_layer *l);
  * cache->offset and the cache updated in place. */
 mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_array x,
                       gm_kv_cache *cache);
-/* Its pieces: the stacked projection's output qkv [1, T, (hq + 2 hkv) d]
- * as heads q [1, hq, T, d] and k, v [1, hkv, T, d], q and k rotated to
- * start at offset; and from those the cache update and the attention,
- * [1, T, hq d] before the output projection. */
-void gm_qkv_heads(const gm_model *m, mx_array qkv, int offset, mx_array *q, mx_array *k,
-                  mx_array *v);
-mx_array gm_attention_of_heads(const gm_model *m, const gm_layer *layer, int li, mx_array q,
-                               mx_array k, mx_array v, gm_kv_cache *cache);
 /* down(act(gate(x)) * up(x)): act is silu, or gelu_tanh when gelu != 0 (Gemma). */
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu);
 /* cap * tanh(x / cap) in x's dtype (Gemma 2 logit soft-capping). */
@@ -87,16 +79,5 @@ int gm_fused_step_usable(const gm_model *m, int t);
  * the cache written in place. gelu selects GeGLU. */
 mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
                         gm_kv_cache *cache, int gelu);
-
-/* The one-token step on an NVIDIA GPU with our layer kernels (gpu_step.c).
- * prepare decides at load whether the model can use it (GPU device, an
- * architecture that allows it, bfloat16/float16 activations, stacked 4-bit
- * projections the kernel takes, kernels compiled; GOMLX_CUDA_LAYER not 0). */
-int gm_gpu_step_prepare(gm_model *m);
-int gm_gpu_step_usable(const gm_model *m, int t);
-/* Logits [1, 1, vocab] for one token h [1, 1, hidden] at cache->offset
- * (the cache written, the offset not advanced); with logits 0 the
- * residual stream after the last layer instead. */
-mx_array gm_gpu_step(const gm_model *m, mx_array h, gm_kv_cache *cache, int logits);
 
 #endif

@@ -40,11 +40,6 @@ static int llama_load(gm_model *m, gm_weights *w) {
 static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
     mx_array h = mx_astype(gm_embedding_lookup(&m->embed, ids, m->embed_dtype), gm_model_dtype(m));
     int t = mx_dim(ids, 1), fused = gm_fused_step_usable(m, t);
-    if (gm_gpu_step_usable(m, t)) {
-        h = gm_gpu_step(m, h, cache, logits != GM_LOGITS_NONE);
-        if (h) cache->offset += 1;
-        return h;
-    }
     gm_layer_walk w;
     gm_walk_begin(&w, h, t, m->cfg.num_layers);
     for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
@@ -67,6 +62,6 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
     return gm_unembed(m, h);
 }
 
-const gm_arch gm_arch_llama = {"llama", llama_load, llama_forward, "llama3", 1};
-const gm_arch gm_arch_mistral = {"mistral", llama_load, llama_forward, "mistral", 1};
-const gm_arch gm_arch_qwen2 = {"qwen2", llama_load, llama_forward, "chatml", 1};
+const gm_arch gm_arch_llama = {"llama", llama_load, llama_forward, "llama3"};
+const gm_arch gm_arch_mistral = {"mistral", llama_load, llama_forward, "mistral"};
+const gm_arch gm_arch_qwen2 = {"qwen2", llama_load, llama_forward, "chatml"};

@@ -192,7 +192,6 @@ int gm_model_load(const char *path, gm_load_progress progress, void *user, gm_mo
         goto fail;
     }
     if ((rc = gm_fused_step_prepare(m))) goto fail;
-    if ((rc = gm_gpu_step_prepare(m))) goto fail;
     if ((rc = materialize(m, progress, user))) goto fail;
     count_params(m);
     gm_weights_free(w);

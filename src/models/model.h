@@ -57,7 +57,6 @@ typedef struct gm_arch {
      * Returns NULL on error (mx_error()). Advances cache->offset by T. */
     mx_array (*forward)(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits);
     const char *default_chat_format; /* "llama3", "chatml", "mistral", "gemma" */
-    int gpu_step; /* a plain pre-norm decoder: its forward may take gm_gpu_step */
 } gm_arch;
 
 enum { GM_LOGITS_NONE = 0, GM_LOGITS_LAST = 1, GM_LOGITS_ALL = 2 };
@@ -75,7 +74,6 @@ struct gm_model {
      * MLX's own ops so the angles are MLX's to the bit. */
     int fused_step;
     mx_array rope_inv_freq;
-    int gpu_step;                  /* gm_gpu_step_prepare said yes */
     float rope_scale;              /* linear scaling: 1/factor */
     float embed_scale;             /* Gemma: sqrt(hidden), else 1 */
     /* Embedding rows come out in embed_dtype (MLX: the table's own float
