@@ -134,7 +134,7 @@ int cmd_bench(int argc, char **argv) {
         cli_json_string(stdout, info.name, strlen(info.name));
         printf(",\"architecture\":\"%s\",\"format\":\"%s\",\"device\":\"%s\",\"quantization\":", info.architecture, info.format, info.device);
         cli_json_string(stdout, info.quantization, strlen(info.quantization));
-        /* MLX's command batch size, which the engine sets for CUDA when unset (mx_core.cpp) */
+        /* MLX's command batch size when set (docs/GPU.md) */
         const char *ops = getenv("MLX_MAX_OPS_PER_BUFFER");
         printf(",\"weight_bytes\":%llu,\"kv_bytes_per_token\":%llu,\"load_ms\":%.1f,\"prompt_tokens\":%d,\"runs\":%d,\"mlx\":\"%s\",\"mlx_max_ops_per_buffer\":%s,\"results\":[",
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,

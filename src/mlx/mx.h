@@ -53,10 +53,7 @@ mx_array mx_copy_ref(mx_array a);     /* a second handle to the same array */
 
 /* ---- device, streams, memory ---- */
 int mx_gpu_available(void);           /* 1 when a GPU (Metal/CUDA) backend exists */
-/* Default device for this process: 0 cpu, 1 gpu. With CUDA, and unless
- * set, it also sets MLX_MAX_OPS_PER_BUFFER=100 (MLX's command batch size;
- * see mx_core.cpp). */
-int mx_set_device(int gpu);
+int mx_set_device(int gpu);           /* default device for this process: 0 cpu, 1 gpu */
 int mx_device_is_gpu(void);
 const char *mx_version(void);
 size_t mx_active_memory(void);

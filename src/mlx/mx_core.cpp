@@ -201,20 +201,8 @@ int mx_gpu_available(void) {
     return guard_ret(0, [] { return mlx_ns::is_available(mlx_ns::Device::gpu) ? 1 : 0; });
 }
 
-/* MLX's CUDA backend hands work to the device in batches of
- * MLX_MAX_OPS_PER_BUFFER kernels (default 20), and a one-token decode step
- * is paced by the host's cost of that (docs/GPU.md). Batches of 100 made
- * decoding 5-25% faster on an H100 (Llama-3.2-3B, Qwen2.5-3B, Mistral-7B;
- * alternating runs) for ~1% more peak memory. Only when unset, only for
- * CUDA, and before the first GPU evaluation, where MLX reads it. */
-static void tune_cuda_batches(void) {
-    if (getenv("MLX_MAX_OPS_PER_BUFFER") || !mx_cuda_available()) return;
-    setenv("MLX_MAX_OPS_PER_BUFFER", "100", 0);
-}
-
 int mx_set_device(int gpu) {
     return guard_ret(-1, [&] {
-        if (gpu) tune_cuda_batches();
         if (gpu && !mlx_ns::is_available(mlx_ns::Device::gpu)) {
             record("mx_set_device: this MLX build has no GPU backend (Metal or CUDA); use the CPU");
             return -1;
