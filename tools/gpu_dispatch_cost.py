@@ -1,11 +1,10 @@
-"""What MLX's evaluation costs the host per graph node, by kind of node, on
-the GPU: a chain of N dependent nodes of one kind is built (timed apart)
-and then evaluated; with tiny arrays the device finishes each kernel long
-before the host has queued the next, so eval time / N is MLX's host cost
-of handing one such node to the device (graph walk, CUDA graph node,
-bookkeeping). A decode step of a 3B model is ~700 such nodes, and the
-step is host-bound (`gomlx bench` shows wait ≈ 0), so this table says
-which nodes are worth removing. Run on the NVIDIA machine after
+"""What a graph node costs on the GPU, by kind of node, from Python: a
+chain of N dependent nodes of one kind is built (timed apart) and then
+evaluated. With tiny arrays the eval time per node is MLX's host cost of
+handing the node to the device, or the device's latency for a dependent
+kernel where that is longer; `bench_dispatch` (tools/c) splits the two
+(docs/PERFORMANCE.md, fifth session). A decode step of a 3B model is ~700
+such nodes and is paced by the host. Run on the NVIDIA machine after
 `source tools/gpu_env.sh WHEELS`."""
 import time
 
