@@ -4,7 +4,8 @@
  * reuse after decoding covers that hand-over): chunked prefill and prefix
  * reuse give the same
  * tokens as a plain run, cancellation and callbacks stop it, sessions on
- * several threads agree, and memory returns to its baseline. (Token
+ * several threads agree, memory returns to its baseline and the per-token
+ * time split adds up. (Token
  * values themselves are checked against mlx-lm and transformers in
  * tests/py/test_parity.py.) */
 #include <pthread.h>
@@ -175,6 +176,29 @@ static void test_memory_returns_to_baseline(void) {
               (unsigned long long)after_free.active, (unsigned long long)before.active);
 }
 
+/* The per-token time split (host, MLX's dispatch, waiting on the token)
+ * is filled in and accounts for disjoint parts of the call: summed over
+ * the tokens it fits in the call's total time. */
+static void test_time_split(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    gomlx_session *s = NULL;
+    CHECK_EQ_INT(gomlx_session_new(m, &s), GOMLX_OK);
+    gomlx_generate_params p = greedy(16);
+    gomlx_result r = {0};
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_OK);
+    const gomlx_stats *st = &r.stats;
+    int n = st->generated_tokens;
+    CHECK_EQ_INT(n, 16);
+    CHECK(st->host_ms_per_token > 0 && st->dispatch_ms_per_token > 0 && st->wait_ms_per_token >= 0);
+    double parts = (st->host_ms_per_token + st->dispatch_ms_per_token) * n + st->wait_ms_per_token * (n - 1);
+    CHECK_MSG(parts <= st->total_ms, "host %.3f + dispatch %.3f + wait %.3f ms a token over %d tokens > %.3f ms",
+              st->host_ms_per_token, st->dispatch_ms_per_token, st->wait_ms_per_token, n, st->total_ms);
+    gomlx_result_free(&r);
+    gomlx_session_free(s);
+    gomlx_model_free(m);
+}
+
 static void test_use_after_close(void) {
     gomlx_model *m;
     CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
@@ -197,6 +221,7 @@ int main(void) {
         RUN(test_cancel_and_callback_stop);
         RUN(test_threads_agree);
         RUN(test_memory_returns_to_baseline);
+        RUN(test_time_split);
         RUN(test_use_after_close);
     }
     return check_summary();
