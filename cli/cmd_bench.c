@@ -134,11 +134,13 @@ int cmd_bench(int argc, char **argv) {
         cli_json_string(stdout, info.name, strlen(info.name));
         printf(",\"architecture\":\"%s\",\"format\":\"%s\",\"device\":\"%s\",\"quantization\":", info.architecture, info.format, info.device);
         cli_json_string(stdout, info.quantization, strlen(info.quantization));
-        /* MLX's command batch size when set (docs/GPU.md) */
-        const char *ops = getenv("MLX_MAX_OPS_PER_BUFFER");
+        /* MLX's command batch size when set, as a number (docs/GPU.md) */
+        const char *ops_env = getenv("MLX_MAX_OPS_PER_BUFFER");
+        char ops[16] = "null";
+        if (ops_env && atoi(ops_env) > 0) snprintf(ops, sizeof ops, "%d", atoi(ops_env));
         printf(",\"weight_bytes\":%llu,\"kv_bytes_per_token\":%llu,\"load_ms\":%.1f,\"prompt_tokens\":%d,\"runs\":%d,\"mlx\":\"%s\",\"mlx_max_ops_per_buffer\":%s,\"results\":[",
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
-               prompt_tokens, runs, gomlx_mlx_version(), ops && atoi(ops) > 0 ? ops : "null");
+               prompt_tokens, runs, gomlx_mlx_version(), ops);
         for (size_t g = 0; g < n_gens; g++)
             printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"dispatch_ms_per_token\":%.4f,\"wait_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
                    g ? "," : "", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,

@@ -1,7 +1,7 @@
 // cpu_qmm.cpp - our C quantized matmul kernels (src/kernels/qmm.h) wrapped
 // as an MLX primitive, so mx_quantized_matmul on the CPU device runs them
 // inside MLX's graph instead of MLX's scalar single-threaded CPU kernel.
-#include "mlx/cpu_qmm.h"
+#include "mlx/qmm_hooks.h"
 
 #include "mlx/cpu_primitive.h"
 

@@ -10,7 +10,7 @@
 // mx::fast::cuda_kernel (which made an earlier try slower in a decode step
 // than the kernel gained). When NVRTC is missing or the compile fails the
 // MLX kernel is used, and mx_cuda_qmv_status() says why.
-#include "mlx/cuda_qmv.h"
+#include "mlx/qmm_hooks.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -23,7 +23,6 @@
 #include <mlx/fast.h>
 #include <mlx/mlx.h>
 
-#include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
 #include "mlx/cuda_qmv_source.h"
 #include "mlx/mx.h"
@@ -53,8 +52,7 @@ array call(const std::string &name, const std::string &code, const array &x, con
 // Compiles a variant and runs it once on a tiny product (cuda_jit::prime).
 // Called under g_mu.
 void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll) {
-    static const std::string source = std::string(kCudaCommonSource) + kCudaQmvSource;
-    if (!gomlx::cuda_jit::compile(k, source,
+    if (!gomlx::cuda_jit::compile(k, kCudaQmvSource,
                                   {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs),
                                    "QMV_R=" + std::to_string(rows), "QMV_U=" + std::to_string(unroll)},
                                   &g_status))

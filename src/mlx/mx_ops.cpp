@@ -12,9 +12,8 @@
 #include <mlx/mlx.h>
 
 #include "mlx/cpu_gated.h"
-#include "mlx/cpu_qmm.h"
 #include "mlx/cpu_sdpa.h"
-#include "mlx/cuda_qmv.h"
+#include "mlx/qmm_hooks.h"
 #include "mlx/mx_internal.h"
 
 namespace mc = mlx::core;
