@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "mlx/mx.h"
 
 static double now_ms(void) {
     struct timespec ts;
@@ -138,6 +139,11 @@ int cmd_bench(int argc, char **argv) {
         const char *ops_env = getenv("MLX_MAX_OPS_PER_BUFFER");
         char ops[16] = "null";
         if (ops_env && atoi(ops_env) > 0) snprintf(ops, sizeof ops, "%d", atoi(ops_env));
+        /* which of our CUDA kernels ran (GPU; "not used yet" elsewhere) */
+        printf(",\"cuda_layer\":");
+        cli_json_string(stdout, mx_cuda_layer_status(), strlen(mx_cuda_layer_status()));
+        printf(",\"cuda_qmv\":");
+        cli_json_string(stdout, mx_cuda_qmv_status(), strlen(mx_cuda_qmv_status()));
         printf(",\"weight_bytes\":%llu,\"kv_bytes_per_token\":%llu,\"load_ms\":%.1f,\"prompt_tokens\":%d,\"runs\":%d,\"mlx\":\"%s\",\"mlx_max_ops_per_buffer\":%s,\"results\":[",
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
                prompt_tokens, runs, gomlx_mlx_version(), ops);
@@ -158,6 +164,8 @@ int cmd_bench(int argc, char **argv) {
                    rows[g].decode_tps, rows[g].ttft_ms, rows[g].host_ms, rows[g].dispatch_ms, rows[g].wait_ms,
                    (double)rows[g].peak / 1048576.0,
                    (double)rows[g].expected / 1048576.0, (double)rows[g].peak / (double)rows[g].expected);
+        if (!strcmp(info.device, "gpu") && mx_cuda_available())
+            printf("our CUDA kernels: layer step %s; mat-vec %s\n", mx_cuda_layer_status(), mx_cuda_qmv_status());
         printf("(prompt of %d tokens, EOS ignored, greedy; host = building the next step, dispatch = MLX handing it to\n"
                " the device, wait = blocked on the token; needed = weights + KV cache + prefill activations)\n",
                prompt_tokens);

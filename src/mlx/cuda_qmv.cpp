@@ -23,6 +23,7 @@
 #include <mlx/fast.h>
 #include <mlx/mlx.h>
 
+#include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
 #include "mlx/cuda_qmv_source.h"
 #include "mlx/mx.h"
@@ -52,7 +53,8 @@ array call(const std::string &name, const std::string &code, const array &x, con
 // Compiles a variant and runs it once on a tiny product (cuda_jit::prime).
 // Called under g_mu.
 void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll) {
-    if (!gomlx::cuda_jit::compile(k, kCudaQmvSource,
+    static const std::string source = std::string(kCudaCommonSource) + kCudaQmvSource;
+    if (!gomlx::cuda_jit::compile(k, source,
                                   {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs),
                                    "QMV_R=" + std::to_string(rows), "QMV_U=" + std::to_string(unroll)},
                                   &g_status))

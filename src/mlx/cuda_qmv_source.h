@@ -1,86 +1,12 @@
 // cuda_qmv_source.h - CUDA C source of our 4-bit matrix-vector kernel, compiled
-// at run time with NVRTC (cuda_qmv.cpp, cuda_jit.cpp). No includes:
-// conversions, the vector load and the warp reduction are inline PTX, so no
-// CUDA toolkit header is needed. XT picks the activation dtype (0 bfloat16,
-// 1 float16), QMV_GS the group size, QMV_R the rows a warp computes and
-// QMV_U the chunks a lane loads at once; the kernel's name is passed as
+// at run time with NVRTC after kCudaCommonSource (cuda_qmv.cpp,
+// cuda_jit.cpp). QMV_GS is the group size, QMV_R the rows a warp computes
+// and QMV_U the chunks a lane loads at once; the kernel's name is passed as
 // KERNEL_NAME.
 #ifndef GOMLX_CUDA_QMV_SOURCE_H
 #define GOMLX_CUDA_QMV_SOURCE_H
 
 static const char *const kCudaQmvSource = R"CUDA(
-typedef unsigned int u32;
-typedef unsigned short u16;
-struct alignas(16) V4 { u32 x, y, z, w; };
-
-__device__ __forceinline__ float bits_to_float(u32 u) {
-    float f;
-    asm("mov.b32 %0, %1;" : "=f"(f) : "r"(u));
-    return f;
-}
-
-__device__ __forceinline__ u32 float_to_bits(float f) {
-    u32 u;
-    asm("mov.b32 %0, %1;" : "=r"(u) : "f"(f));
-    return u;
-}
-
-// Element i (0 or 1) of a pair packed in a 32-bit word, as float32.
-__device__ __forceinline__ float half_at(u32 pair, int i) {
-    u16 h = (u16)(i ? pair >> 16 : pair & 0xffffu);
-#if XT == 0
-    return bits_to_float((u32)h << 16);
-#else
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-#endif
-}
-
-__device__ __forceinline__ float load_half(const u16 *p) {
-    return half_at((u32)*p, 0);
-}
-
-// Round to nearest even, as MLX's cast from float32 does.
-__device__ __forceinline__ u16 store_half(float f) {
-#if XT == 0
-    u32 u = float_to_bits(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (u16)((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return (u16)(u >> 16);
-#else
-    u16 h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-#endif
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        float other;
-        asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(other) : "f"(v), "r"(o));
-        v += other;
-    }
-    return v;
-}
-
-// 16 bytes at p, as one vector load when p is 16-byte aligned (MLX's own
-// buffers are; a view into one may start anywhere), else element by element.
-__device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
-    if (aligned) { // through the read-only path, as __ldg would
-        V4 v;
-        asm("{ .reg .u64 g; cvta.to.global.u64 g, %4; ld.global.nc.v4.u32 {%0, %1, %2, %3}, [g]; }"
-            : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-            : "l"(p));
-        return v;
-    }
-    u32 e[8];
-#pragma unroll
-    for (int i = 0; i < 8; i++) e[i] = p[i];
-    return V4{e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16};
-}
-
 // y[n] = sum_k x[k] * (scale[n, g] * q[n, k] + bias[n, g]), g = k / GS,
 // computed per group as scale * sum(q x) + bias * sum(x). A warp owns R
 // consecutive rows; each lane takes 16-byte chunks (32 weights) of those

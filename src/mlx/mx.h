@@ -218,6 +218,32 @@ typedef struct mx_layer_step {
  * the arguments do not suit the kernel. */
 mx_array mx_cpu_layer_step(mx_array h, const mx_layer_step *s);
 
+/* ---- the same layer for one token on NVIDIA GPUs (src/mlx/cuda_layer.cpp) ----
+ * One kernel, one graph node, for Llama-family layers (no Gemma 2 extras):
+ * 4-bit affine projections stacked as in mx_layer_step, bfloat16 or
+ * float16 activations. GOMLX_CUDA_LAYER=0 (or mx_set_cuda_layer(0)) turns
+ * it off. */
+/* NULL when layers like s (its caches may be NULL) can run through the
+ * kernel, compiling it now; else why not. */
+const char *mx_cuda_layer_ready(const mx_layer_step *s);
+/* A zeroed, evaluated scratch buffer for steps like s (one per session:
+ * the kernel's blocks hand each other values through it). */
+mx_array mx_cuda_layer_scratch(const mx_layer_step *s);
+/* h [1, 1, hidden] -> the layer's output; writes the new key and value
+ * into s's caches at s->slot in place. NULL with a message when the
+ * arguments do not suit. */
+mx_array mx_cuda_layer_step(mx_array h, const mx_layer_step *s, mx_array scratch);
+/* 1 when a kernel that used this scratch gave up waiting at a barrier (its
+ * blocks were not all resident; its output is wrong), 0 if not, -1 on error.
+ * Waits for the work queued before it. */
+int mx_cuda_layer_timed_out(mx_array scratch);
+void mx_set_cuda_layer(int on);
+/* Layer steps handed to the kernel so far (graph nodes built). */
+long mx_cuda_layer_calls(void);
+/* The last mx_cuda_layer_ready verdict: "in use", "not used yet",
+ * "off (GOMLX_CUDA_LAYER=0)", "not used: <why>" or why it failed. */
+const char *mx_cuda_layer_status(void);
+
 /* ---- fused transformer pieces (mlx::core::fast) ---- */
 mx_array mx_rms_norm(mx_array x, mx_array weight, float eps);  /* weight may be NULL */
 mx_array mx_layer_norm(mx_array x, mx_array weight, mx_array bias, float eps);

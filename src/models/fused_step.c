@@ -1,7 +1,9 @@
-/* fused_step.c - decoding one token on the CPU with one graph node per
- * layer (mx_cpu_layer_step, over src/kernels/layer_step.c) instead of the
- * op-by-op graph of layers.c. Same math, same roundings; the op-by-op path
- * stays for prefill, the GPU, dense models and GOMLX_CPU_FUSED=0. */
+/* fused_step.c - decoding one token with one graph node per layer instead
+ * of the op-by-op graph of layers.c: on the CPU mx_cpu_layer_step (over
+ * src/kernels/layer_step.c), on NVIDIA GPUs mx_cuda_layer_step (one CUDA
+ * kernel, src/mlx/cuda_layer.cpp). Same math and roundings (the GPU's
+ * SwiGLU rounds once); the op-by-op path stays for prefill, dense models,
+ * what a kernel does not take, GOMLX_CPU_FUSED=0 and GOMLX_CUDA_LAYER=0. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,8 @@ static int env_off(void) {
     return e && !strcmp(e, "0");
 }
 
+enum { FUSED_OFF, FUSED_CPU, FUSED_CUDA };
+
 static int quantized(const gm_linear *l) { return l->w && l->bits > 0 && l->scales && l->biases; }
 
 /* MLX's RoPE fallback computes its angles from exp(-i * log(base) / half)
@@ -25,10 +29,60 @@ static mx_array inv_freq_table(const gm_model *m) {
     return mx_exp(mx_multiply(mx_arange(0, -half, -1, MX_FLOAT32), mx_scalar(step, MX_FLOAT32)));
 }
 
+static mx_qlinear qlinear(const gm_linear *l) {
+    mx_qlinear q = {l->w, l->scales, l->biases, l->bias, l->bits, l->group_size};
+    return q;
+}
+
+/* Layer l's step arguments but for the cache (slot, position, buffers). */
+static mx_layer_step step_args(const gm_model *m, const gm_layer *l, int gelu) {
+    const gm_config *c = &m->cfg;
+    mx_layer_step s = {
+        .attn_norm = l->attn_norm, .mlp_norm = l->mlp_norm,
+        .post_attn_norm = l->post_attn_norm, .post_mlp_norm = l->post_mlp_norm,
+        .qkv = qlinear(&l->wqkv), .o = qlinear(&l->wo),
+        .gate_up = qlinear(&l->w_gate_up), .down = qlinear(&l->w_down),
+        .gelu = gelu,
+        .n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
+        .eps = c->rms_norm_eps,
+        .inv_freq = m->rope_inv_freq,
+        .rope_traditional = c->rope_traditional,
+        .attn_scale = gm_attention_scale(c),
+        .softcap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f,
+    };
+    return s;
+}
+
+static int build_rope_table(gm_model *m) {
+    /* A table, not a weight: evaluated here, left out of the weight count. */
+    mx_scope *scope = mx_scope_open();
+    m->rope_inv_freq = mx_keep(inv_freq_table(m));
+    mx_scope_close(scope);
+    if (!m->rope_inv_freq || mx_eval(&m->rope_inv_freq, 1)) return gm_fail_mlx("building the RoPE table");
+    return 0;
+}
+
+/* The CUDA layer kernel takes every layer (compiled and tried now, so a
+ * missing NVRTC shows here as the op-by-op graph, not mid-generation). */
+static int cuda_prepare(gm_model *m) {
+    const char *e = getenv("GOMLX_CUDA_LAYER");
+    if ((e && !strcmp(e, "0")) || !mx_cuda_available()) return 0;
+    int rc = build_rope_table(m);
+    if (rc) return rc;
+    for (int i = 0; i < m->cfg.num_layers; i++) {
+        mx_layer_step s = step_args(m, &m->layers[i], 0);
+        /* Why not is left in mx_cuda_layer_status(). */
+        if (mx_cuda_layer_ready(&s)) return 0;
+    }
+    m->fused_step = FUSED_CUDA;
+    return 0;
+}
+
 int gm_fused_step_prepare(gm_model *m) {
-    m->fused_step = 0;
+    m->fused_step = FUSED_OFF;
     mx_dtype t = gm_model_dtype(m);
-    if (env_off() || mx_device_is_gpu() || m->cfg.head_dim % 2 || m->cfg.head_dim > 256) return 0;
+    if (mx_device_is_gpu()) return cuda_prepare(m);
+    if (env_off() || m->cfg.head_dim % 2 || m->cfg.head_dim > 256) return 0;
     if (t != MX_FLOAT32 && t != MX_FLOAT16 && t != MX_BFLOAT16) return 0;
     for (int i = 0; i < m->cfg.num_layers; i++) {
         const gm_layer *l = &m->layers[i];
@@ -39,27 +93,20 @@ int gm_fused_step_prepare(gm_model *m) {
         for (int k = 0; k < 4; k++)
             if (norms[k] && mx_get_dtype(norms[k]) != t) return 0;
     }
-    /* A table, not a weight: evaluated here, left out of the weight count. */
-    mx_scope *scope = mx_scope_open();
-    m->rope_inv_freq = mx_keep(inv_freq_table(m));
-    mx_scope_close(scope);
-    if (!m->rope_inv_freq || mx_eval(&m->rope_inv_freq, 1)) return gm_fail_mlx("building the RoPE table");
-    m->fused_step = 1;
+    int rc = build_rope_table(m);
+    if (rc) return rc;
+    m->fused_step = FUSED_CPU;
     return 0;
 }
 
 int gm_fused_step_usable(const gm_model *m, int t) {
-    return t == 1 && m->fused_step && mx_cpu_kernels() && !mx_device_is_gpu();
-}
-
-static mx_qlinear qlinear(const gm_linear *l) {
-    mx_qlinear q = {l->w, l->scales, l->biases, l->bias, l->bits, l->group_size};
-    return q;
+    if (t != 1) return 0;
+    if (m->fused_step == FUSED_CUDA) return mx_device_is_gpu();
+    return m->fused_step == FUSED_CPU && mx_cpu_kernels() && !mx_device_is_gpu();
 }
 
 mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
                         gm_kv_cache *cache, int gelu) {
-    const gm_config *c = &m->cfg;
     int window = gm_layer_window(m, l), slot, key_start;
     if (!h) return NULL;
     if (gm_kv_cache_reserve(cache, m, li, 1, window, gm_model_dtype(m), &slot, &key_start)) {
@@ -68,21 +115,15 @@ mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h
     }
     /* A sliding layer's token sees the last `window` positions only. */
     int first = window > 0 ? cache->offset - window + 1 - key_start : 0;
-    mx_layer_step s = {
-        .attn_norm = l->attn_norm, .mlp_norm = l->mlp_norm,
-        .post_attn_norm = l->post_attn_norm, .post_mlp_norm = l->post_mlp_norm,
-        .qkv = qlinear(&l->wqkv), .o = qlinear(&l->wo),
-        .gate_up = qlinear(&l->w_gate_up), .down = qlinear(&l->w_down),
-        .gelu = gelu,
-        .n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
-        .eps = c->rms_norm_eps,
-        .inv_freq = m->rope_inv_freq,
-        .position = (float)cache->offset * m->rope_scale,
-        .rope_traditional = c->rope_traditional,
-        .k_cache = cache->k[li], .v_cache = cache->v[li],
-        .slot = slot, .first = first > 0 ? first : 0,
-        .attn_scale = gm_attention_scale(c),
-        .softcap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f,
-    };
-    return mx_cpu_layer_step(h, &s);
+    mx_layer_step s = step_args(m, l, gelu);
+    s.position = (float)cache->offset * m->rope_scale;
+    s.k_cache = cache->k[li], s.v_cache = cache->v[li];
+    s.slot = slot, s.first = first > 0 ? first : 0;
+    if (m->fused_step != FUSED_CUDA) return mx_cpu_layer_step(h, &s);
+    if (!cache->scratch) {
+        /* Per session: the kernel's blocks exchange values through it. */
+        cache->scratch = mx_keep(mx_cuda_layer_scratch(&s));
+        if (!cache->scratch) return NULL;
+    }
+    return mx_cuda_layer_step(h, &s, cache->scratch);
 }

@@ -68,8 +68,9 @@ int gm_walk_close(gm_layer_walk *w, mx_array out, int i);
 mx_array gm_walk_end(gm_layer_walk *w);
 
 /* The fused one-token layer (fused_step.c). prepare decides at load
- * whether the model can use it (CPU device, every projection quantized in
- * a form the kernels take, GOMLX_CPU_FUSED not 0) and builds its tables. */
+ * whether the model can use it (on the CPU: every projection quantized in
+ * a form the kernels take, GOMLX_CPU_FUSED not 0; on a CUDA GPU: the layer
+ * kernel takes every layer, GOMLX_CUDA_LAYER not 0) and builds its tables. */
 int gm_fused_step_prepare(gm_model *m);
 /* 1 when a forward of t tokens should run its layers through
  * gm_fused_layer. */

@@ -72,10 +72,13 @@ static int check_cases_passed, check_cases_failed;
         }                                                          \
     } while (0)
 
-/* Prints the closing line and gives main's exit status. */
+/* Prints the closing line and gives main's exit status; a CHECK that
+ * failed after the last case (in main) fails the test too. */
 static inline int check_summary(void) {
-    printf("%d passed, %d failed\n", check_cases_passed, check_cases_failed);
-    return check_cases_failed ? 1 : 0;
+    int stray = check_cases_failed == 0 && check_failures_in_case > 0;
+    printf("%d passed, %d failed%s\n", check_cases_passed, check_cases_failed,
+           stray ? ", and a check outside the cases failed" : "");
+    return check_cases_failed || stray ? 1 : 0;
 }
 
 /* The repo root (ctest runs from it; GOMLX_ROOT overrides). */

@@ -421,8 +421,15 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     for (int r = -1; r < n; r++) {
         const gm_qmm_args *set = calls + (size_t)((r + 1) % sets) * n_mats;
         double t0 = now_s();
-        for (int i = 0; i < n_mats; i++)
-            if (gm_qmm(&set[i]) != 0) goto out;
+        for (int i = 0; i < n_mats; i++) {
+            /* Per layer, the pool's workers spin between the four calls,
+             * as layer_step.c keeps them. */
+            int layer_call = i < n_mats - 1 ? i % per_layer : -1;
+            if (layer_call == 0) gm_pool_burst_begin();
+            int rc = gm_qmm(&set[i]);
+            if (layer_call == per_layer - 1 || (rc != 0 && layer_call >= 0)) gm_pool_burst_end();
+            if (rc != 0) goto out;
+        }
         if (r >= 0) ts[r] = now_s() - t0;
     }
     qsort(ts, (size_t)n, sizeof *ts, cmp_double);

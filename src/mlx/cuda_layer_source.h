@@ -1,0 +1,386 @@
+// cuda_layer_source.h - CUDA C of a whole decoder layer for one token in
+// one kernel (cuda_layer.cpp), compiled with NVRTC after kCudaCommonSource.
+//
+// On the GPU a decode step is paced by the host handing MLX's ops to the
+// device, 3-6 us a node, ~20 for a custom kernel (docs/GPU.md): a layer of
+// ~13 nodes costs more host time than the device needs for its weights.
+// Here the layer is one node. Its phases depend on each other across the
+// whole grid, so the grid is one block per SM (all resident at once) and
+// the phases are separated by a grid-wide barrier:
+//
+//   A  x = rms_norm(h); q|k|v = x Wqkv^T (+ bias); RoPE on q and k; k, v
+//      written into the caches at `slot`
+//   B  attention of the token's q heads over keys first..slot, split into
+//      chunks of keys per kv head; the last block to finish a kv head's
+//      chunks merges them (no barrier needed for that)
+//   C  h1 = h + o Wo^T
+//   D  act = silu(g) * u, g|u = rms_norm(h1) Wgu^T
+//   E  out = h1 + act Wdown^T
+//
+// Every product, bias add, RoPE, attention output and residual add is
+// rounded to the element type where MLX's op-by-op graph rounds; the
+// SwiGLU is float32, rounded once. Values written by one block and read by
+// another go through L2 (ld.global.cg), never a stale L1 line.
+//
+// Defines: XT (0 bfloat16, 1 float16), GS (group size), HD (head dim, a
+// multiple of 32), REP (query heads per kv head), HAS_BIAS (q|k|v
+// bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead of j, j + HD/2), LT
+// (threads per block).
+#ifndef GOMLX_CUDA_LAYER_SOURCE_H
+#define GOMLX_CUDA_LAYER_SOURCE_H
+
+static const char *const kCudaLayerSource = R"CUDA(
+#define NWARPS (LT / 32)
+#define INFINITY __int_as_float(0x7f800000)
+#define EPL (HD / 32) // head elements per lane
+
+// Scratch words (u32): barrier count, generation, timeout flag, then one
+// arrival counter per kv head; every one back at 0 when the kernel ends.
+#define CTRL_WORDS 64
+#define BAR_COUNT 0
+#define BAR_GEN 1
+#define BAR_TIMEOUT 2
+#define KV_COUNT 8
+
+__device__ __forceinline__ float round_half(float f) { return half_at((u32)store_half(f), 0); }
+
+__device__ __forceinline__ u32 load_cg32(const void *p) {
+    u32 v;
+    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.global.cg.u32 %0, [g]; }" : "=r"(v) : "l"(p));
+    return v;
+}
+
+__device__ __forceinline__ float load_cg_f32(const float *p) { return bits_to_float(load_cg32(p)); }
+
+__device__ __forceinline__ float load_cg_half(const u16 *p) {
+    u16 h;
+    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.global.cg.u16 %0, [g]; }" : "=h"(h) : "l"(p));
+    return half_at((u32)h, 0);
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+__device__ __forceinline__ float block_sum(float v, float *part) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    v = warp_sum(v);
+    __syncthreads(); // part may still be read by an earlier call
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    return warp_sum(lane < NWARPS ? part[lane] : 0.f);
+}
+
+// Every block waits here until all have arrived; writes before it are seen
+// by every block after it. A block that waits ~seconds (the grid cannot all
+// be resident: another of these kernels running at once) gives up and
+// raises the timeout flag rather than hang the GPU.
+__device__ void grid_sync(u32 *ctrl) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        volatile u32 *gen = ctrl + BAR_GEN;
+        const u32 g = *gen;
+        __threadfence();
+        if (atomicAdd(ctrl + BAR_COUNT, 1u) == gridDim.x - 1) {
+            atomicExch(ctrl + BAR_COUNT, 0u);
+            __threadfence();
+            atomicAdd(ctrl + BAR_GEN, 1u);
+        } else {
+            long long spins = 0;
+            while (*gen == g) {
+                if (++spins > 1024) __nanosleep(100);
+                if (spins > (1ll << 25)) {
+                    atomicExch(ctrl + BAR_TIMEOUT, 1u);
+                    break;
+                }
+            }
+        }
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
+// rounded, times w, rounded.
+__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
+                               float *part) {
+    float ss = 0.f;
+    for (int k = threadIdx.x; k < n; k += LT) {
+        float v = x_cg ? load_cg_half(x + k) : load_half(x + k);
+        ss += v * v;
+    }
+    const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
+    for (int k = threadIdx.x; k < n; k += LT) {
+        float v = x_cg ? load_cg_half(x + k) : load_half(x + k);
+        xs[k] = store_half(load_half(w + k) * round_half(v * inv));
+    }
+    __syncthreads();
+}
+
+// xs = x (n elements written by other blocks of this kernel).
+__device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
+    const u32 *src = reinterpret_cast<const u32 *>(x);
+    u32 *dst = reinterpret_cast<u32 *>(xs);
+    for (int k = threadIdx.x; k < n / 2; k += LT) dst[k] = load_cg32(src + k);
+    __syncthreads();
+}
+
+// The warp's sums of two rows of a 4-bit matrix with x (shared memory), as
+// cuda_qmv_source.h computes them: scale * sum(q x) + bias * sum(x) per
+// group. Every lane gets both sums.
+__device__ __forceinline__ void dot2(const u16 *xs, const u32 *w, const u16 *scales,
+                                     const u16 *biases, int r0, int r1, int K, float *out0,
+                                     float *out1) {
+    const int lane = threadIdx.x & 31, chunks = K >> 5, groups = K / GS;
+    const u16 *w0 = reinterpret_cast<const u16 *>(w + (size_t)r0 * (K >> 3));
+    const u16 *w1 = reinterpret_cast<const u16 *>(w + (size_t)r1 * (K >> 3));
+    const u16 *s0 = scales + (size_t)r0 * groups, *s1 = scales + (size_t)r1 * groups;
+    const u16 *b0 = biases + (size_t)r0 * groups, *b1 = biases + (size_t)r1 * groups;
+    float acc0 = 0.f, acc1 = 0.f;
+    for (int c = lane; c < chunks; c += 32) {
+        const int g = (c << 5) / GS;
+        V4 q0 = load16(w0 + c * 8, true), q1 = load16(w1 + c * 8, true);
+        float sc0 = load_half(s0 + g), bi0 = load_half(b0 + g);
+        float sc1 = load_half(s1 + g), bi1 = load_half(b1 + g);
+        float xf[32];
+        float xsum = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            V4 v = *(const V4 *)(xs + c * 32 + i * 8);
+            u32 p[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                xf[i * 8 + 2 * k] = half_at(p[k], 0);
+                xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
+                xsum += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
+            }
+        }
+        u32 wa[4] = {q0.x, q0.y, q0.z, q0.w}, wb[4] = {q1.x, q1.y, q1.z, q1.w};
+        float qa = 0.f, qb = 0.f;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                qa += (float)((wa[i] >> (4 * k)) & 15u) * xf[i * 8 + k];
+                qb += (float)((wb[i] >> (4 * k)) & 15u) * xf[i * 8 + k];
+            }
+        acc0 += sc0 * qa + bi0 * xsum;
+        acc1 += sc1 * qb + bi1 * xsum;
+    }
+    *out0 = warp_sum(acc0);
+    *out1 = warp_sum(acc1);
+}
+
+extern "C" __global__ void __launch_bounds__(LT, 1)
+KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
+            const u32 *__restrict__ qkv_w, const u16 *__restrict__ qkv_s, const u16 *__restrict__ qkv_b,
+#if HAS_BIAS
+            const u16 *__restrict__ qkv_bias,
+#endif
+            const u32 *__restrict__ o_w, const u16 *__restrict__ o_s, const u16 *__restrict__ o_b,
+            const u16 *__restrict__ mlp_nw,
+            const u32 *__restrict__ gu_w, const u16 *__restrict__ gu_s, const u16 *__restrict__ gu_b,
+            const u32 *__restrict__ dn_w, const u16 *__restrict__ dn_s, const u16 *__restrict__ dn_b,
+            const float *__restrict__ inv_freq, u16 *k_cache, u16 *v_cache, u32 *scratch,
+            u16 *out, int hidden, int n_heads, int n_kv, int ff, int cap, int slot, int first,
+            float position, float eps, float attn_scale) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ float part[32];
+    u16 *xs = reinterpret_cast<u16 *>(smem);
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
+    const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
+    const int n_keys = slot - first + 1;
+    int chunks = (int)gridDim.x / n_kv;
+    if (chunks < 1) chunks = 1;
+    if (chunks > n_keys) chunks = n_keys;
+    const int per_chunk = (n_keys + chunks - 1) / chunks;
+
+    u32 *ctrl = scratch;
+    float *q_buf = reinterpret_cast<float *>(scratch + CTRL_WORDS);                 // [qd]
+    float *parts = q_buf + ((qd + 3) & ~3);                                         // [n_heads][grid][HD + 2]
+    u16 *o_buf = reinterpret_cast<u16 *>(parts + (size_t)n_heads * gridDim.x * (HD + 2)); // [qd]
+    u16 *act = o_buf + ((qd + 7) & ~7);                                             // [ff]
+
+    // ---- A: q|k|v, RoPE, cache writes ----
+    norm_to_shared(h, false, attn_nw, xs, hidden, eps, part);
+    const int rope_items = (qd + kvd) / 2, items = (qd + 2 * kvd) / 2;
+    for (int it = gwarp; it < items; it += n_warps) {
+        int r0, r1, j = 0;
+        if (it < rope_items) {
+            const int head = it / (HD / 2);
+            j = it % (HD / 2);
+#if ROPE_TRAD
+            r0 = head * HD + 2 * j, r1 = r0 + 1;
+#else
+            r0 = head * HD + j, r1 = r0 + HD / 2;
+#endif
+        } else {
+            r0 = qd + kvd + 2 * (it - rope_items), r1 = r0 + 1;
+        }
+        float a0, a1;
+        dot2(xs, qkv_w, qkv_s, qkv_b, r0, r1, hidden, &a0, &a1);
+        if (lane) continue;
+        a0 = round_half(a0), a1 = round_half(a1);
+#if HAS_BIAS
+        a0 = round_half(a0 + load_half(qkv_bias + r0)), a1 = round_half(a1 + load_half(qkv_bias + r1));
+#endif
+        if (it < rope_items) {
+            float sn, cs;
+            sincosf(position * inv_freq[j], &sn, &cs);
+            const float o0 = round_half(a0 * cs - a1 * sn), o1 = round_half(a0 * sn + a1 * cs);
+            if (r0 < qd) {
+                q_buf[r0] = o0, q_buf[r1] = o1;
+            } else {
+                const int kh = (r0 - qd) / HD;
+                u16 *row = k_cache + ((size_t)kh * cap + slot) * HD;
+                row[(r0 - qd) % HD] = store_half(o0), row[(r1 - qd) % HD] = store_half(o1);
+            }
+        } else {
+            const int vh = (r0 - qd - kvd) / HD;
+            u16 *row = v_cache + ((size_t)vh * cap + slot) * HD;
+            row[(r0 - qd - kvd) % HD] = store_half(a0), row[(r1 - qd - kvd) % HD] = store_half(a1);
+        }
+    }
+    grid_sync(ctrl);
+
+    // ---- B: attention, chunks of keys per kv head, merged by the last ----
+    __shared__ int merge;
+    __shared__ float dens[REP];
+    float *wbuf = reinterpret_cast<float *>(smem); // [NWARPS][HD + 2]
+    for (int u = blockIdx.x; u < n_kv * chunks; u += gridDim.x) {
+        const int kvh = u / chunks, c = u % chunks;
+        const int k0 = first + c * per_chunk;
+        const int k1 = min(k0 + per_chunk, slot + 1);
+        float qv[REP][EPL], m[REP], l[REP], acc[REP][EPL];
+#pragma unroll
+        for (int r = 0; r < REP; r++) {
+            m[r] = -INFINITY, l[r] = 0.f;
+#pragma unroll
+            for (int e = 0; e < EPL; e++) {
+                acc[r][e] = 0.f;
+                qv[r][e] = load_cg_f32(q_buf + (kvh * REP + r) * HD + lane * EPL + e) * attn_scale;
+            }
+        }
+        for (int t = k0 + warp; t < k1; t += NWARPS) {
+            const u16 *kr = k_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
+            const u16 *vr = v_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
+            float kf[EPL], vf[EPL];
+#pragma unroll
+            for (int e = 0; e < EPL; e++) kf[e] = load_cg_half(kr + e), vf[e] = load_cg_half(vr + e);
+#pragma unroll
+            for (int r = 0; r < REP; r++) {
+                float s = 0.f;
+#pragma unroll
+                for (int e = 0; e < EPL; e++) s += qv[r][e] * kf[e];
+                s = warp_sum(s);
+                const float mn = fmaxf(m[r], s), corr = __expf(m[r] - mn), p = __expf(s - mn);
+                l[r] = l[r] * corr + p;
+#pragma unroll
+                for (int e = 0; e < EPL; e++) acc[r][e] = acc[r][e] * corr + p * vf[e];
+                m[r] = mn;
+            }
+        }
+        // The block's warps combined per head into one partial (max, sum, acc).
+#pragma unroll
+        for (int r = 0; r < REP; r++) {
+            __syncthreads();
+#pragma unroll
+            for (int e = 0; e < EPL; e++) wbuf[warp * (HD + 2) + lane * EPL + e] = acc[r][e];
+            if (lane == 0) wbuf[warp * (HD + 2) + HD] = m[r], wbuf[warp * (HD + 2) + HD + 1] = l[r];
+            __syncthreads();
+            float *dst = parts + ((size_t)(kvh * REP + r) * gridDim.x + c) * (HD + 2);
+            for (int d = tid; d < HD + 2; d += LT) {
+                float mx = -INFINITY;
+                for (int w2 = 0; w2 < NWARPS; w2++) mx = fmaxf(mx, wbuf[w2 * (HD + 2) + HD]);
+                float v = 0.f;
+                if (mx != -INFINITY) {
+                    for (int w2 = 0; w2 < NWARPS; w2++) {
+                        const float wm = wbuf[w2 * (HD + 2) + HD];
+                        if (wm == -INFINITY) continue;
+                        const float f = __expf(wm - mx);
+                        v += f * wbuf[w2 * (HD + 2) + (d < HD ? d : HD + 1)];
+                    }
+                }
+                dst[d] = d == HD ? mx : v;
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {
+            __threadfence();
+            merge = atomicAdd(ctrl + KV_COUNT + kvh, 1u) == (u32)chunks - 1;
+        }
+        __syncthreads();
+        if (!merge) continue;
+        __threadfence();
+        // Chunk c of head r weighs exp(max_c - max) (fw, shared), its sums
+        // are added up per head (den).
+        float *fw = wbuf; // [REP][chunks]
+        for (int i = tid; i < REP * chunks; i += LT) {
+            const int r = i / chunks, cc = i % chunks;
+            fw[i] = load_cg_f32(parts + ((size_t)(kvh * REP + r) * gridDim.x + cc) * (HD + 2) + HD);
+        }
+        __syncthreads();
+        for (int r = warp; r < REP; r += NWARPS) {
+            float mx = -INFINITY, den = 0.f;
+            for (int cc = lane; cc < chunks; cc += 32) mx = fmaxf(mx, fw[r * chunks + cc]);
+            mx = warp_max(mx);
+            for (int cc = lane; cc < chunks; cc += 32) {
+                const float cm = fw[r * chunks + cc];
+                const float f = cm == -INFINITY ? 0.f : __expf(cm - mx);
+                den += f * load_cg_f32(parts + ((size_t)(kvh * REP + r) * gridDim.x + cc) * (HD + 2) + HD + 1);
+                fw[r * chunks + cc] = f;
+            }
+            den = warp_sum(den);
+            if (lane == 0) dens[r] = den;
+        }
+        __syncthreads();
+        for (int i = tid; i < REP * HD; i += LT) {
+            const int r = i / HD, d = i % HD;
+            const float *src = parts + (size_t)(kvh * REP + r) * gridDim.x * (HD + 2) + d;
+            float num = 0.f;
+#pragma unroll 4
+            for (int cc = 0; cc < chunks; cc++) num += fw[r * chunks + cc] * load_cg_f32(src + cc * (HD + 2));
+            o_buf[(kvh * REP + r) * HD + d] = store_half(num / dens[r]);
+        }
+        if (tid == 0) ctrl[KV_COUNT + kvh] = 0;
+    }
+    grid_sync(ctrl);
+
+    // ---- C: h1 = h + o Wo^T ----
+    copy_to_shared(o_buf, xs, qd);
+    for (int it = gwarp; it < hidden / 2; it += n_warps) {
+        float a0, a1;
+        dot2(xs, o_w, o_s, o_b, 2 * it, 2 * it + 1, qd, &a0, &a1);
+        if (lane) continue;
+        out[2 * it] = store_half(load_half(h + 2 * it) + round_half(a0));
+        out[2 * it + 1] = store_half(load_half(h + 2 * it + 1) + round_half(a1));
+    }
+    grid_sync(ctrl);
+
+    // ---- D: act = silu(g) * u ----
+    norm_to_shared(out, true, mlp_nw, xs, hidden, eps, part);
+    for (int it = gwarp; it < ff; it += n_warps) {
+        float g, up;
+        dot2(xs, gu_w, gu_s, gu_b, it, it + ff, hidden, &g, &up);
+        if (lane) continue;
+        g = round_half(g), up = round_half(up);
+        act[it] = store_half(g / (1.f + __expf(-g)) * up);
+    }
+    grid_sync(ctrl);
+
+    // ---- E: out = h1 + act Wdown^T ----
+    copy_to_shared(act, xs, ff);
+    for (int it = gwarp; it < hidden / 2; it += n_warps) {
+        float a0, a1;
+        dot2(xs, dn_w, dn_s, dn_b, 2 * it, 2 * it + 1, ff, &a0, &a1);
+        if (lane) continue;
+        out[2 * it] = store_half(load_cg_half(out + 2 * it) + round_half(a0));
+        out[2 * it + 1] = store_half(load_cg_half(out + 2 * it + 1) + round_half(a1));
+    }
+}
+)CUDA";
+
+#endif

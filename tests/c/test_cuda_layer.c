@@ -1,0 +1,280 @@
+/* test_cuda_layer.c - the one-kernel decoder layer for one token on NVIDIA
+ * GPUs (src/mlx/cuda_layer.cpp) against MLX's op-by-op layer on the same
+ * inputs: rms_norm, quantized matmuls, RoPE, the cache write, sdpa,
+ * residuals, SwiGLU. Both are compared with the same ops run in float32
+ * (same quantized weights): ours must be no further from that than MLX's
+ * own bfloat16/float16 graph is (times 2, plus one rounding of the element
+ * type), at several steps in a row (the barrier and counters reset between
+ * kernels), with GQA, a q|k|v bias, traditional RoPE, a sliding window and
+ * float16. The cache row written in place is checked too, and the rows
+ * around it are left as they were. Needs an NVIDIA GPU and MLX's CUDA
+ * backend; elsewhere it exits 77, which ctest reports as skipped. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "mlx/mx.h"
+
+static uint32_t rng_state = 7;
+static float rnd(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)(rng_state >> 8) / (float)(1u << 23) - 1.0f;
+}
+
+static float *random_values(size_t n, float scale, float offset) {
+    float *v = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = offset + scale * rnd();
+    return v;
+}
+
+/* Evaluated array of dtype dt from float values (a buffer of its own). */
+static mx_array from_values(const float *v, const int *shape, int ndim, mx_dtype dt) {
+    mx_array a = mx_astype(mx_from_data(v, shape, ndim, MX_FLOAT32), dt);
+    if (a && mx_eval(&a, 1)) return NULL;
+    return a;
+}
+
+static mx_array random_array(const int *shape, int ndim, mx_dtype dt, float scale, float offset) {
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    float *v = random_values(n, scale, offset);
+    mx_array a = from_values(v, shape, ndim, dt);
+    free(v);
+    return a;
+}
+
+static float *read_all(mx_array a) {
+    size_t n = a ? mx_size(a) : 0;
+    float *v = malloc((n ? n : 1) * sizeof(float));
+    if (!a || mx_read(a, MX_FLOAT32, v, n * sizeof(float))) {
+        free(v);
+        return NULL;
+    }
+    return v;
+}
+
+/* Largest |a - ref| over the largest |ref|. */
+static double rel_diff(mx_array a, mx_array ref) {
+    float *x = read_all(a), *y = read_all(ref);
+    double e = INFINITY;
+    if (x && y && mx_size(a) == mx_size(ref)) {
+        double d = 0, m = 0;
+        for (size_t i = 0; i < mx_size(ref); i++) {
+            double v = fabs((double)x[i] - y[i]);
+            if (!(v <= d)) d = v;
+            if (fabs(y[i]) > m) m = fabs(y[i]);
+        }
+        e = m > 0 ? d / m : d;
+    }
+    free(x);
+    free(y);
+    return e;
+}
+
+typedef struct shape {
+    const char *name;
+    int hidden, n_heads, n_kv, head_dim, ff, gs, bias, trad, window;
+    mx_dtype dt;
+} shape;
+
+typedef struct layer {
+    mx_qlinear qkv, o, gu, down;
+    mx_array attn_norm, mlp_norm, inv_freq;
+} layer;
+
+static mx_qlinear quantized(int out, int in, const shape *sh, int bias) {
+    mx_qlinear l = {0};
+    mx_array w = random_array((int[]){out, in}, 2, sh->dt, 0.04f, 0.0f);
+    CHECK(mx_quantize(w, sh->gs, 4, &l.w, &l.scales, &l.biases) == 0);
+    mx_array parts[3] = {l.w, l.scales, l.biases};
+    CHECK(mx_eval(parts, 3) == 0);
+    l.bits = 4, l.group_size = sh->gs;
+    if (bias) l.bias = random_array((int[]){out}, 1, sh->dt, 0.5f, 0.0f);
+    return l;
+}
+
+static layer make_layer(const shape *sh) {
+    layer L;
+    int qd = sh->n_heads * sh->head_dim, kvd = sh->n_kv * sh->head_dim, half = sh->head_dim / 2;
+    L.qkv = quantized(qd + 2 * kvd, sh->hidden, sh, sh->bias);
+    L.o = quantized(sh->hidden, qd, sh, 0);
+    L.gu = quantized(2 * sh->ff, sh->hidden, sh, 0);
+    L.down = quantized(sh->hidden, sh->ff, sh, 0);
+    L.attn_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
+    L.mlp_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
+    /* RoPE base 10000, as MLX computes the angles from a base */
+    float step = logf(10000.0f) / (float)half;
+    L.inv_freq = mx_exp(mx_multiply(mx_arange(0, -half, -1, MX_FLOAT32), mx_scalar(step, MX_FLOAT32)));
+    CHECK(mx_eval(&L.inv_freq, 1) == 0);
+    return L;
+}
+
+static mx_array as(mx_array a, mx_dtype t) { return a ? mx_astype(a, t) : NULL; }
+
+static mx_array linear(const mx_qlinear *l, mx_array x, mx_dtype t) {
+    mx_array y = mx_quantized_matmul(x, l->w, as(l->scales, t), as(l->biases, t), 1, l->group_size, 4);
+    return l->bias ? mx_add(y, as(l->bias, t)) : y;
+}
+
+/* MLX's op-by-op layer in dtype t; *kc, *vc are replaced by the updated
+ * caches; *k_new is the rotated key [1, n_kv, 1, d]. */
+static mx_array reference(const shape *sh, const layer *L, mx_array h, mx_array *kc, mx_array *vc,
+                          int slot, int first, mx_dtype t, mx_array *k_new) {
+    int d = sh->head_dim, qd = sh->n_heads * d, kvd = sh->n_kv * d;
+    float eps = 1e-5f, scale = 1.0f / sqrtf((float)d);
+    h = as(h, t);
+    mx_array x = mx_rms_norm(h, as(L->attn_norm, t), eps);
+    mx_array qkv = linear(&L->qkv, x, t);
+    mx_array q = mx_reshape(mx_slice(qkv, (int[]){0, 0, 0}, (int[]){1, 1, qd}, NULL, 3),
+                            (int[]){1, sh->n_heads, 1, d}, 4);
+    mx_array k = mx_reshape(mx_slice(qkv, (int[]){0, 0, qd}, (int[]){1, 1, qd + kvd}, NULL, 3),
+                            (int[]){1, sh->n_kv, 1, d}, 4);
+    mx_array v = mx_reshape(mx_slice(qkv, (int[]){0, 0, qd + kvd}, (int[]){1, 1, qd + 2 * kvd}, NULL, 3),
+                            (int[]){1, sh->n_kv, 1, d}, 4);
+    q = mx_rope(q, d, sh->trad, 10000.0f, 1.0f, slot, NULL);
+    k = mx_rope(k, d, sh->trad, 10000.0f, 1.0f, slot, NULL);
+    *k_new = k;
+    *kc = mx_slice_update(as(*kc, t), k, (int[]){0, 0, slot, 0}, (int[]){1, sh->n_kv, slot + 1, d}, 4);
+    *vc = mx_slice_update(as(*vc, t), v, (int[]){0, 0, slot, 0}, (int[]){1, sh->n_kv, slot + 1, d}, 4);
+    mx_array keys = mx_slice(*kc, (int[]){0, 0, first}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
+    mx_array vals = mx_slice(*vc, (int[]){0, 0, first}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
+    mx_array o = mx_reshape(mx_sdpa(q, keys, vals, scale, 0, NULL), (int[]){1, 1, qd}, 3);
+    mx_array h1 = mx_add(h, linear(&L->o, o, t));
+    mx_array act = mx_gated_stacked(linear(&L->gu, mx_rms_norm(h1, as(L->mlp_norm, t), eps), t), 0);
+    return mx_add(h1, linear(&L->down, act, t));
+}
+
+static void check_shape(const shape *sh) {
+    mx_scope *scope = mx_scope_open();
+    int d = sh->head_dim, cap = 320, slot0 = 200;
+    layer L = make_layer(sh);
+    size_t cache_n = (size_t)sh->n_kv * cap * d;
+    float *kv0 = random_values(cache_n, 1.0f, 0.0f), *vv0 = random_values(cache_n, 1.0f, 0.0f);
+    const int cshape[4] = {1, sh->n_kv, cap, d};
+    /* Ours is written in place; the references keep their own copies. */
+    mx_array k_ours = from_values(kv0, cshape, 4, sh->dt), v_ours = from_values(vv0, cshape, 4, sh->dt);
+    mx_array k_mlx = from_values(kv0, cshape, 4, sh->dt), v_mlx = from_values(vv0, cshape, 4, sh->dt);
+    mx_array k_f32 = from_values(kv0, cshape, 4, MX_FLOAT32), v_f32 = from_values(vv0, cshape, 4, MX_FLOAT32);
+    mx_layer_step s = {
+        .attn_norm = L.attn_norm, .mlp_norm = L.mlp_norm,
+        .qkv = L.qkv, .o = L.o, .gate_up = L.gu, .down = L.down,
+        .n_heads = sh->n_heads, .n_kv_heads = sh->n_kv, .head_dim = d, .eps = 1e-5f,
+        .inv_freq = L.inv_freq, .rope_traditional = sh->trad,
+        .k_cache = k_ours, .v_cache = v_ours,
+        .attn_scale = 1.0f / sqrtf((float)d),
+    };
+    const char *why = mx_cuda_layer_ready(&s);
+    CHECK_MSG(why == NULL, "%s: not ready: %s", sh->name, why ? why : "");
+    mx_array scratch = mx_cuda_layer_scratch(&s);
+    CHECK_MSG(scratch != NULL, "%s", mx_error());
+    if (why || !scratch) {
+        mx_scope_close(scope);
+        return;
+    }
+    for (int step = 0; step < 3; step++) {
+        int slot = slot0 + step * 50, first = sh->window ? slot - sh->window + 1 : 0;
+        mx_array h = random_array((int[]){1, 1, sh->hidden}, 3, sh->dt, 2.0f, 0.0f);
+        s.slot = slot, s.first = first, s.position = (float)slot;
+        long calls = mx_cuda_layer_calls();
+        mx_array ours = mx_cuda_layer_step(h, &s, scratch);
+        CHECK_MSG(ours != NULL, "%s", mx_error());
+        CHECK(mx_cuda_layer_calls() == calls + 1);
+        mx_array kn_mlx, kn_f32;
+        mx_array mlx = reference(sh, &L, h, &k_mlx, &v_mlx, slot, first, sh->dt, &kn_mlx);
+        mx_array f32 = reference(sh, &L, h, &k_f32, &v_f32, slot, first, MX_FLOAT32, &kn_f32);
+        mx_array all[7] = {ours, mlx, f32, k_mlx, v_mlx, k_f32, v_f32};
+        CHECK(mx_eval(all, 7) == 0);
+        CHECK(mx_cuda_layer_timed_out(scratch) == 0);
+        CHECK(mx_get_dtype(ours) == sh->dt && mx_size(ours) == (size_t)sh->hidden);
+        double e_ours = rel_diff(ours, f32), e_mlx = rel_diff(mlx, f32);
+        double ulp = sh->dt == MX_BFLOAT16 ? 1.0 / 256 : 1.0 / 2048;
+        CHECK_MSG(e_ours <= 2 * e_mlx + ulp, "%s step %d: ours %.3g from float32, MLX's ops %.3g", sh->name,
+                  step, e_ours, e_mlx);
+        /* The cache rows: the new one as MLX's float32 RoPE gives it (one
+         * rounding, plus the products' order), the others untouched. */
+        mx_array row_ours = mx_slice(k_ours, (int[]){0, 0, slot}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
+        double e_k = rel_diff(row_ours, kn_f32), e_k_mlx = rel_diff(kn_mlx, kn_f32);
+        CHECK_MSG(e_k <= 2 * e_k_mlx + ulp, "%s step %d: key %.3g, MLX's %.3g", sh->name, step, e_k, e_k_mlx);
+        mx_array vrow_ours = mx_slice(v_ours, (int[]){0, 0, slot}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
+        mx_array vrow_mlx = mx_slice(v_mlx, (int[]){0, 0, slot}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
+        mx_array vrow_f32 = mx_slice(v_f32, (int[]){0, 0, slot}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
+        CHECK(rel_diff(vrow_ours, vrow_f32) <= 2 * rel_diff(vrow_mlx, vrow_f32) + ulp);
+        mx_array before = mx_slice(k_ours, (int[]){0, 0, slot - 1}, (int[]){1, sh->n_kv, slot}, NULL, 3);
+        mx_array before_mlx = mx_slice(k_mlx, (int[]){0, 0, slot - 1}, (int[]){1, sh->n_kv, slot}, NULL, 3);
+        mx_array after = mx_slice(v_ours, (int[]){0, 0, slot + 1}, (int[]){1, sh->n_kv, slot + 2}, NULL, 3);
+        mx_array after_mlx = mx_slice(v_mlx, (int[]){0, 0, slot + 1}, (int[]){1, sh->n_kv, slot + 2}, NULL, 3);
+        CHECK(rel_diff(before, before_mlx) == 0 && rel_diff(after, after_mlx) == 0);
+        fprintf(stderr, "  %-26s step %d: to float32 ours %.2e, MLX's ops %.2e; key ours %.2e, MLX's %.2e\n",
+                sh->name, step, e_ours, e_mlx, e_k, e_k_mlx);
+    }
+    free(kv0);
+    free(vv0);
+    mx_scope_close(scope);
+}
+
+static void test_shapes(void) {
+    static const shape shapes[] = {
+        /* name, hidden, heads, kv heads, head dim, ff, group, bias, trad, window, dtype */
+        {"llama-3.2-3b-like", 3072, 24, 8, 128, 8192, 64, 0, 0, 0, MX_BFLOAT16},
+        {"qwen2.5-3b-like (bias)", 2048, 16, 2, 128, 11008, 64, 1, 0, 0, MX_BFLOAT16},
+        {"qwen2.5-0.5b-like", 896, 14, 2, 64, 4864, 32, 1, 0, 0, MX_BFLOAT16},
+        {"window 37, traditional", 1024, 8, 8, 128, 2816, 128, 0, 1, 37, MX_BFLOAT16},
+        {"float16, MHA", 1024, 8, 8, 128, 2048, 64, 0, 0, 0, MX_FLOAT16},
+        {"float16, GQA 4", 2048, 16, 4, 128, 5632, 32, 1, 0, 0, MX_FLOAT16},
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(&shapes[i]);
+    CHECK_STR(mx_cuda_layer_status(), "in use");
+}
+
+/* What the kernel does not take is refused with a reason, and a step
+ * with a slot outside the cache fails with an error instead of running. */
+static void test_misfits(void) {
+    mx_scope *scope = mx_scope_open();
+    shape sh = {"misfit", 256, 4, 2, 64, 512, 64, 0, 0, 0, MX_BFLOAT16};
+    layer L = make_layer(&sh);
+    mx_layer_step s = {
+        .attn_norm = L.attn_norm, .mlp_norm = L.mlp_norm,
+        .qkv = L.qkv, .o = L.o, .gate_up = L.gu, .down = L.down,
+        .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .eps = 1e-5f,
+        .inv_freq = L.inv_freq, .attn_scale = 0.125f,
+    };
+    CHECK(mx_cuda_layer_ready(&s) == NULL);
+    mx_layer_step bad = s;
+    bad.gelu = 1;
+    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    bad = s;
+    bad.n_kv_heads = 3; /* 4 heads do not share 3 kv heads */
+    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    bad = s;
+    bad.o.bits = 8;
+    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    CHECK(strncmp(mx_cuda_layer_status(), "not used: ", 10) == 0);
+    mx_array scratch = mx_cuda_layer_scratch(&s);
+    CHECK(scratch != NULL);
+    s.k_cache = random_array((int[]){1, 2, 16, 64}, 4, MX_BFLOAT16, 1.0f, 0.0f);
+    s.v_cache = random_array((int[]){1, 2, 16, 64}, 4, MX_BFLOAT16, 1.0f, 0.0f);
+    mx_array h = random_array((int[]){1, 1, 256}, 3, MX_BFLOAT16, 1.0f, 0.0f);
+    s.slot = 16;
+    CHECK(mx_cuda_layer_step(h, &s, scratch) == NULL);
+    CHECK(strstr(mx_error(), "slot") != NULL);
+    mx_clear_error();
+    s.slot = 3;
+    mx_array f32h = mx_astype(h, MX_FLOAT32);
+    CHECK(mx_cuda_layer_step(f32h, &s, scratch) == NULL);
+    mx_clear_error();
+    mx_array ok = mx_cuda_layer_step(h, &s, scratch);
+    CHECK(ok != NULL && mx_eval(&ok, 1) == 0);
+    mx_scope_close(scope);
+}
+
+int main(void) {
+    if (!mx_cuda_available() || mx_set_device(1) != 0) {
+        printf("skipped: no CUDA backend here\n");
+        return 77;
+    }
+    RUN(test_shapes);
+    RUN(test_misfits);
+    return check_summary();
+}
