@@ -78,6 +78,22 @@ __device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
     return V4{e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16};
 }
 
+// sum over k < 32 of q[k] * xf[k], q the 4-bit values of a 16-byte chunk
+// (nibble k of word k / 8). A nibble becomes a float by OR-ing it into the
+// mantissa of 2^23 and subtracting 2^23 (exact): the int-to-float
+// conversion runs at 1/8 of the FMA rate and bounded the loop (~16
+// weights per clock and SM, ~1.8 TB/s of 4-bit weights on an H100).
+__device__ __forceinline__ float nibble_dot(const u32 w[4], const float xf[32]) {
+    float s0 = 0.f, s1 = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int k = 0; k < 8; k += 2) {
+            s0 += (bits_to_float(((w[i] >> (4 * k)) & 15u) | 0x4B000000u) - 8388608.f) * xf[i * 8 + k];
+            s1 += (bits_to_float(((w[i] >> (4 * k + 4)) & 15u) | 0x4B000000u) - 8388608.f) * xf[i * 8 + k + 1];
+        }
+    return s0 + s1;
+}
 )CUDA";
 
 #endif

@@ -44,7 +44,7 @@ using namespace gomlx::mx;
 namespace {
 
 const int kThreads = 512, kWarps = kThreads / 32;
-const int kCtrlWords = 64, kKvCount = 8;  // as CTRL_WORDS, KV_COUNT in the source
+const int kCtrlWords = 64, kKvCount = 8, kMaxKv = 40;  // as CTRL_WORDS, KV_COUNT, STAMPS in the source
 const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
 int env_enabled() {
@@ -57,6 +57,17 @@ std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
 std::map<std::tuple<int, int, int, int, int, int>, Kernel> g_kernels;
+
+// Tuning knobs (A/B runs): chunks a lane loads ahead (2 measured slower on
+// an H100, and an L2 prefetch of the next phases' weights no faster); the
+// phase timestamps of tools/c/bench_cuda_layer.c.
+int env_int(const char *name, int def, int lo, int hi) {
+    const char *e = getenv(name);
+    int v = e && *e ? atoi(e) : def;
+    return v >= lo && v <= hi ? v : def;
+}
+const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
+const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
 
 // Streaming multiprocessors of device 0 (MLX's), from the CUDA driver MLX
 // has loaded; 0 when it cannot be asked.
@@ -119,8 +130,8 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (!s->attn_norm || !s->mlp_norm || !s->inv_freq) return "missing norms or RoPE table";
     if (need_cache && (!s->k_cache || !s->v_cache)) return "missing caches";
     int hd = s->head_dim, nh = s->n_heads, nkv = s->n_kv_heads;
-    if (hd <= 0 || hd % 32 || hd > 256 || nkv <= 0 || nh % nkv || nh / nkv > 8 || nkv > kCtrlWords - kKvCount)
-        return "head layout (head_dim a multiple of 32 up to 256, at most 8 query heads per kv head)";
+    if (hd <= 0 || hd % 32 || hd > 256 || nkv <= 0 || nh % nkv || nh / nkv > 8 || nkv > kMaxKv)
+        return "head layout (head_dim a multiple of 32 up to 256, at most 8 query heads per kv head, 40 kv heads)";
     if (!s->qkv.w || !s->gate_up.w) return "q|k|v or gate|up not stacked";
     int hidden = s->attn_norm->a.size(), qd = nh * hd, kvd = nkv * hd;
     int ff = s->gate_up.w->a.shape(0) / 2, gs = s->qkv.group_size;
@@ -184,7 +195,8 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
             k, source,
             {"XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
              "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
-             "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads)},
+             "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
+             "DOT_U=" + std::to_string(kDotUnroll), "TIMING=" + std::to_string(kTiming)},
             &g_status))
         return;
     array scratch = new_scratch(d);
@@ -215,7 +227,8 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
         Kernel &k = it->second;
         k.name = "gomlx_layer_" + std::string(d.half ? "f16" : "bf16") + "_g" + std::to_string(d.gs) + "_d" +
                  std::to_string(d.head_dim) + "_r" + std::to_string(d.n_heads / d.n_kv) + "_b" +
-                 std::to_string(d.bias) + "_t" + std::to_string(d.trad);
+                 std::to_string(d.bias) + "_t" + std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) +
+                 "_c" + std::to_string(kTiming);
         build(k, d, proto, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;

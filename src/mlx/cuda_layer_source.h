@@ -25,7 +25,9 @@
 // Defines: XT (0 bfloat16, 1 float16), GS (group size), HD (head dim, a
 // multiple of 32), REP (query heads per kv head), HAS_BIAS (q|k|v
 // bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead of j, j + HD/2), LT
-// (threads per block).
+// (threads per block), DOT_U (chunks a lane loads before using them; 1,
+// the default, measured fastest), TIMING (1: block 0 stamps the GPU clock
+// at each phase's end into the scratch, for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -41,6 +43,17 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define BAR_GEN 1
 #define BAR_TIMEOUT 2
 #define KV_COUNT 8
+#define STAMPS 48 // with TIMING: 6 stamps of 64 bits, words 48..59
+
+__device__ __forceinline__ void stamp(u32 *ctrl, int i) {
+#if TIMING
+    if (blockIdx.x == 0 && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        ctrl[STAMPS + 2 * i] = (u32)t, ctrl[STAMPS + 2 * i + 1] = (u32)(t >> 32);
+    }
+#endif
+}
 
 __device__ __forceinline__ float round_half(float f) { return half_at((u32)store_half(f), 0); }
 
@@ -139,35 +152,41 @@ __device__ __forceinline__ void dot2(const u16 *xs, const u32 *w, const u16 *sca
     const u16 *s0 = scales + (size_t)r0 * groups, *s1 = scales + (size_t)r1 * groups;
     const u16 *b0 = biases + (size_t)r0 * groups, *b1 = biases + (size_t)r1 * groups;
     float acc0 = 0.f, acc1 = 0.f;
-    for (int c = lane; c < chunks; c += 32) {
-        const int g = (c << 5) / GS;
-        V4 q0 = load16(w0 + c * 8, true), q1 = load16(w1 + c * 8, true);
-        float sc0 = load_half(s0 + g), bi0 = load_half(b0 + g);
-        float sc1 = load_half(s1 + g), bi1 = load_half(b1 + g);
-        float xf[32];
-        float xsum = 0.f;
+    // DOT_U chunks' loads are issued before any is used: a phase is a few
+    // rounds of loads per lane, so latency, not bandwidth, bounds it.
+    for (int c0 = lane; c0 < chunks; c0 += 32 * DOT_U) {
+        V4 q0[DOT_U], q1[DOT_U];
+        float sc0[DOT_U], bi0[DOT_U], sc1[DOT_U], bi1[DOT_U];
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            V4 v = *(const V4 *)(xs + c * 32 + i * 8);
-            u32 p[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                xf[i * 8 + 2 * k] = half_at(p[k], 0);
-                xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
-                xsum += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
-            }
+        for (int u = 0; u < DOT_U; u++) {
+            const int c = c0 + 32 * u < chunks ? c0 + 32 * u : c0; // past the end: a valid address, unused
+            const int g = (c << 5) / GS;
+            q0[u] = load16(w0 + c * 8, true), q1[u] = load16(w1 + c * 8, true);
+            sc0[u] = load_half(s0 + g), bi0[u] = load_half(b0 + g);
+            sc1[u] = load_half(s1 + g), bi1[u] = load_half(b1 + g);
         }
-        u32 wa[4] = {q0.x, q0.y, q0.z, q0.w}, wb[4] = {q1.x, q1.y, q1.z, q1.w};
-        float qa = 0.f, qb = 0.f;
 #pragma unroll
-        for (int i = 0; i < 4; i++)
+        for (int u = 0; u < DOT_U; u++) {
+            const int c = c0 + 32 * u;
+            if (c >= chunks) break;
+            float xf[32];
+            float xsum = 0.f;
 #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                qa += (float)((wa[i] >> (4 * k)) & 15u) * xf[i * 8 + k];
-                qb += (float)((wb[i] >> (4 * k)) & 15u) * xf[i * 8 + k];
+            for (int i = 0; i < 4; i++) {
+                V4 v = *(const V4 *)(xs + c * 32 + i * 8);
+                u32 p[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    xf[i * 8 + 2 * k] = half_at(p[k], 0);
+                    xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
+                    xsum += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
+                }
             }
-        acc0 += sc0 * qa + bi0 * xsum;
-        acc1 += sc1 * qb + bi1 * xsum;
+            const u32 wa[4] = {q0[u].x, q0[u].y, q0[u].z, q0[u].w}, wb[4] = {q1[u].x, q1[u].y, q1[u].z, q1[u].w};
+            const float qa = nibble_dot(wa, xf), qb = nibble_dot(wb, xf);
+            acc0 += sc0[u] * qa + bi0[u] * xsum;
+            acc1 += sc1[u] * qb + bi1[u] * xsum;
+        }
     }
     *out0 = warp_sum(acc0);
     *out1 = warp_sum(acc1);
@@ -205,6 +224,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
     u16 *act = o_buf + ((qd + 7) & ~7);                                             // [ff]
 
     // ---- A: q|k|v, RoPE, cache writes ----
+    stamp(ctrl, 0);
     norm_to_shared(h, false, attn_nw, xs, hidden, eps, part);
     const int rope_items = (qd + kvd) / 2, items = (qd + 2 * kvd) / 2;
     for (int it = gwarp; it < items; it += n_warps) {
@@ -245,6 +265,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
         }
     }
     grid_sync(ctrl);
+    stamp(ctrl, 1);
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
@@ -348,6 +369,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
         if (tid == 0) ctrl[KV_COUNT + kvh] = 0;
     }
     grid_sync(ctrl);
+    stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
     copy_to_shared(o_buf, xs, qd);
@@ -359,6 +381,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
         out[2 * it + 1] = store_half(load_half(h + 2 * it + 1) + round_half(a1));
     }
     grid_sync(ctrl);
+    stamp(ctrl, 3);
 
     // ---- D: act = silu(g) * u ----
     norm_to_shared(out, true, mlp_nw, xs, hidden, eps, part);
@@ -370,6 +393,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
         act[it] = store_half(g / (1.f + __expf(-g)) * up);
     }
     grid_sync(ctrl);
+    stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
     copy_to_shared(act, xs, ff);
@@ -380,6 +404,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
         out[2 * it] = store_half(load_cg_half(out + 2 * it) + round_half(a0));
         out[2 * it + 1] = store_half(load_cg_half(out + 2 * it + 1) + round_half(a1));
     }
+    stamp(ctrl, 5);
 }
 )CUDA";
 

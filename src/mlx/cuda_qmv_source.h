@@ -70,14 +70,8 @@ extern "C" __global__ void KERNEL_NAME(const u16 *__restrict__ x, const u32 *__r
             }
 #pragma unroll
             for (int r = 0; r < QMV_R; r++) {
-                u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
-                float qs = 0.f;
-#pragma unroll
-                for (int i = 0; i < 4; i++)
-#pragma unroll
-                    for (int k = 0; k < 8; k++)
-                        qs += (float)((words[i] >> (4 * k)) & 15u) * xf[i * 8 + k];
-                acc[r] += sc[u][r] * qs + bi[u][r] * xs;
+                const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
+                acc[r] += sc[u][r] * nibble_dot(words, xf) + bi[u][r] * xs;
             }
         }
     }

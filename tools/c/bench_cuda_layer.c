@@ -1,0 +1,154 @@
+/* bench_cuda_layer.c - where the device time of the one-kernel GPU layer
+ * (src/mlx/cuda_layer.cpp) goes: a model's worth of distinct random 4-bit
+ * layers of a real shape chained as in a decode step (weights streaming
+ * from HBM), evaluated as one graph; prints the time per layer and the
+ * split of one kernel into its phases (block 0's clock at each phase's
+ * end). Run with GOMLX_CUDA_LAYER_TIMING=1 for the split (the stamps cost
+ * a few stores); on an NVIDIA GPU with MLX's CUDA backend.
+ *
+ *     GOMLX_CUDA_LAYER_TIMING=1 bench_cuda_layer [KEYS] */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mlx/mx.h"
+
+typedef struct shape {
+    const char *name;
+    int hidden, n_heads, n_kv, head_dim, ff, layers, bias;
+} shape;
+
+static uint32_t rng_state = 11;
+static float rnd(void) {
+    rng_state = rng_state * 1664525u + 1013904223u;
+    return (float)(rng_state >> 8) / (float)(1u << 23) - 1.0f;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+/* Random bfloat16 values; a matrix repeats a random block of 64 rows (a
+ * fresh buffer per layer all the same, and quick to make). */
+static mx_array random_array(const int *shape, int ndim, float scale, float offset) {
+    int rows = ndim == 2 && shape[0] % 64 == 0 ? 64 : 0;
+    size_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (size_t)shape[i];
+    if (rows) n = (size_t)rows * shape[1];
+    float *v = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = offset + scale * rnd();
+    mx_array a = rows ? mx_repeat(mx_from_data(v, (int[]){rows, shape[1]}, 2, MX_FLOAT32), shape[0] / rows, 0)
+                      : mx_from_data(v, shape, ndim, MX_FLOAT32);
+    free(v);
+    return mx_astype(a, MX_BFLOAT16);
+}
+
+static mx_qlinear quantized(int out, int in, int bias) {
+    mx_qlinear l = {0};
+    if (mx_quantize(random_array((int[]){out, in}, 2, 0.04f, 0.0f), 64, 4, &l.w, &l.scales, &l.biases)) return l;
+    mx_array parts[3] = {l.w, l.scales, l.biases};
+    mx_eval(parts, 3);
+    l.bits = 4, l.group_size = 64;
+    if (bias) l.bias = random_array((int[]){out}, 1, 0.5f, 0.0f);
+    return l;
+}
+
+static int run(const shape *sh, int keys) {
+    mx_scope *scope = mx_scope_open();
+    int d = sh->head_dim, qd = sh->n_heads * d, kvd = sh->n_kv * d, cap = keys + 64, half = d / 2;
+    mx_layer_step *L = calloc((size_t)sh->layers, sizeof *L);
+    float step = logf(500000.0f) / (float)half;
+    mx_array inv_freq = mx_exp(mx_multiply(mx_arange(0, -half, -1, MX_FLOAT32), mx_scalar(step, MX_FLOAT32)));
+    mx_eval(&inv_freq, 1);
+    for (int i = 0; i < sh->layers; i++) {
+        mx_layer_step s = {
+            .attn_norm = random_array((int[]){sh->hidden}, 1, 0.2f, 1.0f),
+            .mlp_norm = random_array((int[]){sh->hidden}, 1, 0.2f, 1.0f),
+            .qkv = quantized(qd + 2 * kvd, sh->hidden, sh->bias), .o = quantized(sh->hidden, qd, 0),
+            .gate_up = quantized(2 * sh->ff, sh->hidden, 0), .down = quantized(sh->hidden, sh->ff, 0),
+            .n_heads = sh->n_heads, .n_kv_heads = sh->n_kv, .head_dim = d, .eps = 1e-5f,
+            .inv_freq = inv_freq, .attn_scale = 1.0f / sqrtf((float)d),
+            .k_cache = random_array((int[]){1, sh->n_kv, cap, d}, 4, 1.0f, 0.0f),
+            .v_cache = random_array((int[]){1, sh->n_kv, cap, d}, 4, 1.0f, 0.0f),
+            .slot = keys - 1, .first = 0, .position = (float)(keys - 1),
+        };
+        mx_array e[4] = {s.attn_norm, s.mlp_norm, s.k_cache, s.v_cache};
+        if (!s.qkv.w || !s.down.w || mx_eval(e, 4)) {
+            fprintf(stderr, "%s: could not make layer %d: %s\n", sh->name, i, mx_error());
+            return 1;
+        }
+        L[i] = s;
+    }
+    const char *why = mx_cuda_layer_ready(&L[0]);
+    if (why) {
+        fprintf(stderr, "%s: layer kernel not ready: %s\n", sh->name, why);
+        return 1;
+    }
+    mx_array scratch = mx_cuda_layer_scratch(&L[0]);
+    mx_array h0 = random_array((int[]){1, 1, sh->hidden}, 3, 2.0f, 0.0f);
+    mx_eval(&h0, 1);
+    enum { REPS = 20 };
+    double best = 1e9, phase[5] = {0};
+    int stamped = 0;
+    for (int r = 0; r < REPS + 2; r++) {
+        mx_scope *inner = mx_scope_open();
+        mx_array h = h0;
+        double t0 = now_s();
+        for (int i = 0; i < sh->layers && h; i++) h = mx_cuda_layer_step(h, &L[i], scratch);
+        if (!h || mx_eval(&h, 1)) {
+            fprintf(stderr, "%s: %s\n", sh->name, mx_error());
+            return 1;
+        }
+        double t = now_s() - t0;
+        if (r >= 2 && t < best) best = t;
+        /* the last layer's stamps (words 48..59 of the scratch) */
+        uint32_t w[12];
+        mx_array st = mx_slice(scratch, (int[]){48}, (int[]){60}, NULL, 1);
+        if (r >= 2 && st && !mx_read(st, MX_UINT32, w, sizeof w)) {
+            uint64_t ts[6];
+            for (int k = 0; k < 6; k++) ts[k] = (uint64_t)w[2 * k] | (uint64_t)w[2 * k + 1] << 32;
+            if (ts[5] > ts[0]) {
+                for (int k = 0; k < 5; k++) phase[k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
+                stamped++;
+            }
+        }
+        mx_scope_close(inner);
+    }
+    printf("%-14s %2d layers, %4d keys: %7.1f us a layer (best chain of %d, wall)", sh->name, sh->layers, keys,
+           best * 1e6 / sh->layers, REPS);
+    if (stamped) {
+        static const char *names[5] = {"A qkv+rope", "B attention", "C o-proj", "D norm+gate|up", "E down"};
+        printf("; one kernel, block 0:");
+        for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[k] / stamped);
+        printf(" us");
+    }
+    printf("\n");
+    free(L);
+    mx_scope_close(scope);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (!mx_cuda_available() || mx_set_device(1) != 0) {
+        fprintf(stderr, "bench_cuda_layer: needs MLX's CUDA backend\n");
+        return 1;
+    }
+    int keys = argc > 1 ? atoi(argv[1]) : 600;
+    if (keys < 1 || keys > 100000) {
+        fprintf(stderr, "usage: bench_cuda_layer [KEYS]\n");
+        return 2;
+    }
+    static const shape shapes[] = {
+        {"Llama-3.2-3B", 3072, 24, 8, 128, 8192, 28, 0},
+        {"Qwen2.5-3B", 2048, 16, 2, 128, 11008, 36, 1},
+        {"Mistral-7B", 4096, 32, 8, 128, 14336, 32, 0},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) rc |= run(&shapes[i], keys);
+    return rc;
+}
