@@ -18,6 +18,8 @@ struct Nvrtc {
     int (*compile)(nvrtc_prog, int, const char *const *);
     int (*ptx_size)(nvrtc_prog, size_t *);
     int (*ptx)(nvrtc_prog, char *);
+    int (*cubin_size)(nvrtc_prog, size_t *); // may be missing: PTX then
+    int (*cubin)(nvrtc_prog, char *);
     int (*log_size)(nvrtc_prog, size_t *);
     int (*log)(nvrtc_prog, char *);
     int (*destroy)(nvrtc_prog *);
@@ -38,6 +40,8 @@ const Nvrtc *nvrtc() {
         api.compile = (decltype(api.compile))dlsym(h, "nvrtcCompileProgram");
         api.ptx_size = (decltype(api.ptx_size))dlsym(h, "nvrtcGetPTXSize");
         api.ptx = (decltype(api.ptx))dlsym(h, "nvrtcGetPTX");
+        api.cubin_size = (decltype(api.cubin_size))dlsym(h, "nvrtcGetCUBINSize");
+        api.cubin = (decltype(api.cubin))dlsym(h, "nvrtcGetCUBIN");
         api.log_size = (decltype(api.log_size))dlsym(h, "nvrtcGetProgramLogSize");
         api.log = (decltype(api.log))dlsym(h, "nvrtcGetProgramLog");
         api.destroy = (decltype(api.destroy))dlsym(h, "nvrtcDestroyProgram");
@@ -53,6 +57,53 @@ const std::string kStandIn = "gomlx: module loaded by its first call";
 
 const std::string &Kernel::code() const { return stand_in ? kStandIn : ptx; }
 
+int device_attribute(int attribute) {
+    static auto get = []() -> int (*)(int *, int, int) {
+        void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+        if (!h) h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (!h) return nullptr;
+        auto init = (int (*)(unsigned))dlsym(h, "cuInit");
+        auto attr = (int (*)(int *, int, int))dlsym(h, "cuDeviceGetAttribute");
+        return init && attr && init(0) == 0 ? attr : nullptr;
+    }();
+    int value = 0;
+    // device 0: the one MLX's CUDA backend runs on
+    return get && get(&value, attribute, 0) == 0 ? value : 0;
+}
+
+namespace {
+
+// One NVRTC run for `arch`; the PTX, or the SASS (cubin) for an sm_ arch.
+bool compile_for(const Nvrtc *api, Kernel &k, const std::string &source, const std::string &arch,
+                 const std::vector<std::string> &defines, std::string *error) {
+    nvrtc_prog prog = nullptr;
+    if (api->create(&prog, source.c_str(), (k.name + ".cu").c_str(), 0, nullptr, nullptr) != 0) {
+        *error = "nvrtcCreateProgram failed";
+        return false;
+    }
+    std::vector<std::string> flags = {"--gpu-architecture=" + arch, "--std=c++17", "-DKERNEL_NAME=" + k.name};
+    for (const std::string &d : defines) flags.push_back("-D" + d);
+    std::vector<const char *> opts;
+    for (const std::string &f : flags) opts.push_back(f.c_str());
+    bool sass = arch.rfind("sm_", 0) == 0;
+    if (api->compile(prog, (int)opts.size(), opts.data()) != 0) {
+        size_t n = 0;
+        api->log_size(prog, &n);
+        std::string log(n, '\0');
+        if (n) api->log(prog, log.data());
+        *error = "NVRTC could not compile " + k.name + " for " + arch + ": " + log;
+    } else {
+        size_t n = 0;
+        (sass ? api->cubin_size : api->ptx_size)(prog, &n);
+        k.ptx.assign(n, '\0');
+        (sass ? api->cubin : api->ptx)(prog, k.ptx.data());
+    }
+    api->destroy(&prog);
+    return !k.ptx.empty();
+}
+
+}  // namespace
+
 bool compile(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
              std::string *error) {
     k.ptx.clear();
@@ -62,31 +113,17 @@ bool compile(Kernel &k, const std::string &source, const std::vector<std::string
         *error = "NVRTC (libnvrtc.so.13/.12) not found";
         return false;
     }
-    nvrtc_prog prog = nullptr;
-    if (api->create(&prog, source.c_str(), (k.name + ".cu").c_str(), 0, nullptr, nullptr) != 0) {
-        *error = "nvrtcCreateProgram failed";
-        return false;
-    }
-    std::vector<std::string> flags = {"-DKERNEL_NAME=" + k.name};
-    for (const std::string &d : defines) flags.push_back("-D" + d);
-    // PTX for Turing (the oldest CUDA 13 compiles for) and newer; the
-    // driver compiles it for the GPU at hand when the module is loaded.
-    std::vector<const char *> opts = {"--gpu-architecture=compute_75", "--std=c++17"};
-    for (const std::string &f : flags) opts.push_back(f.c_str());
-    if (api->compile(prog, (int)opts.size(), opts.data()) != 0) {
-        size_t n = 0;
-        api->log_size(prog, &n);
-        std::string log(n, '\0');
-        if (n) api->log(prog, log.data());
-        *error = "NVRTC could not compile " + k.name + ": " + log;
-    } else {
-        size_t n = 0;
-        api->ptx_size(prog, &n);
-        k.ptx.assign(n, '\0');
-        api->ptx(prog, k.ptx.data());
-    }
-    api->destroy(&prog);
-    return !k.ptx.empty();
+    // SASS for the GPU at hand: MLX 0.32.4 copies and hashes a kernel's code
+    // in every call (its module cache key includes the hash), and the cubin
+    // is half the size of the PTX. Else PTX for Turing (the oldest CUDA 13
+    // compiles for) and newer, which the driver compiles at load.
+    const int kCapabilityMajor = 75, kCapabilityMinor = 76; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
+    int major = device_attribute(kCapabilityMajor), minor = device_attribute(kCapabilityMinor);
+    std::string ignored;
+    if (major > 0 && api->cubin_size && api->cubin &&
+        compile_for(api, k, source, "sm_" + std::to_string(major) + std::to_string(minor), defines, &ignored))
+        return true;
+    return compile_for(api, k, source, "compute_75", defines, error);
 }
 
 bool prime(Kernel &k, const std::function<void(const std::string &code)> &run, std::string *error) {
@@ -101,7 +138,7 @@ bool prime(Kernel &k, const std::function<void(const std::string &code)> &run, s
         run(kStandIn);
         k.stand_in = true;
     } catch (const std::exception &) {
-        k.stand_in = false; // an MLX that reloads by code: pass the PTX every time
+        k.stand_in = false; // an MLX that keys modules by the code: pass it every time
     }
     return true;
 }

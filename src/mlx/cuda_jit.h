@@ -9,19 +9,21 @@
 
 namespace gomlx::cuda_jit {
 
-// One compiled kernel. MLX caches a precompiled kernel's module by name and
-// never reads the code again, so once a kernel has run (primed) its calls
-// pass a short stand-in instead of copying its PTX (tens of KB) into every
-// graph node, which made a 3B model's decode step 0.3 ms slower on the host.
+// One compiled kernel. An MLX that caches a precompiled kernel's module by
+// name alone lets a primed kernel's calls pass a short stand-in instead of
+// copying its code into every graph node; MLX 0.32.4 keys the module by the
+// name and a hash of the code, so there every call copies and hashes it
+// (a node's host cost grows with the code's size).
 struct Kernel {
     std::string name; // the kernel's symbol, and MLX's key for its module
-    std::string ptx;  // empty: compile or first run failed
+    std::string ptx;  // PTX or cubin; empty: compile or first run failed
     bool stand_in = false;
     const std::string &code() const;
 };
 
 // Compiles `source` with -D`defines` (NAME=value; the kernel's name is
-// passed as KERNEL_NAME) into k.ptx. False with *error set on failure.
+// passed as KERNEL_NAME) into k.ptx: SASS for device 0 when NVRTC knows its
+// architecture, else PTX. False with *error set on failure.
 bool compile(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
              std::string *error);
 
@@ -30,5 +32,9 @@ bool compile(Kernel &k, const std::string &source, const std::vector<std::string
 // and sets *error; a stand-in that MLX does not find leaves the PTX in use.
 // Must not be called inside an mx::compile or vmap trace.
 bool prime(Kernel &k, const std::function<void(const std::string &code)> &run, std::string *error);
+
+// A CUDA driver attribute of device 0 (CU_DEVICE_ATTRIBUTE_*), 0 when the
+// driver cannot be asked.
+int device_attribute(int attribute);
 
 }  // namespace gomlx::cuda_jit

@@ -15,8 +15,6 @@
 // reader and writer of a cache is ordered through the residual stream or an
 // evaluation (kv_cache.c). A per-session scratch buffer holds what its
 // blocks hand each other.
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -58,33 +56,25 @@ std::mutex g_mu;
 std::string g_status = "not used yet";
 std::map<std::tuple<int, int, int, int, int, int>, Kernel> g_kernels;
 
-// Tuning knobs (A/B runs): chunks a lane loads ahead (2 measured slower on
-// an H100, and an L2 prefetch of the next phases' weights no faster); the
-// phase timestamps of tools/c/bench_cuda_layer.c.
+// Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
+// than 1 measured slower on an H100, as did an L2 prefetch of the next
+// phases' weights), rows per item in phases A and D, fewest keys per
+// attention chunk; the phase timestamps of tools/c/bench_cuda_layer.c.
 int env_int(const char *name, int def, int lo, int hi) {
     const char *e = getenv(name);
     int v = e && *e ? atoi(e) : def;
     return v >= lo && v <= hi ? v : def;
 }
 const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
+const int kRowsA = env_int("GOMLX_CUDA_LAYER_RA", 4, 2, 4) == 2 ? 2 : 4;
+const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
+const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
 
-// Streaming multiprocessors of device 0 (MLX's), from the CUDA driver MLX
-// has loaded; 0 when it cannot be asked.
+// Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
-    static const int n = [] {
-        void *h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
-        if (!h) h = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
-        if (!h) return 0;
-        auto init = (int (*)(unsigned))dlsym(h, "cuInit");
-        auto get = (int (*)(int *, int))dlsym(h, "cuDeviceGet");
-        auto attr = (int (*)(int *, int, int))dlsym(h, "cuDeviceGetAttribute");
-        int dev = 0, count = 0;
-        const int kMultiprocessorCount = 16;  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
-        if (!init || !get || !attr || init(0) || get(&dev, 0) || attr(&count, kMultiprocessorCount, dev))
-            return 0;
-        return count;
-    }();
+    const int kMultiprocessorCount = 16;  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+    static const int n = gomlx::cuda_jit::device_attribute(kMultiprocessorCount);
     return n;
 }
 
@@ -196,7 +186,9 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
             {"XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
              "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
              "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
-             "DOT_U=" + std::to_string(kDotUnroll), "TIMING=" + std::to_string(kTiming)},
+             "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(kRowsA),
+             "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
+             "TIMING=" + std::to_string(kTiming)},
             &g_status))
         return;
     array scratch = new_scratch(d);
@@ -213,7 +205,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
             g_status = "the layer kernel's blocks were not all resident (barrier timeout)";
             k.ptx.clear();
         } else {
-            g_status = "in use";
+            g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
         }
     }
 }
@@ -228,7 +220,8 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
         k.name = "gomlx_layer_" + std::string(d.half ? "f16" : "bf16") + "_g" + std::to_string(d.gs) + "_d" +
                  std::to_string(d.head_dim) + "_r" + std::to_string(d.n_heads / d.n_kv) + "_b" +
                  std::to_string(d.bias) + "_t" + std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) +
-                 "_c" + std::to_string(kTiming);
+                 "_a" + std::to_string(kRowsA) + "_m" + std::to_string(kRowsD) + "_k" +
+                 std::to_string(kMinChunkKeys) + "_c" + std::to_string(kTiming);
         build(k, d, proto, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;
@@ -250,7 +243,7 @@ const char *mx_cuda_layer_ready(const mx_layer_step *s) {
         const Kernel *k = kernel(d, s, s->attn_norm->a.dtype());
         std::lock_guard<std::mutex> lock(g_mu);
         if (!k) return why = g_status, why.c_str();
-        g_status = "in use";
+        g_status = k->stand_in ? "in use" : "in use (its code goes with every call)";
         return nullptr;
     } catch (const std::exception &e) {
         return why = e.what(), why.c_str();

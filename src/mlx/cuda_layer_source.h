@@ -25,9 +25,11 @@
 // Defines: XT (0 bfloat16, 1 float16), GS (group size), HD (head dim, a
 // multiple of 32), REP (query heads per kv head), HAS_BIAS (q|k|v
 // bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead of j, j + HD/2), LT
-// (threads per block), DOT_U (chunks a lane loads before using them; 1,
-// the default, measured fastest), TIMING (1: block 0 stamps the GPU clock
-// at each phase's end into the scratch, for tools/c/bench_cuda_layer.c).
+// (threads per block), DOT_U (chunks of a row a lane loads before using
+// them; 1, the default, measured fastest), ROWS_A and ROWS_D (rows a warp's item takes in phases
+// A and D: 2 or 4), KC (fewest keys a chunk of the attention takes),
+// TIMING (1: block 0 stamps the GPU clock at each phase's end into the
+// scratch, for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -140,33 +142,41 @@ __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
     __syncthreads();
 }
 
-// The warp's sums of two rows of a 4-bit matrix with x (shared memory), as
+// The warp's sums of R rows of a 4-bit matrix with x (shared memory), as
 // cuda_qmv_source.h computes them: scale * sum(q x) + bias * sum(x) per
-// group. Every lane gets both sums.
-__device__ __forceinline__ void dot2(const u16 *xs, const u32 *w, const u16 *scales,
-                                     const u16 *biases, int r0, int r1, int K, float *out0,
-                                     float *out1) {
+// group. A lane issues the loads of U chunks of every row before using
+// any: a phase is a few rounds of loads per warp (one block of 16 warps an
+// SM), so their latency, more than the bandwidth, bounds it. Every lane
+// gets the sums.
+template <int R, int U>
+__device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 *scales,
+                                         const u16 *biases, const int (&rows)[R], int K,
+                                         float (&out)[R]) {
     const int lane = threadIdx.x & 31, chunks = K >> 5, groups = K / GS;
-    const u16 *w0 = reinterpret_cast<const u16 *>(w + (size_t)r0 * (K >> 3));
-    const u16 *w1 = reinterpret_cast<const u16 *>(w + (size_t)r1 * (K >> 3));
-    const u16 *s0 = scales + (size_t)r0 * groups, *s1 = scales + (size_t)r1 * groups;
-    const u16 *b0 = biases + (size_t)r0 * groups, *b1 = biases + (size_t)r1 * groups;
-    float acc0 = 0.f, acc1 = 0.f;
-    // DOT_U chunks' loads are issued before any is used: a phase is a few
-    // rounds of loads per lane, so latency, not bandwidth, bounds it.
-    for (int c0 = lane; c0 < chunks; c0 += 32 * DOT_U) {
-        V4 q0[DOT_U], q1[DOT_U];
-        float sc0[DOT_U], bi0[DOT_U], sc1[DOT_U], bi1[DOT_U];
+    const u16 *wr[R], *sr[R], *br[R];
 #pragma unroll
-        for (int u = 0; u < DOT_U; u++) {
+    for (int r = 0; r < R; r++) {
+        wr[r] = reinterpret_cast<const u16 *>(w + (size_t)rows[r] * (K >> 3));
+        sr[r] = scales + (size_t)rows[r] * groups, br[r] = biases + (size_t)rows[r] * groups;
+    }
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
+        V4 q[U][R];
+        float sc[U][R], bi[U][R];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
             const int c = c0 + 32 * u < chunks ? c0 + 32 * u : c0; // past the end: a valid address, unused
             const int g = (c << 5) / GS;
-            q0[u] = load16(w0 + c * 8, true), q1[u] = load16(w1 + c * 8, true);
-            sc0[u] = load_half(s0 + g), bi0[u] = load_half(b0 + g);
-            sc1[u] = load_half(s1 + g), bi1[u] = load_half(b1 + g);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                q[u][r] = load16(wr[r] + c * 8, true);
+                sc[u][r] = load_half(sr[r] + g), bi[u][r] = load_half(br[r] + g);
+            }
         }
 #pragma unroll
-        for (int u = 0; u < DOT_U; u++) {
+        for (int u = 0; u < U; u++) {
             const int c = c0 + 32 * u;
             if (c >= chunks) break;
             float xf[32];
@@ -182,14 +192,22 @@ __device__ __forceinline__ void dot2(const u16 *xs, const u32 *w, const u16 *sca
                     xsum += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
                 }
             }
-            const u32 wa[4] = {q0[u].x, q0[u].y, q0[u].z, q0[u].w}, wb[4] = {q1[u].x, q1[u].y, q1[u].z, q1[u].w};
-            const float qa = nibble_dot(wa, xf), qb = nibble_dot(wb, xf);
-            acc0 += sc0[u] * qa + bi0[u] * xsum;
-            acc1 += sc1[u] * qb + bi1[u] * xsum;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
+                acc[r] += sc[u][r] * nibble_dot(words, xf) + bi[u][r] * xsum;
+            }
         }
     }
-    *out0 = warp_sum(acc0);
-    *out1 = warp_sum(acc1);
+#pragma unroll
+    for (int r = 0; r < R; r++) out[r] = warp_sum(acc[r]);
+}
+
+// dot_rows with DOT_U (at most 8 loads a lane ahead).
+template <int R>
+__device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
+                                    const int (&rows)[R], int K, float (&out)[R]) {
+    dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R)>(xs, w, scales, biases, rows, K, out);
 }
 
 extern "C" __global__ void __launch_bounds__(LT, 1)
@@ -212,9 +230,10 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
     const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
     const int n_keys = slot - first + 1;
+    // Chunks of at least KC keys, at most one block per chunk.
     int chunks = (int)gridDim.x / n_kv;
     if (chunks < 1) chunks = 1;
-    if (chunks > n_keys) chunks = n_keys;
+    if (chunks > (n_keys + KC - 1) / KC) chunks = (n_keys + KC - 1) / KC;
     const int per_chunk = (n_keys + chunks - 1) / chunks;
 
     u32 *ctrl = scratch;
@@ -226,42 +245,56 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
     // ---- A: q|k|v, RoPE, cache writes ----
     stamp(ctrl, 0);
     norm_to_shared(h, false, attn_nw, xs, hidden, eps, part);
-    const int rope_items = (qd + kvd) / 2, items = (qd + 2 * kvd) / 2;
+    // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
+    // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
+    const int rope_items = (qd + kvd) / ROWS_A, items = (qd + 2 * kvd) / ROWS_A;
     for (int it = gwarp; it < items; it += n_warps) {
-        int r0, r1, j = 0;
-        if (it < rope_items) {
-            const int head = it / (HD / 2);
-            j = it % (HD / 2);
+        int rows[ROWS_A], js[ROWS_A / 2];
+        const bool rope = it < rope_items;
+        if (rope) {
+            const int per_head = HD / ROWS_A, head = it / per_head;
+#pragma unroll
+            for (int p = 0; p < ROWS_A / 2; p++) {
+                const int j = (it % per_head) * (ROWS_A / 2) + p;
+                js[p] = j;
 #if ROPE_TRAD
-            r0 = head * HD + 2 * j, r1 = r0 + 1;
+                rows[2 * p] = head * HD + 2 * j, rows[2 * p + 1] = head * HD + 2 * j + 1;
 #else
-            r0 = head * HD + j, r1 = r0 + HD / 2;
+                rows[2 * p] = head * HD + j, rows[2 * p + 1] = head * HD + j + HD / 2;
 #endif
-        } else {
-            r0 = qd + kvd + 2 * (it - rope_items), r1 = r0 + 1;
-        }
-        float a0, a1;
-        dot2(xs, qkv_w, qkv_s, qkv_b, r0, r1, hidden, &a0, &a1);
-        if (lane) continue;
-        a0 = round_half(a0), a1 = round_half(a1);
-#if HAS_BIAS
-        a0 = round_half(a0 + load_half(qkv_bias + r0)), a1 = round_half(a1 + load_half(qkv_bias + r1));
-#endif
-        if (it < rope_items) {
-            float sn, cs;
-            sincosf(position * inv_freq[j], &sn, &cs);
-            const float o0 = round_half(a0 * cs - a1 * sn), o1 = round_half(a0 * sn + a1 * cs);
-            if (r0 < qd) {
-                q_buf[r0] = o0, q_buf[r1] = o1;
-            } else {
-                const int kh = (r0 - qd) / HD;
-                u16 *row = k_cache + ((size_t)kh * cap + slot) * HD;
-                row[(r0 - qd) % HD] = store_half(o0), row[(r1 - qd) % HD] = store_half(o1);
             }
         } else {
-            const int vh = (r0 - qd - kvd) / HD;
-            u16 *row = v_cache + ((size_t)vh * cap + slot) * HD;
-            row[(r0 - qd - kvd) % HD] = store_half(a0), row[(r1 - qd - kvd) % HD] = store_half(a1);
+#pragma unroll
+            for (int r = 0; r < ROWS_A; r++) rows[r] = qd + kvd + ROWS_A * (it - rope_items) + r;
+        }
+        float a[ROWS_A];
+        dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a);
+        if (lane) continue;
+#pragma unroll
+        for (int r = 0; r < ROWS_A; r++) {
+            a[r] = round_half(a[r]);
+#if HAS_BIAS
+            a[r] = round_half(a[r] + load_half(qkv_bias + rows[r]));
+#endif
+        }
+#pragma unroll
+        for (int p = 0; p < ROWS_A / 2; p++) {
+            const int r0 = rows[2 * p], r1 = rows[2 * p + 1];
+            if (rope) {
+                float sn, cs;
+                sincosf(position * inv_freq[js[p]], &sn, &cs);
+                const float a0 = a[2 * p], a1 = a[2 * p + 1];
+                const float o0 = round_half(a0 * cs - a1 * sn), o1 = round_half(a0 * sn + a1 * cs);
+                if (r0 < qd) {
+                    q_buf[r0] = o0, q_buf[r1] = o1;
+                } else {
+                    u16 *row = k_cache + ((size_t)((r0 - qd) / HD) * cap + slot) * HD;
+                    row[(r0 - qd) % HD] = store_half(o0), row[(r1 - qd) % HD] = store_half(o1);
+                }
+            } else {
+                u16 *row = v_cache + ((size_t)((r0 - qd - kvd) / HD) * cap + slot) * HD;
+                row[(r0 - qd - kvd) % HD] = store_half(a[2 * p]), row[(r1 - qd - kvd) % HD] = store_half(a[2 * p + 1]);
+            }
         }
     }
     grid_sync(ctrl);
@@ -285,23 +318,36 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
                 qv[r][e] = load_cg_f32(q_buf + (kvh * REP + r) * HD + lane * EPL + e) * attn_scale;
             }
         }
-        for (int t = k0 + warp; t < k1; t += NWARPS) {
-            const u16 *kr = k_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
-            const u16 *vr = v_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
-            float kf[EPL], vf[EPL];
+        // Two keys' rows loaded before either is used.
+        for (int t0 = k0 + warp; t0 < k1; t0 += 2 * NWARPS) {
+            float kf[2][EPL], vf[2][EPL];
 #pragma unroll
-            for (int e = 0; e < EPL; e++) kf[e] = load_cg_half(kr + e), vf[e] = load_cg_half(vr + e);
+            for (int kk = 0; kk < 2; kk++) {
+                const int t = t0 + kk * NWARPS < k1 ? t0 + kk * NWARPS : t0;
+                const u16 *kr = k_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
+                const u16 *vr = v_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
 #pragma unroll
-            for (int r = 0; r < REP; r++) {
-                float s = 0.f;
+                for (int e = 0; e < EPL; e += 2) {
+                    const u32 kw = load_cg32(kr + e), vw = load_cg32(vr + e);
+                    kf[kk][e] = half_at(kw, 0), kf[kk][e + 1] = half_at(kw, 1);
+                    vf[kk][e] = half_at(vw, 0), vf[kk][e + 1] = half_at(vw, 1);
+                }
+            }
 #pragma unroll
-                for (int e = 0; e < EPL; e++) s += qv[r][e] * kf[e];
-                s = warp_sum(s);
-                const float mn = fmaxf(m[r], s), corr = __expf(m[r] - mn), p = __expf(s - mn);
-                l[r] = l[r] * corr + p;
+            for (int kk = 0; kk < 2; kk++) {
+                if (t0 + kk * NWARPS >= k1) break;
 #pragma unroll
-                for (int e = 0; e < EPL; e++) acc[r][e] = acc[r][e] * corr + p * vf[e];
-                m[r] = mn;
+                for (int r = 0; r < REP; r++) {
+                    float s = 0.f;
+#pragma unroll
+                    for (int e = 0; e < EPL; e++) s += qv[r][e] * kf[kk][e];
+                    s = warp_sum(s);
+                    const float mn = fmaxf(m[r], s), corr = __expf(m[r] - mn), p = __expf(s - mn);
+                    l[r] = l[r] * corr + p;
+#pragma unroll
+                    for (int e = 0; e < EPL; e++) acc[r][e] = acc[r][e] * corr + p * vf[kk][e];
+                    m[r] = mn;
+                }
             }
         }
         // The block's warps combined per head into one partial (max, sum, acc).
@@ -374,23 +420,34 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
     // ---- C: h1 = h + o Wo^T ----
     copy_to_shared(o_buf, xs, qd);
     for (int it = gwarp; it < hidden / 2; it += n_warps) {
-        float a0, a1;
-        dot2(xs, o_w, o_s, o_b, 2 * it, 2 * it + 1, qd, &a0, &a1);
+        const int rows[2] = {2 * it, 2 * it + 1};
+        float a[2];
+        dot<2>(xs, o_w, o_s, o_b, rows, qd, a);
         if (lane) continue;
-        out[2 * it] = store_half(load_half(h + 2 * it) + round_half(a0));
-        out[2 * it + 1] = store_half(load_half(h + 2 * it + 1) + round_half(a1));
+        out[2 * it] = store_half(load_half(h + 2 * it) + round_half(a[0]));
+        out[2 * it + 1] = store_half(load_half(h + 2 * it + 1) + round_half(a[1]));
     }
     grid_sync(ctrl);
     stamp(ctrl, 3);
 
     // ---- D: act = silu(g) * u ----
     norm_to_shared(out, true, mlp_nw, xs, hidden, eps, part);
-    for (int it = gwarp; it < ff; it += n_warps) {
-        float g, up;
-        dot2(xs, gu_w, gu_s, gu_b, it, it + ff, hidden, &g, &up);
+    // An item is ROWS_D / 2 gate rows and their up rows.
+    for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
+        int rows[ROWS_D];
+#pragma unroll
+        for (int p = 0; p < ROWS_D / 2; p++) {
+            rows[2 * p] = it * (ROWS_D / 2) + p;
+            rows[2 * p + 1] = rows[2 * p] + ff;
+        }
+        float a[ROWS_D];
+        dot<ROWS_D>(xs, gu_w, gu_s, gu_b, rows, hidden, a);
         if (lane) continue;
-        g = round_half(g), up = round_half(up);
-        act[it] = store_half(g / (1.f + __expf(-g)) * up);
+#pragma unroll
+        for (int p = 0; p < ROWS_D / 2; p++) {
+            const float g = round_half(a[2 * p]), up = round_half(a[2 * p + 1]);
+            act[rows[2 * p]] = store_half(g / (1.f + __expf(-g)) * up);
+        }
     }
     grid_sync(ctrl);
     stamp(ctrl, 4);
@@ -398,11 +455,12 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
     // ---- E: out = h1 + act Wdown^T ----
     copy_to_shared(act, xs, ff);
     for (int it = gwarp; it < hidden / 2; it += n_warps) {
-        float a0, a1;
-        dot2(xs, dn_w, dn_s, dn_b, 2 * it, 2 * it + 1, ff, &a0, &a1);
+        const int rows[2] = {2 * it, 2 * it + 1};
+        float a[2];
+        dot<2>(xs, dn_w, dn_s, dn_b, rows, ff, a);
         if (lane) continue;
-        out[2 * it] = store_half(load_cg_half(out + 2 * it) + round_half(a0));
-        out[2 * it + 1] = store_half(load_cg_half(out + 2 * it + 1) + round_half(a1));
+        out[2 * it] = store_half(load_cg_half(out + 2 * it) + round_half(a[0]));
+        out[2 * it + 1] = store_half(load_cg_half(out + 2 * it + 1) + round_half(a[1]));
     }
     stamp(ctrl, 5);
 }

@@ -65,7 +65,7 @@ void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, 
     if (gomlx::cuda_jit::prime(
             k, [&](const std::string &code) { mc::eval(call(k.name, code, x, w, sb, sb, 1, K, rows)); },
             &g_status))
-        g_status = "in use";
+        g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
 }
 
 // A tuning knob from the environment within [lo, hi], or 0 when unset.

@@ -225,7 +225,9 @@ static void test_shapes(void) {
         {"float16, GQA 4", 2048, 16, 4, 128, 5632, 32, 1, 0, 0, MX_FLOAT16},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(&shapes[i]);
-    CHECK_STR(mx_cuda_layer_status(), "in use");
+    /* "in use", or "in use (its code goes with every call)" with an MLX
+     * that keys its module cache by the code (0.32.4) */
+    CHECK_MSG(strncmp(mx_cuda_layer_status(), "in use", 6) == 0, "%s", mx_cuda_layer_status());
 }
 
 /* What the kernel does not take is refused with a reason, and a step

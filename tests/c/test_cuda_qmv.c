@@ -4,6 +4,7 @@
  * elsewhere it exits 77, which ctest reports as skipped (not passed). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "mlx/mx.h"
@@ -87,7 +88,8 @@ static void check_case(int N, int K, int gs, mx_dtype dt, int x_ndim, int x_offs
     CHECK(y1 && mx_ndim(y1) == x_ndim && mx_dim(y1, -1) == N && mx_get_dtype(y1) == dt);
     CHECK(readf(y1, got, (size_t)N) == 0);
     double e_ours = rel_err(got, ref, N);
-    CHECK_STR(mx_cuda_qmv_status(), "in use");
+    /* "in use", or "in use (its code goes with every call)" (MLX 0.32.4) */
+    CHECK_MSG(strncmp(mx_cuda_qmv_status(), "in use", 6) == 0, "%s", mx_cuda_qmv_status());
     CHECK_MSG(e_ours <= tol || e_ours <= 2 * e_mlx, "N %d K %d gs %d dtype %s: ours %.3g, MLX %.3g",
               N, K, gs, mx_dtype_name(dt), e_ours, e_mlx);
     fprintf(stderr, "  N %5d K %5d gs %3d %-8s x ndim %d offset %d: ours %.2e, MLX %.2e\n", N, K,

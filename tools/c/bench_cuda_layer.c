@@ -127,7 +127,7 @@ static int run(const shape *sh, int keys) {
         for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[k] / stamped);
         printf(" us");
     }
-    printf("\n");
+    printf("\n  layer kernel: %s\n", mx_cuda_layer_status());
     free(L);
     mx_scope_close(scope);
     return 0;
