@@ -25,6 +25,7 @@
 
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
+#include "mlx/cuda_launch.h"
 #include "mlx/cuda_qmv_source.h"
 #include "mlx/mx.h"
 
@@ -39,12 +40,20 @@ std::map<int, gomlx::cuda_jit::Kernel> g_variants; // (dtype, group size, rows, 
 std::atomic<int> g_broken{0};      // 1 after NVRTC failed: MLX's kernel from then on
 std::atomic<long> g_calls{0};
 
-array call(const std::string &name, const std::string &code, const array &x, const array &w,
+array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const array &x, const array &w,
            const array &scales, const array &biases, int N, int K, int rows) {
     const int threads = 256;
     int warps = (N + rows - 1) / rows;
     mc::Shape out_shape = x.shape();
     out_shape.back() = N;
+    if (gomlx::cuda_launch::available()) {
+        using gomlx::cuda_launch::Scalar;
+        // x may be a view; contiguous() costs no copy when it already is
+        return gomlx::cuda_launch::node(k, {mc::contiguous(x), w, scales, biases}, out_shape, x.dtype(),
+                                        {Scalar::of(N), Scalar::of(K)}, (warps * 32 + threads - 1) / threads,
+                                        threads, 0);
+    }
+    const std::string &name = k.name;
     return mc::fast::precompiled_cuda_kernel(name, code, {x, w, scales, biases}, {out_shape},
                                              {x.dtype()}, {N, K}, {warps * 32, 1, 1},
                                              {threads, 1, 1}, 0, std::nullopt, true)[0];
@@ -63,7 +72,7 @@ void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, 
     array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
     array sb = mc::zeros({1, K / gs}, t);
     if (gomlx::cuda_jit::prime(
-            k, [&](const std::string &code) { mc::eval(call(k.name, code, x, w, sb, sb, 1, K, rows)); },
+            k, [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); },
             &g_status))
         g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
 }
@@ -142,7 +151,7 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
         }
     }
     g_calls.fetch_add(1);
-    return call(v->name, v->code(), x, w, scales, *biases, N, K, rows);
+    return call(*v, v->code(), x, w, scales, *biases, N, K, rows);
 }
 
 } // namespace gomlx
