@@ -31,7 +31,6 @@
 
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
-#include "mlx/cuda_launch.h"
 #include "mlx/cuda_layer_source.h"
 #include "mlx/mx_internal.h"
 
@@ -166,15 +165,6 @@ array call(const Kernel &k, const std::string &code, const Dims &d, const array 
            const mx_layer_step *s, const array &scratch) {
     int grid = sm_count();
     int cap = s->k_cache->a.shape(2);
-    if (gomlx::cuda_launch::available()) {
-        using gomlx::cuda_launch::Scalar;
-        return gomlx::cuda_launch::node(
-            k, inputs(h, s, scratch), h.shape(), h.dtype(),
-            {Scalar::of(d.hidden), Scalar::of(d.n_heads), Scalar::of(d.n_kv), Scalar::of(d.ff), Scalar::of(cap),
-             Scalar::of(s->slot), Scalar::of(s->first), Scalar::of(s->position), Scalar::of(s->eps),
-             Scalar::of(s->attn_scale)},
-            grid, kThreads, shared_bytes(d));
-    }
     return mc::fast::precompiled_cuda_kernel(
         k.name, code, inputs(h, s, scratch), {h.shape()}, {h.dtype()},
         {d.hidden, d.n_heads, d.n_kv, d.ff, cap, s->slot, s->first, s->position, s->eps, s->attn_scale},
@@ -209,21 +199,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
     s.k_cache = &kh, s.v_cache = &vh, s.slot = 0, s.first = 0, s.position = 0;
     array h = mc::zeros({1, 1, d.hidden}, t);
     auto run = [&](const std::string &code) { mc::eval(call(k, code, d, h, &s, scratch)); };
-    bool ran;
-    if (gomlx::cuda_launch::available()) {
-        // our own node: no stand-in to try; run once to see it work
-        try {
-            run(k.ptx);
-            k.stand_in = true;
-            ran = true;
-        } catch (const std::exception &e) {
-            g_status = "the compiled kernel " + k.name + " did not run: " + e.what();
-            k.ptx.clear();
-            ran = false;
-        }
-    } else {
-        ran = gomlx::cuda_jit::prime(k, run, &g_status);
-    }
+    bool ran = gomlx::cuda_jit::prime(k, run, &g_status);
     if (ran) {
         uint32_t timeout = mc::slice(scratch, {2}, {3}).item<uint32_t>();
         if (timeout) {

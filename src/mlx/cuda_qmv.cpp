@@ -25,7 +25,6 @@
 
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
-#include "mlx/cuda_launch.h"
 #include "mlx/cuda_qmv_source.h"
 #include "mlx/mx.h"
 
@@ -46,13 +45,6 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
     int warps = (N + rows - 1) / rows;
     mc::Shape out_shape = x.shape();
     out_shape.back() = N;
-    if (gomlx::cuda_launch::available()) {
-        using gomlx::cuda_launch::Scalar;
-        // x may be a view; contiguous() costs no copy when it already is
-        return gomlx::cuda_launch::node(k, {mc::contiguous(x), w, scales, biases}, out_shape, x.dtype(),
-                                        {Scalar::of(N), Scalar::of(K)}, (warps * 32 + threads - 1) / threads,
-                                        threads, 0);
-    }
     const std::string &name = k.name;
     return mc::fast::precompiled_cuda_kernel(name, code, {x, w, scales, biases}, {out_shape},
                                              {x.dtype()}, {N, K}, {warps * 32, 1, 1},
