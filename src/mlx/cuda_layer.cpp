@@ -1,10 +1,10 @@
 // cuda_layer.cpp - a whole decoder layer for one token on NVIDIA GPUs as
 // one node of MLX's graph (cuda_layer_source.h; GOMLX_CUDA_LAYER=0 turns it
-// off). A decode step on the GPU is paced by the host handing MLX's ops to
-// the device, not by the device (docs/GPU.md): ~13 nodes a layer cost the
-// host more than the device needs to read the layer's weights. Folding a
-// few ops into our kernels did not pay (a custom node costs the host 3-4x
-// an MLX one); one node for the whole layer does.
+// off). With MLX's ops a decode step on the GPU is paced by the host
+// handing them to the device (docs/GPU.md): ~13 nodes a layer cost the host
+// more than the device needs to read the layer's weights. Folding a few
+// ops into our kernels did not pay (a custom node costs the host 3-4x an
+// MLX one); one node for the whole layer does, and the device sets the pace.
 //
 // The kernel runs one block per SM with grid-wide barriers between its
 // phases, so all of its blocks must be resident at once: one block per SM
@@ -42,7 +42,9 @@ using namespace gomlx::mx;
 namespace {
 
 const int kThreads = 512, kWarps = kThreads / 32;
-const int kCtrlWords = 64, kKvCount = 8, kMaxKv = 40;  // as CTRL_WORDS, KV_COUNT, STAMPS in the source
+// Scratch control words, as in the source: barrier at 0-2, one counter per
+// kv head from KV_COUNT (8), clock stamps from STAMPS (48).
+const int kCtrlWords = 64, kKvCount = 8, kMaxKv = 40;
 const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
 int env_enabled() {

@@ -9,7 +9,8 @@
 // own kernels, without the per-call source templating of
 // mx::fast::cuda_kernel (which made an earlier try slower in a decode step
 // than the kernel gained). When NVRTC is missing or the compile fails the
-// MLX kernel is used, and mx_cuda_qmv_status() says why.
+// MLX kernel is used, and mx_cuda_qmv_status() says why. Where the one-kernel
+// layer (cuda_layer.cpp) runs a model, this is left the vocabulary.
 #include "mlx/qmm_hooks.h"
 
 #include <atomic>
