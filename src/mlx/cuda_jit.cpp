@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 
+#include <cstring>
 #include <exception>
 
 namespace gomlx::cuda_jit {
@@ -104,8 +105,10 @@ bool compile_for(const Nvrtc *api, Kernel &k, const std::string &source, const s
 
 }  // namespace
 
+bool is_sass(const Kernel &k) { return k.ptx.size() >= 4 && !memcmp(k.ptx.data(), "\x7f" "ELF", 4); }
+
 bool compile(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
-             std::string *error) {
+             std::string *error, bool allow_sass) {
     k.ptx.clear();
     k.stand_in = false;
     const Nvrtc *api = nvrtc();
@@ -120,7 +123,7 @@ bool compile(Kernel &k, const std::string &source, const std::vector<std::string
     const int kCapabilityMajor = 75, kCapabilityMinor = 76; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
     int major = device_attribute(kCapabilityMajor), minor = device_attribute(kCapabilityMinor);
     std::string ignored;
-    if (major > 0 && api->cubin_size && api->cubin &&
+    if (allow_sass && major > 0 && api->cubin_size && api->cubin &&
         compile_for(api, k, source, "sm_" + std::to_string(major) + std::to_string(minor), defines, &ignored))
         return true;
     return compile_for(api, k, source, "compute_75", defines, error);

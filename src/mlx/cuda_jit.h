@@ -1,7 +1,8 @@
 // cuda_jit.h - our CUDA kernels' way into MLX's command graph: CUDA C
-// compiled to PTX at run time with NVRTC (loaded with dlopen from the CUDA
-// libraries MLX's backend uses; no toolkit at build time), then called
-// through mx::fast::precompiled_cuda_kernel. Used by cuda_qmv.cpp.
+// compiled at run time with NVRTC (loaded with dlopen from the CUDA
+// libraries MLX's backend uses; no toolkit at build time) to SASS for the
+// GPU at hand or PTX, then called through mx::fast::precompiled_cuda_kernel.
+// Used by cuda_qmv.cpp and cuda_layer.cpp.
 #pragma once
 #include <functional>
 #include <string>
@@ -22,10 +23,14 @@ struct Kernel {
 };
 
 // Compiles `source` with -D`defines` (NAME=value; the kernel's name is
-// passed as KERNEL_NAME) into k.ptx: SASS for device 0 when NVRTC knows its
-// architecture, else PTX. False with *error set on failure.
+// passed as KERNEL_NAME) into k.ptx: SASS for device 0 (MLX's default GPU)
+// when allowed and NVRTC knows its architecture, else PTX. False with
+// *error set on failure.
 bool compile(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
-             std::string *error);
+             std::string *error, bool allow_sass = true);
+
+// True when k holds SASS (a cubin) rather than PTX.
+bool is_sass(const Kernel &k);
 
 // Runs the kernel once with its PTX (run(code) must build and evaluate one
 // call), then once with the stand-in. A first run that fails clears k.ptx

@@ -98,14 +98,15 @@ int shared_bytes(const Dims &d) {
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
-// activations' dtype, [N, K] with K a multiple of 32 and of the group size,
-// 16-byte aligned rows.
+// activations' dtype, [N, K] with K a multiple of 32 and of the group size
+// (so rows are 16-byte multiples; layout_misfit checks the buffers).
 const char *linear_misfit(const mx_qlinear &l, mc::Dtype t, int N, int K, int gs, bool bias_ok) {
     if (!l.w || !l.scales || !l.biases || l.bits != 4) return "a projection is not 4-bit affine-quantized";
     if (l.group_size != gs) return "the projections differ in group size";
     if (l.bias && !bias_ok) return "a bias the kernel has no place for";
     const array &w = l.w->a, &s = l.scales->a, &b = l.biases->a;
-    if (w.dtype() != mc::uint32 || s.dtype() != t || b.dtype() != t) return "scales not in the activations' dtype";
+    if (w.dtype() != mc::uint32) return "packed weights not uint32";
+    if (s.dtype() != t || b.dtype() != t) return "scales not in the activations' dtype";
     if (K % 32 || K % gs || w.ndim() != 2 || w.shape(0) != N || w.shape(1) != K / 8 || s.ndim() != 2 ||
         s.shape(0) != N || s.shape(1) != K / gs || b.shape() != s.shape())
         return "a projection's shape";
@@ -122,8 +123,8 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (!s->attn_norm || !s->mlp_norm || !s->inv_freq) return "missing norms or RoPE table";
     if (need_cache && (!s->k_cache || !s->v_cache)) return "missing caches";
     int hd = s->head_dim, nh = s->n_heads, nkv = s->n_kv_heads;
-    if (hd <= 0 || hd % 32 || hd > 256 || nkv <= 0 || nh % nkv || nh / nkv > 8 || nkv > kMaxKv)
-        return "head layout (head_dim a multiple of 32 up to 256, at most 8 query heads per kv head, 40 kv heads)";
+    if (hd <= 0 || hd % 64 || hd > 256 || nkv <= 0 || nh % nkv || nh / nkv > 8 || nkv > kMaxKv)
+        return "head layout (head_dim 64, 128, 192 or 256, at most 8 query heads per kv head, 40 kv heads)";
     if (!s->qkv.w || !s->gate_up.w) return "q|k|v or gate|up not stacked";
     int hidden = s->attn_norm->a.size(), qd = nh * hd, kvd = nkv * hd;
     int ff = s->gate_up.w->a.shape(0) / 2, gs = s->qkv.group_size;
@@ -148,6 +149,18 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0};
     if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
+    return nullptr;
+}
+
+// Why an input cannot be read as the kernel reads it: every buffer already
+// computed must be row-contiguous and 16-byte aligned (weights come in
+// 16-byte loads); one not computed yet is an op's fresh output, which is.
+const char *layout_misfit(const std::vector<array> &in) {
+    for (const array &a : in) {
+        if (!a.is_available()) continue;
+        if (!a.flags().row_contiguous) return "an input is a strided view";
+        if (reinterpret_cast<uintptr_t>(a.data<void>()) % 16) return "an input is not 16-byte aligned";
+    }
     return nullptr;
 }
 
@@ -180,36 +193,45 @@ array new_scratch(const Dims &d) {
 }
 
 // Compiles the variant and runs it once (cuda_jit::prime) on a layer of the
-// model's shapes with zero weights. Called under g_mu.
+// model's weights with h and the caches zero; SASS the driver will not load
+// is compiled again as PTX. Leaves k.ptx empty (and why in g_status) when
+// it cannot run. Called under g_mu.
 void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
     static const std::string source = std::string(kCudaCommonSource) + kCudaLayerSource;
-    if (!gomlx::cuda_jit::compile(
-            k, source,
-            {"XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
-             "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
-             "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
-             "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(kRowsA),
-             "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
-             "TIMING=" + std::to_string(kTiming)},
-            &g_status))
-        return;
-    array scratch = new_scratch(d);
-    array kc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t), vc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t);
-    mc::eval({kc, vc});
-    mx_array_s kh{kc}, vh{vc};
-    mx_layer_step s = *proto;
-    s.k_cache = &kh, s.v_cache = &vh, s.slot = 0, s.first = 0, s.position = 0;
-    array h = mc::zeros({1, 1, d.hidden}, t);
-    auto run = [&](const std::string &code) { mc::eval(call(k, code, d, h, &s, scratch)); };
-    bool ran = gomlx::cuda_jit::prime(k, run, &g_status);
-    if (ran) {
-        uint32_t timeout = mc::slice(scratch, {2}, {3}).item<uint32_t>();
-        if (timeout) {
+    const std::vector<std::string> defines = {
+        "XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
+        "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
+        "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
+        "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(kRowsA),
+        "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
+        "TIMING=" + std::to_string(kTiming)};
+    try {
+        if (!gomlx::cuda_jit::compile(k, source, defines, &g_status)) return;
+        array scratch = new_scratch(d);
+        array kc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t), vc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t);
+        mc::eval({kc, vc});
+        mx_array_s kh{kc}, vh{vc};
+        mx_layer_step s = *proto;
+        s.k_cache = &kh, s.v_cache = &vh, s.slot = 0, s.first = 0, s.position = 0;
+        array h = mc::zeros({1, 1, d.hidden}, t);
+        auto run = [&](const std::string &code) { mc::eval(call(k, code, d, h, &s, scratch)); };
+        const bool sass = gomlx::cuda_jit::is_sass(k);
+        bool ran = gomlx::cuda_jit::prime(k, run, &g_status);
+        if (!ran && sass && gomlx::cuda_jit::compile(k, source, defines, &g_status, false))
+            ran = gomlx::cuda_jit::prime(k, run, &g_status);
+        if (!ran) {
+            k.ptx.clear();
+            return;
+        }
+        if (mc::slice(scratch, {2}, {3}).item<uint32_t>()) {
             g_status = "the layer kernel's blocks were not all resident (barrier timeout)";
             k.ptx.clear();
-        } else {
-            g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
+            return;
         }
+        g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
+    } catch (const std::exception &e) {
+        g_status = std::string("the layer kernel could not be prepared: ") + e.what();
+        k.ptx.clear();
     }
 }
 
@@ -278,6 +300,8 @@ mx_array mx_cuda_layer_step(mx_array h, const mx_layer_step *s, mx_array scratch
             throw std::invalid_argument("mx_cuda_layer_step: cache slot out of range");
         if (scratch->a.dtype() != mc::uint32 || scratch->a.size() < scratch_words(d, sm_count()))
             throw std::invalid_argument("mx_cuda_layer_step: scratch too small (from another model?)");
+        if (const char *why = layout_misfit(inputs(ha, s, scratch->a)))
+            throw std::invalid_argument(std::string("mx_cuda_layer_step: ") + why);
         const Kernel *k = kernel(d, s, ha.dtype());
         if (!k) throw std::runtime_error(std::string("mx_cuda_layer_step: ") + mx_cuda_layer_status());
         g_calls.fetch_add(1);
@@ -292,6 +316,8 @@ int mx_cuda_layer_timed_out(mx_array scratch) {
 }
 
 void mx_set_cuda_layer(int on) { g_enabled.store(on ? 1 : 0); }
+
+int mx_cuda_layer_on(void) { return g_enabled.load(); }
 
 long mx_cuda_layer_calls(void) { return g_calls.load(); }
 

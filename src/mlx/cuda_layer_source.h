@@ -23,7 +23,8 @@
 // another go through L2 (ld.global.cg), never a stale L1 line.
 //
 // Defines: XT (0 bfloat16, 1 float16), GS (group size), HD (head dim, a
-// multiple of 32), REP (query heads per kv head), HAS_BIAS (q|k|v
+// multiple of 64: a lane reads pairs of a head's elements), REP (query
+// heads per kv head), HAS_BIAS (q|k|v
 // bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead of j, j + HD/2), LT
 // (threads per block), DOT_U (chunks of a row a lane loads before using
 // them; 1, the default, measured fastest), ROWS_A and ROWS_D (rows a warp's item takes in phases
@@ -39,7 +40,8 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define EPL (HD / 32) // head elements per lane
 
 // Scratch words (u32): barrier count, generation, timeout flag, then one
-// arrival counter per kv head; every one back at 0 when the kernel ends.
+// arrival counter per kv head: the count and counters are back at 0 when
+// the kernel ends (the generation only counts up).
 #define CTRL_WORDS 64
 #define BAR_COUNT 0
 #define BAR_GEN 1

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include <mlx/backend/cuda/cuda.h>
 #include <mlx/fast.h>
@@ -56,18 +57,25 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
 // Called under g_mu.
 void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll) {
     static const std::string source = std::string(kCudaCommonSource) + kCudaQmvSource;
-    if (!gomlx::cuda_jit::compile(k, source,
-                                  {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs),
-                                   "QMV_R=" + std::to_string(rows), "QMV_U=" + std::to_string(unroll)},
-                                  &g_status))
-        return;
-    const int K = 128;
-    array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
-    array sb = mc::zeros({1, K / gs}, t);
-    if (gomlx::cuda_jit::prime(
-            k, [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); },
-            &g_status))
-        g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
+    const std::vector<std::string> defines = {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs),
+                                              "QMV_R=" + std::to_string(rows), "QMV_U=" + std::to_string(unroll)};
+    try {
+        if (!gomlx::cuda_jit::compile(k, source, defines, &g_status)) return;
+        const int K = 128;
+        array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
+        array sb = mc::zeros({1, K / gs}, t);
+        auto run = [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); };
+        // SASS the driver will not load: compiled again as PTX
+        const bool sass = gomlx::cuda_jit::is_sass(k);
+        bool ran = gomlx::cuda_jit::prime(k, run, &g_status);
+        if (!ran && sass && gomlx::cuda_jit::compile(k, source, defines, &g_status, false))
+            ran = gomlx::cuda_jit::prime(k, run, &g_status);
+        if (ran) g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
+        else k.ptx.clear();
+    } catch (const std::exception &e) {
+        g_status = std::string("the mat-vec could not be prepared: ") + e.what();
+        k.ptx.clear();
+    }
 }
 
 // A tuning knob from the environment within [lo, hi], or 0 when unset.

@@ -238,6 +238,8 @@ mx_array mx_cuda_layer_step(mx_array h, const mx_layer_step *s, mx_array scratch
  * Waits for the work queued before it. */
 int mx_cuda_layer_timed_out(mx_array scratch);
 void mx_set_cuda_layer(int on);
+/* 1 unless turned off (GOMLX_CUDA_LAYER=0 or mx_set_cuda_layer(0)). */
+int mx_cuda_layer_on(void);
 /* Layer steps handed to the kernel so far (graph nodes built). */
 long mx_cuda_layer_calls(void);
 /* The last mx_cuda_layer_ready verdict: "in use", "not used yet",

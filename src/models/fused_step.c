@@ -101,7 +101,7 @@ int gm_fused_step_prepare(gm_model *m) {
 
 int gm_fused_step_usable(const gm_model *m, int t) {
     if (t != 1) return 0;
-    if (m->fused_step == FUSED_CUDA) return mx_device_is_gpu();
+    if (m->fused_step == FUSED_CUDA) return mx_device_is_gpu() && mx_cuda_layer_on();
     return m->fused_step == FUSED_CPU && mx_cpu_kernels() && !mx_device_is_gpu();
 }
 

@@ -6,8 +6,10 @@
  * own bfloat16/float16 graph is (times 2, plus one rounding of the element
  * type), at several steps in a row (the barrier and counters reset between
  * kernels), with GQA, a q|k|v bias, traditional RoPE, a sliding window and
- * float16. The cache row written in place is checked too, and the rows
- * around it are left as they were. Needs an NVIDIA GPU and MLX's CUDA
+ * float16; with the MLP zeroed and h small the output is the attention's
+ * alone, over up to 2000+ keys (every chunk the blocks allow, one empty).
+ * The cache row written in place is checked too, and the rows around it
+ * are left as they were. Needs an NVIDIA GPU and MLX's CUDA
  * backend; elsewhere it exits 77, which ctest reports as skipped. */
 #include <math.h>
 #include <stdint.h>
@@ -77,6 +79,8 @@ typedef struct shape {
     const char *name;
     int hidden, n_heads, n_kv, head_dim, ff, gs, bias, trad, window;
     mx_dtype dt;
+    int keys;      /* keys in the cache before the first step (0: 200) */
+    int attn_only; /* MLP weights zero and h small: the output is the attention's */
 } shape;
 
 typedef struct layer {
@@ -84,9 +88,9 @@ typedef struct layer {
     mx_array attn_norm, mlp_norm, inv_freq;
 } layer;
 
-static mx_qlinear quantized(int out, int in, const shape *sh, int bias) {
+static mx_qlinear quantized(int out, int in, const shape *sh, int bias, float scale) {
     mx_qlinear l = {0};
-    mx_array w = random_array((int[]){out, in}, 2, sh->dt, 0.04f, 0.0f);
+    mx_array w = random_array((int[]){out, in}, 2, sh->dt, scale, 0.0f);
     CHECK(mx_quantize(w, sh->gs, 4, &l.w, &l.scales, &l.biases) == 0);
     mx_array parts[3] = {l.w, l.scales, l.biases};
     CHECK(mx_eval(parts, 3) == 0);
@@ -98,10 +102,10 @@ static mx_qlinear quantized(int out, int in, const shape *sh, int bias) {
 static layer make_layer(const shape *sh) {
     layer L;
     int qd = sh->n_heads * sh->head_dim, kvd = sh->n_kv * sh->head_dim, half = sh->head_dim / 2;
-    L.qkv = quantized(qd + 2 * kvd, sh->hidden, sh, sh->bias);
-    L.o = quantized(sh->hidden, qd, sh, 0);
-    L.gu = quantized(2 * sh->ff, sh->hidden, sh, 0);
-    L.down = quantized(sh->hidden, sh->ff, sh, 0);
+    L.qkv = quantized(qd + 2 * kvd, sh->hidden, sh, sh->bias, 0.04f);
+    L.o = quantized(sh->hidden, qd, sh, 0, 0.04f);
+    L.gu = quantized(2 * sh->ff, sh->hidden, sh, 0, 0.04f);
+    L.down = quantized(sh->hidden, sh->ff, sh, 0, sh->attn_only ? 0.0f : 0.04f);
     L.attn_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
     L.mlp_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
     /* RoPE base 10000, as MLX computes the angles from a base */
@@ -148,7 +152,7 @@ static mx_array reference(const shape *sh, const layer *L, mx_array h, mx_array 
 
 static void check_shape(const shape *sh) {
     mx_scope *scope = mx_scope_open();
-    int d = sh->head_dim, cap = 320, slot0 = 200;
+    int slot0 = sh->keys ? sh->keys : 200, d = sh->head_dim, cap = slot0 + 120;
     layer L = make_layer(sh);
     size_t cache_n = (size_t)sh->n_kv * cap * d;
     float *kv0 = random_values(cache_n, 1.0f, 0.0f), *vv0 = random_values(cache_n, 1.0f, 0.0f);
@@ -175,7 +179,7 @@ static void check_shape(const shape *sh) {
     }
     for (int step = 0; step < 3; step++) {
         int slot = slot0 + step * 50, first = sh->window ? slot - sh->window + 1 : 0;
-        mx_array h = random_array((int[]){1, 1, sh->hidden}, 3, sh->dt, 2.0f, 0.0f);
+        mx_array h = random_array((int[]){1, 1, sh->hidden}, 3, sh->dt, sh->attn_only ? 0.01f : 2.0f, 0.0f);
         s.slot = slot, s.first = first, s.position = (float)slot;
         long calls = mx_cuda_layer_calls();
         mx_array ours = mx_cuda_layer_step(h, &s, scratch);
@@ -216,13 +220,18 @@ static void check_shape(const shape *sh) {
 
 static void test_shapes(void) {
     static const shape shapes[] = {
-        /* name, hidden, heads, kv heads, head dim, ff, group, bias, trad, window, dtype */
-        {"llama-3.2-3b-like", 3072, 24, 8, 128, 8192, 64, 0, 0, 0, MX_BFLOAT16},
-        {"qwen2.5-3b-like (bias)", 2048, 16, 2, 128, 11008, 64, 1, 0, 0, MX_BFLOAT16},
-        {"qwen2.5-0.5b-like", 896, 14, 2, 64, 4864, 32, 1, 0, 0, MX_BFLOAT16},
-        {"window 37, traditional", 1024, 8, 8, 128, 2816, 128, 0, 1, 37, MX_BFLOAT16},
-        {"float16, MHA", 1024, 8, 8, 128, 2048, 64, 0, 0, 0, MX_FLOAT16},
-        {"float16, GQA 4", 2048, 16, 4, 128, 5632, 32, 1, 0, 0, MX_FLOAT16},
+        /* name, hidden, heads, kv heads, head dim, ff, group, bias, trad, window, dtype, keys, attention only */
+        {"llama-3.2-3b-like", 3072, 24, 8, 128, 8192, 64, 0, 0, 0, MX_BFLOAT16, 0, 0},
+        {"qwen2.5-3b-like (bias)", 2048, 16, 2, 128, 11008, 64, 1, 0, 0, MX_BFLOAT16, 0, 0},
+        {"qwen2.5-0.5b-like", 896, 14, 2, 64, 4864, 32, 1, 0, 0, MX_BFLOAT16, 0, 0},
+        {"window 37, traditional", 1024, 8, 8, 128, 2816, 128, 0, 1, 37, MX_BFLOAT16, 0, 0},
+        {"float16, MHA", 1024, 8, 8, 128, 2048, 64, 0, 0, 0, MX_FLOAT16, 0, 0},
+        {"float16, GQA 4", 2048, 16, 4, 128, 5632, 32, 1, 0, 0, MX_FLOAT16, 0, 0},
+        /* the attention alone (a dropped key or chunk shows), and 2112+ keys
+         * over 2 kv heads: as many chunks as blocks allow, the last empty */
+        {"attention only, 8 kv heads", 3072, 24, 8, 128, 1024, 64, 0, 0, 0, MX_BFLOAT16, 300, 1},
+        {"attention only, 2112 keys", 2048, 16, 2, 128, 1024, 64, 1, 0, 0, MX_BFLOAT16, 2112, 1},
+        {"2112 keys, window 1000", 2048, 16, 2, 128, 1024, 64, 1, 0, 1000, MX_BFLOAT16, 2112, 1},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(&shapes[i]);
     /* "in use", or "in use (its code goes with every call)" with an MLX
@@ -234,7 +243,7 @@ static void test_shapes(void) {
  * with a slot outside the cache fails with an error instead of running. */
 static void test_misfits(void) {
     mx_scope *scope = mx_scope_open();
-    shape sh = {"misfit", 256, 4, 2, 64, 512, 64, 0, 0, 0, MX_BFLOAT16};
+    shape sh = {"misfit", 256, 4, 2, 64, 512, 64, 0, 0, 0, MX_BFLOAT16, 0, 0};
     layer L = make_layer(&sh);
     mx_layer_step s = {
         .attn_norm = L.attn_norm, .mlp_norm = L.mlp_norm,
@@ -251,6 +260,9 @@ static void test_misfits(void) {
     CHECK(mx_cuda_layer_ready(&bad) != NULL);
     bad = s;
     bad.o.bits = 8;
+    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    bad = s;
+    bad.head_dim = 32, bad.n_heads = 8, bad.n_kv_heads = 4; /* same widths, head dim 32: refused */
     CHECK(mx_cuda_layer_ready(&bad) != NULL);
     CHECK(strncmp(mx_cuda_layer_status(), "not used: ", 10) == 0);
     mx_array scratch = mx_cuda_layer_scratch(&s);

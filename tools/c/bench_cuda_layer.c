@@ -78,18 +78,22 @@ static int run(const shape *sh, int keys) {
             .slot = keys - 1, .first = 0, .position = (float)(keys - 1),
         };
         mx_array e[4] = {s.attn_norm, s.mlp_norm, s.k_cache, s.v_cache};
-        if (!s.qkv.w || !s.down.w || mx_eval(e, 4)) {
+        if (!s.qkv.w || !s.o.w || !s.gate_up.w || !s.down.w || mx_eval(e, 4)) {
             fprintf(stderr, "%s: could not make layer %d: %s\n", sh->name, i, mx_error());
-            return 1;
+            goto fail;
         }
         L[i] = s;
     }
     const char *why = mx_cuda_layer_ready(&L[0]);
     if (why) {
         fprintf(stderr, "%s: layer kernel not ready: %s\n", sh->name, why);
-        return 1;
+        goto fail;
     }
     mx_array scratch = mx_cuda_layer_scratch(&L[0]);
+    if (!scratch) {
+        fprintf(stderr, "%s: %s\n", sh->name, mx_error());
+        goto fail;
+    }
     mx_array h0 = random_array((int[]){1, 1, sh->hidden}, 3, 2.0f, 0.0f);
     mx_eval(&h0, 1);
     enum { REPS = 20 };
@@ -102,7 +106,8 @@ static int run(const shape *sh, int keys) {
         for (int i = 0; i < sh->layers && h; i++) h = mx_cuda_layer_step(h, &L[i], scratch);
         if (!h || mx_eval(&h, 1)) {
             fprintf(stderr, "%s: %s\n", sh->name, mx_error());
-            return 1;
+            mx_scope_close(inner);
+            goto fail;
         }
         double t = now_s() - t0;
         if (r >= 2 && t < best) best = t;
@@ -131,6 +136,10 @@ static int run(const shape *sh, int keys) {
     free(L);
     mx_scope_close(scope);
     return 0;
+fail:
+    free(L);
+    mx_scope_close(scope);
+    return 1;
 }
 
 int main(int argc, char **argv) {
