@@ -78,6 +78,22 @@ __device__ __forceinline__ V4 load16(const u16 *p, bool aligned) {
     return V4{e[0] | e[1] << 16, e[2] | e[3] << 16, e[4] | e[5] << 16, e[6] | e[7] << 16};
 }
 
+// The 32 values of x in four 16-byte chunks as float32; returns their sum.
+__device__ __forceinline__ float unpack_x32(const V4 (&v)[4], float (&xf)[32]) {
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const u32 p[4] = {v[i].x, v[i].y, v[i].z, v[i].w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            xf[i * 8 + 2 * k] = half_at(p[k], 0);
+            xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
+            sum += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
+        }
+    }
+    return sum;
+}
+
 // sum over k < 32 of q[k] * xf[k], q the 4-bit values of a 16-byte chunk
 // (nibble k of word k / 8). A nibble becomes a float by OR-ing it into the
 // mantissa of 2^23 and subtracting 2^23 (exact): the int-to-float

@@ -181,19 +181,10 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
         for (int u = 0; u < U; u++) {
             const int c = c0 + 32 * u;
             if (c >= chunks) break;
+            const V4 xv[4] = {*(const V4 *)(xs + c * 32), *(const V4 *)(xs + c * 32 + 8),
+                              *(const V4 *)(xs + c * 32 + 16), *(const V4 *)(xs + c * 32 + 24)};
             float xf[32];
-            float xsum = 0.f;
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                V4 v = *(const V4 *)(xs + c * 32 + i * 8);
-                u32 p[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    xf[i * 8 + 2 * k] = half_at(p[k], 0);
-                    xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
-                    xsum += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
-                }
-            }
+            const float xsum = unpack_x32(xv, xf);
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
@@ -210,6 +201,25 @@ template <int R>
 __device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
                                     const int (&rows)[R], int K, float (&out)[R]) {
     dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R)>(xs, w, scales, biases, rows, K, out);
+}
+
+// out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
+// (phases C and E); res is read through L2 when another block wrote it.
+__device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const u16 *scales,
+                                              const u16 *biases, int K, const u16 *res, bool res_cg,
+                                              u16 *out, int n) {
+    const int lane = threadIdx.x & 31, n_warps = gridDim.x * NWARPS;
+    for (int it = blockIdx.x * NWARPS + (threadIdx.x >> 5); it < n / 2; it += n_warps) {
+        const int rows[2] = {2 * it, 2 * it + 1};
+        float a[2];
+        dot<2>(xs, w, scales, biases, rows, K, a);
+        if (lane) continue;
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            const float h = res_cg ? load_cg_half(res + rows[r]) : load_half(res + rows[r]);
+            out[rows[r]] = store_half(h + round_half(a[r]));
+        }
+    }
 }
 
 extern "C" __global__ void __launch_bounds__(LT, 1)
@@ -421,14 +431,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
 
     // ---- C: h1 = h + o Wo^T ----
     copy_to_shared(o_buf, xs, qd);
-    for (int it = gwarp; it < hidden / 2; it += n_warps) {
-        const int rows[2] = {2 * it, 2 * it + 1};
-        float a[2];
-        dot<2>(xs, o_w, o_s, o_b, rows, qd, a);
-        if (lane) continue;
-        out[2 * it] = store_half(load_half(h + 2 * it) + round_half(a[0]));
-        out[2 * it + 1] = store_half(load_half(h + 2 * it + 1) + round_half(a[1]));
-    }
+    residual_rows(xs, o_w, o_s, o_b, qd, h, false, out, hidden);
     grid_sync(ctrl);
     stamp(ctrl, 3);
 
@@ -456,14 +459,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
 
     // ---- E: out = h1 + act Wdown^T ----
     copy_to_shared(act, xs, ff);
-    for (int it = gwarp; it < hidden / 2; it += n_warps) {
-        const int rows[2] = {2 * it, 2 * it + 1};
-        float a[2];
-        dot<2>(xs, dn_w, dn_s, dn_b, rows, ff, a);
-        if (lane) continue;
-        out[2 * it] = store_half(load_cg_half(out + 2 * it) + round_half(a[0]));
-        out[2 * it + 1] = store_half(load_cg_half(out + 2 * it + 1) + round_half(a[1]));
-    }
+    residual_rows(xs, dn_w, dn_s, dn_b, ff, out, true, out, hidden);
     stamp(ctrl, 5);
 }
 )CUDA";

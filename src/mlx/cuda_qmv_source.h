@@ -57,17 +57,7 @@ extern "C" __global__ void KERNEL_NAME(const u16 *__restrict__ x, const u32 *__r
         for (int u = 0; u < QMV_U; u++) {
             if (c0 + 32 * u >= chunks) break;
             float xf[32];
-            float xs = 0.f;
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                u32 p[4] = {xv[u][i].x, xv[u][i].y, xv[u][i].z, xv[u][i].w};
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    xf[i * 8 + 2 * k] = half_at(p[k], 0);
-                    xf[i * 8 + 2 * k + 1] = half_at(p[k], 1);
-                    xs += xf[i * 8 + 2 * k] + xf[i * 8 + 2 * k + 1];
-                }
-            }
+            const float xs = unpack_x32(xv[u], xf);
 #pragma unroll
             for (int r = 0; r < QMV_R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
