@@ -31,7 +31,6 @@
 
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
-#include "mlx/cuda_launch.h"
 #include "mlx/cuda_layer_source.h"
 #include "mlx/mx_internal.h"
 
@@ -181,18 +180,6 @@ array call(const Kernel &k, const std::string &code, const Dims &d, const array 
            const mx_layer_step *s, const array &scratch) {
     int grid = sm_count();
     int cap = s->k_cache->a.shape(2);
-    if (gomlx::cuda_launch::available()) {
-        // h's buffer becomes the output: every element of h is read (phases
-        // A and C) before the lane that owns it writes it (C), and only this
-        // layer reads h.
-        using gomlx::cuda_launch::Scalar;
-        return gomlx::cuda_launch::node(
-            k, inputs(h, s, scratch), 0,
-            {Scalar::of(d.hidden), Scalar::of(d.n_heads), Scalar::of(d.n_kv), Scalar::of(d.ff), Scalar::of(cap),
-             Scalar::of(s->slot), Scalar::of(s->first), Scalar::of(s->position), Scalar::of(s->eps),
-             Scalar::of(s->attn_scale)},
-            grid, kThreads, shared_bytes(d));
-    }
     return mc::fast::precompiled_cuda_kernel(
         k.name, code, inputs(h, s, scratch), {h.shape()}, {h.dtype()},
         {d.hidden, d.n_heads, d.n_kv, d.ff, cap, s->slot, s->first, s->position, s->eps, s->attn_scale},
