@@ -4,6 +4,7 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 
@@ -144,6 +145,26 @@ bool prime(Kernel &k, const std::function<void(const std::string &code)> &run, s
         k.stand_in = false; // an MLX that keys modules by the code: pass it every time
     }
     return true;
+}
+
+bool prepare(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
+             const std::function<void(const std::string &code)> &run, std::string *error) {
+    if (!compile(k, source, defines, error)) return false;
+    const bool sass = is_sass(k);
+    bool ran = prime(k, run, error);
+    if (!ran && sass && compile(k, source, defines, error, false)) ran = prime(k, run, error);
+    if (!ran) k.ptx.clear();
+    return ran;
+}
+
+const char *in_use_status(const Kernel &k) {
+    return k.stand_in ? "in use" : "in use (its code goes with every call)";
+}
+
+int env_int(const char *name, int def, int lo, int hi) {
+    const char *e = getenv(name);
+    int v = e && *e ? atoi(e) : def;
+    return v >= lo && v <= hi ? v : def;
 }
 
 }  // namespace gomlx::cuda_jit

@@ -38,8 +38,21 @@ bool is_sass(const Kernel &k);
 // Must not be called inside an mx::compile or vmap trace.
 bool prime(Kernel &k, const std::function<void(const std::string &code)> &run, std::string *error);
 
+// compile, then prime; SASS the driver will not load is compiled again as
+// PTX and primed once more. False, k.ptx empty and *error set when the
+// kernel cannot run.
+bool prepare(Kernel &k, const std::string &source, const std::vector<std::string> &defines,
+             const std::function<void(const std::string &code)> &run, std::string *error);
+
+// "in use", and whether MLX makes every call carry the code.
+const char *in_use_status(const Kernel &k);
+
 // A CUDA driver attribute of device 0 (CU_DEVICE_ATTRIBUTE_*), 0 when the
 // driver cannot be asked.
 int device_attribute(int attribute);
+
+// An integer setting from the environment: `def` when unset or outside
+// [lo, hi] (tuning knobs of our kernels).
+int env_int(const char *name, int def, int lo, int hi);
 
 }  // namespace gomlx::cuda_jit

@@ -42,9 +42,10 @@ using namespace gomlx::mx;
 namespace {
 
 const int kThreads = 512, kWarps = kThreads / 32;
-// Scratch control words, as in the source: barrier at 0-2, one counter per
-// kv head from KV_COUNT (8), clock stamps from STAMPS (48).
-const int kCtrlWords = 64, kKvCount = 8, kMaxKv = 40;
+// Scratch control words, as in the source (CTRL_WORDS, BAR_TIMEOUT): the
+// barrier at 0-2, one counter per kv head from 8, clock stamps from 48, so
+// at most 40 kv heads.
+const int kCtrlWords = 64, kBarTimeout = 2, kMaxKv = 40;
 const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
 int env_enabled() {
@@ -62,11 +63,7 @@ std::map<std::tuple<int, int, int, int, int, int>, Kernel> g_kernels;
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
 // phases' weights), rows per item in phases A and D, fewest keys per
 // attention chunk; the phase timestamps of tools/c/bench_cuda_layer.c.
-int env_int(const char *name, int def, int lo, int hi) {
-    const char *e = getenv(name);
-    int v = e && *e ? atoi(e) : def;
-    return v >= lo && v <= hi ? v : def;
-}
+using gomlx::cuda_jit::env_int;
 const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
 const int kRowsA = env_int("GOMLX_CUDA_LAYER_RA", 4, 2, 4) == 2 ? 2 : 4;
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
@@ -176,14 +173,22 @@ std::vector<array> inputs(const array &h, const mx_layer_step *s, const array &s
     return in;
 }
 
-array call(const Kernel &k, const std::string &code, const Dims &d, const array &h,
-           const mx_layer_step *s, const array &scratch) {
+// The kernel on `in` (inputs(h, s, scratch)).
+array call(const Kernel &k, const std::string &code, const Dims &d, std::vector<array> in,
+           const mx_layer_step *s) {
     int grid = sm_count();
     int cap = s->k_cache->a.shape(2);
+    const mc::Shape shape = in[0].shape();
+    const mc::Dtype dtype = in[0].dtype();
     return mc::fast::precompiled_cuda_kernel(
-        k.name, code, inputs(h, s, scratch), {h.shape()}, {h.dtype()},
+        k.name, code, std::move(in), {shape}, {dtype},
         {d.hidden, d.n_heads, d.n_kv, d.ff, cap, s->slot, s->first, s->position, s->eps, s->attn_scale},
         {grid * kThreads, 1, 1}, {kThreads, 1, 1}, shared_bytes(d), std::nullopt, false)[0];
+}
+
+// The flag a kernel raises when it gave up waiting at a barrier.
+uint32_t timeout_flag(const array &scratch) {
+    return mc::slice(scratch, {kBarTimeout}, {kBarTimeout + 1}).item<uint32_t>();
 }
 
 array new_scratch(const Dims &d) {
@@ -192,10 +197,9 @@ array new_scratch(const Dims &d) {
     return a;
 }
 
-// Compiles the variant and runs it once (cuda_jit::prime) on a layer of the
-// model's weights with h and the caches zero; SASS the driver will not load
-// is compiled again as PTX. Leaves k.ptx empty (and why in g_status) when
-// it cannot run. Called under g_mu.
+// Compiles the variant and runs it once (cuda_jit::prepare) on a layer of
+// the model's weights with h and the caches zero. Leaves k.ptx empty (and
+// why in g_status) when it cannot run. Called under g_mu.
 void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
     static const std::string source = std::string(kCudaCommonSource) + kCudaLayerSource;
     const std::vector<std::string> defines = {
@@ -206,7 +210,6 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
         "TIMING=" + std::to_string(kTiming)};
     try {
-        if (!gomlx::cuda_jit::compile(k, source, defines, &g_status)) return;
         array scratch = new_scratch(d);
         array kc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t), vc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t);
         mc::eval({kc, vc});
@@ -214,21 +217,14 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
         mx_layer_step s = *proto;
         s.k_cache = &kh, s.v_cache = &vh, s.slot = 0, s.first = 0, s.position = 0;
         array h = mc::zeros({1, 1, d.hidden}, t);
-        auto run = [&](const std::string &code) { mc::eval(call(k, code, d, h, &s, scratch)); };
-        const bool sass = gomlx::cuda_jit::is_sass(k);
-        bool ran = gomlx::cuda_jit::prime(k, run, &g_status);
-        if (!ran && sass && gomlx::cuda_jit::compile(k, source, defines, &g_status, false))
-            ran = gomlx::cuda_jit::prime(k, run, &g_status);
-        if (!ran) {
-            k.ptx.clear();
-            return;
-        }
-        if (mc::slice(scratch, {2}, {3}).item<uint32_t>()) {
+        auto run = [&](const std::string &code) { mc::eval(call(k, code, d, inputs(h, &s, scratch), &s)); };
+        if (!gomlx::cuda_jit::prepare(k, source, defines, run, &g_status)) return;
+        if (timeout_flag(scratch)) {
             g_status = "the layer kernel's blocks were not all resident (barrier timeout)";
             k.ptx.clear();
             return;
         }
-        g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
+        g_status = gomlx::cuda_jit::in_use_status(k);
     } catch (const std::exception &e) {
         g_status = std::string("the layer kernel could not be prepared: ") + e.what();
         k.ptx.clear();
@@ -268,7 +264,7 @@ const char *mx_cuda_layer_ready(const mx_layer_step *s) {
         const Kernel *k = kernel(d, s, s->attn_norm->a.dtype());
         std::lock_guard<std::mutex> lock(g_mu);
         if (!k) return why = g_status, why.c_str();
-        g_status = k->stand_in ? "in use" : "in use (its code goes with every call)";
+        g_status = gomlx::cuda_jit::in_use_status(*k);
         return nullptr;
     } catch (const std::exception &e) {
         return why = e.what(), why.c_str();
@@ -300,18 +296,19 @@ mx_array mx_cuda_layer_step(mx_array h, const mx_layer_step *s, mx_array scratch
             throw std::invalid_argument("mx_cuda_layer_step: cache slot out of range");
         if (scratch->a.dtype() != mc::uint32 || scratch->a.size() < scratch_words(d, sm_count()))
             throw std::invalid_argument("mx_cuda_layer_step: scratch too small (from another model?)");
-        if (const char *why = layout_misfit(inputs(ha, s, scratch->a)))
+        std::vector<array> in = inputs(ha, s, scratch->a);
+        if (const char *why = layout_misfit(in))
             throw std::invalid_argument(std::string("mx_cuda_layer_step: ") + why);
         const Kernel *k = kernel(d, s, ha.dtype());
         if (!k) throw std::runtime_error(std::string("mx_cuda_layer_step: ") + mx_cuda_layer_status());
         g_calls.fetch_add(1);
-        return call(*k, k->code(), d, ha, s, scratch->a);
+        return call(*k, k->code(), d, std::move(in), s);
     });
 }
 
 int mx_cuda_layer_timed_out(mx_array scratch) {
     return guard_ret(-1, [&] {
-        return (int)mc::slice(scratch->a, {2}, {3}).item<uint32_t>();
+        return (int)timeout_flag(scratch->a);
     });
 }
 

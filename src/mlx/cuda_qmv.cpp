@@ -57,33 +57,20 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
 // Called under g_mu.
 void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll) {
     static const std::string source = std::string(kCudaCommonSource) + kCudaQmvSource;
-    const std::vector<std::string> defines = {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs),
-                                              "QMV_R=" + std::to_string(rows), "QMV_U=" + std::to_string(unroll)};
     try {
-        if (!gomlx::cuda_jit::compile(k, source, defines, &g_status)) return;
         const int K = 128;
         array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
         array sb = mc::zeros({1, K / gs}, t);
-        auto run = [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); };
-        // SASS the driver will not load: compiled again as PTX
-        const bool sass = gomlx::cuda_jit::is_sass(k);
-        bool ran = gomlx::cuda_jit::prime(k, run, &g_status);
-        if (!ran && sass && gomlx::cuda_jit::compile(k, source, defines, &g_status, false))
-            ran = gomlx::cuda_jit::prime(k, run, &g_status);
-        if (ran) g_status = k.stand_in ? "in use" : "in use (its code goes with every call)";
-        else k.ptx.clear();
+        if (gomlx::cuda_jit::prepare(
+                k, source,
+                {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs), "QMV_R=" + std::to_string(rows),
+                 "QMV_U=" + std::to_string(unroll)},
+                [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); }, &g_status))
+            g_status = gomlx::cuda_jit::in_use_status(k);
     } catch (const std::exception &e) {
         g_status = std::string("the mat-vec could not be prepared: ") + e.what();
         k.ptx.clear();
     }
-}
-
-// A tuning knob from the environment within [lo, hi], or 0 when unset.
-int env_knob(const char *name, int lo, int hi) {
-    const char *e = getenv(name);
-    if (!e || !*e) return 0;
-    int v = atoi(e);
-    return v >= lo && v <= hi ? v : 0;
 }
 
 int env_enabled() {
@@ -125,8 +112,8 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
         const char *e = getenv("GOMLX_CUDA_QMV_MIN"); // in millions; 0: every size
         return e && *e ? atof(e) * 1e6 : 56e6;
     }();
-    static const int knob_rows = env_knob("GOMLX_CUDA_QMV_R", 1, 8);
-    static const int knob_unroll = env_knob("GOMLX_CUDA_QMV_U", 1, 16);
+    static const int knob_rows = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_R", 0, 1, 8);
+    static const int knob_unroll = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_U", 0, 1, 16);
     if ((double)N * K < min_weights) return {};
     int rows = knob_rows ? knob_rows : N >= 8192 ? 4 : 2;
     int unroll = knob_unroll ? knob_unroll : 1;

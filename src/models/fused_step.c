@@ -65,8 +65,7 @@ static int build_rope_table(gm_model *m) {
 /* The CUDA layer kernel takes every layer (compiled and tried now, so a
  * missing NVRTC shows here as the op-by-op graph, not mid-generation). */
 static int cuda_prepare(gm_model *m) {
-    const char *e = getenv("GOMLX_CUDA_LAYER");
-    if ((e && !strcmp(e, "0")) || !mx_cuda_available()) return 0;
+    if (!mx_cuda_layer_on() || !mx_cuda_available()) return 0;
     int rc = build_rope_table(m);
     if (rc) return rc;
     for (int i = 0; i < m->cfg.num_layers; i++) {
