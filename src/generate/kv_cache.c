@@ -127,7 +127,7 @@ int gm_kv_cache_arrays(gm_kv_cache *c, mx_array *out, int cap) {
 void gm_kv_cache_free(gm_kv_cache *c) {
     for (int i = 0; c->k && i < c->n_layers; i++) mx_free(c->k[i]);
     for (int i = 0; c->v && i < c->n_layers; i++) mx_free(c->v[i]);
-    mx_free(c->scratch);
+    mx_cuda_layers_free(c->cuda_layers);
     free(c->k);
     free(c->v);
     free(c->start);

@@ -1,10 +1,13 @@
-// cuda_layer.cpp - a whole decoder layer for one token on NVIDIA GPUs as
-// one node of MLX's graph (cuda_layer_source.h; GOMLX_CUDA_LAYER=0 turns it
-// off). With MLX's ops a decode step on the GPU is paced by the host
-// handing them to the device (docs/GPU.md): ~13 nodes a layer cost the host
-// more than the device needs to read the layer's weights. Folding a few
-// ops into our kernels did not pay (a custom node costs the host 3-4x an
-// MLX one); one node for the whole layer does, and the device sets the pace.
+// cuda_layer.cpp - the decoder layers of a decode step for one token on
+// NVIDIA GPUs as one node of MLX's graph (cuda_layer_source.h;
+// GOMLX_CUDA_LAYER=0 turns it off). With MLX's ops a decode step on the
+// GPU is paced by the host handing them to the device (docs/GPU.md): ~13
+// nodes a layer cost the host more than the device needs to read the
+// layer's weights. Folding a few ops into our kernels did not pay (a
+// custom node costs the host 3-4x an MLX one, mostly MLX copying and
+// hashing the kernel's code with every call); one node a layer did (the
+// device set the pace, the host still spent ~15 us a layer), and one node
+// for all layers leaves the host one such call a token.
 //
 // The kernel runs one block per SM with grid-wide barriers between its
 // phases, so all of its blocks must be resident at once: one block per SM
@@ -14,7 +17,7 @@
 // the engine keeps its own handle to each (MLX never donates them) and every
 // reader and writer of a cache is ordered through the residual stream or an
 // evaluation (kv_cache.c). A per-session scratch buffer holds what its
-// blocks hand each other.
+// blocks hand each other, and a table the layers' buffer addresses.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -45,7 +48,11 @@ const int kThreads = 512, kWarps = kThreads / 32;
 // Scratch control words, as in the source (CTRL_WORDS, BAR_TIMEOUT): the
 // barrier at 0-2, one counter per kv head from 8, clock stamps from 48, so
 // at most 40 kv heads.
-const int kCtrlWords = 64, kBarTimeout = 2, kMaxKv = 40;
+const int kCtrlWords = 64, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
+// A layer's row of the table (TABLE_WORDS, T_*): its buffers' addresses in
+// this order, then the caches' capacity.
+const int kTableWords = 20, kTableCap = 18;
+const int kMaxLayers = 512;
 const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
 int env_enabled() {
@@ -57,7 +64,7 @@ std::atomic<int> g_enabled{env_enabled()};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::tuple<int, int, int, int, int, int>, Kernel> g_kernels;
+std::map<std::tuple<int, int, int, int, int, int, int>, Kernel> g_kernels;
 
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
@@ -79,6 +86,10 @@ int sm_count() {
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad;
+    bool operator==(const Dims &o) const {
+        return std::tie(hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad) ==
+               std::tie(o.hidden, o.n_heads, o.n_kv, o.head_dim, o.ff, o.gs, o.half, o.bias, o.trad);
+    }
 };
 
 size_t scratch_words(const Dims &d, int grid) {
@@ -149,40 +160,118 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     return nullptr;
 }
 
-// Why an input cannot be read as the kernel reads it: every buffer already
-// computed must be row-contiguous and 16-byte aligned (weights come in
-// 16-byte loads); one not computed yet is an op's fresh output, which is.
-const char *layout_misfit(const std::vector<array> &in) {
-    for (const array &a : in) {
-        if (!a.is_available()) continue;
-        if (!a.flags().row_contiguous) return "an input is a strided view";
-        if (reinterpret_cast<uintptr_t>(a.data<void>()) % 16) return "an input is not 16-byte aligned";
+// n layers like s[0], each fit for the kernel; with caches, at the same
+// slot and first.
+const char *layers_misfit(const mx_layer_step *s, int n, mc::Dtype t, Dims *d, bool need_cache) {
+    if (n < 1 || n > kMaxLayers) return "layer count (1 to 512)";
+    for (int i = 0; i < n; i++) {
+        Dims di;
+        if (const char *why = misfit(s + i, t, &di, need_cache)) return why;
+        if (i && !(di == *d)) return "the layers differ in shape";
+        if (i && need_cache && (s[i].slot != s[0].slot || s[i].first != s[0].first))
+            return "the layers' caches are at different slots";
+        *d = di;
     }
     return nullptr;
 }
 
-std::vector<array> inputs(const array &h, const mx_layer_step *s, const array &scratch) {
-    std::vector<array> in = {h, s->attn_norm->a, s->qkv.w->a, s->qkv.scales->a, s->qkv.biases->a};
-    if (s->qkv.bias) in.push_back(s->qkv.bias->a);
-    for (const mx_qlinear *l : {&s->o})
-        in.insert(in.end(), {l->w->a, l->scales->a, l->biases->a});
-    in.push_back(s->mlp_norm->a);
-    for (const mx_qlinear *l : {&s->gate_up, &s->down})
-        in.insert(in.end(), {l->w->a, l->scales->a, l->biases->a});
-    in.insert(in.end(), {s->inv_freq->a, s->k_cache->a, s->v_cache->a, scratch});
-    return in;
+// A layer's arrays in table order (no q|k|v bias: nullptr, 0 in the table).
+std::vector<const array *> table_arrays(const mx_layer_step *s) {
+    return {&s->attn_norm->a, &s->qkv.w->a, &s->qkv.scales->a, &s->qkv.biases->a,
+            s->qkv.bias ? &s->qkv.bias->a : nullptr,
+            &s->o.w->a, &s->o.scales->a, &s->o.biases->a, &s->mlp_norm->a,
+            &s->gate_up.w->a, &s->gate_up.scales->a, &s->gate_up.biases->a,
+            &s->down.w->a, &s->down.scales->a, &s->down.biases->a,
+            &s->inv_freq->a, &s->k_cache->a, &s->v_cache->a};
 }
 
-// The kernel on `in` (inputs(h, s, scratch)).
-array call(const Kernel &k, const std::string &code, const Dims &d, std::vector<array> in,
-           const mx_layer_step *s) {
-    int grid = sm_count();
-    int cap = s->k_cache->a.shape(2);
-    const mc::Shape shape = in[0].shape();
-    const mc::Dtype dtype = in[0].dtype();
+// MLX 0.32's CUDA buffer (cu::CudaBuffer in mlx/backend/cuda/allocator.h,
+// which needs CUDA's headers): what an array's buffer points at.
+struct MlxCudaBuffer {
+    void *data;
+    size_t size;
+    int device; // -1: managed memory
+};
+
+// Where the kernel finds a's elements: as MLX's gpu_ptr() computes it.
+// Not a.data(), which on the host's behalf moves a device buffer to
+// managed memory.
+uint64_t device_address(const array &a) {
+    const auto *buf = static_cast<const MlxCudaBuffer *>(a.buffer().ptr());
+    return reinterpret_cast<uintptr_t>(buf->data) + a.offset();
+}
+
+// The table's rows for s[0..n): every array must have a buffer (evaluated
+// or scheduled, see schedule()).
+std::vector<uint64_t> table_rows(const mx_layer_step *s, int n) {
+    std::vector<uint64_t> rows((size_t)n * kTableWords, 0);
+    for (int i = 0; i < n; i++) {
+        uint64_t *row = rows.data() + (size_t)i * kTableWords;
+        std::vector<const array *> arrays = table_arrays(s + i);
+        for (size_t j = 0; j < arrays.size(); j++)
+            if (arrays[j]) row[j] = device_address(*arrays[j]);
+        row[kTableCap] = (uint64_t)s[i].k_cache->a.shape(2);
+    }
+    return rows;
+}
+
+// The table as an array. Its buffer holds on to the weights it points at
+// (not inputs of the node: a few hundred would cost the host more than the
+// rest of the call), so they outlive every kernel that reads them.
+array table_array(const std::vector<uint64_t> &rows, const mx_layer_step *s, int n) {
+    std::vector<array> weights;
+    for (int i = 0; i < n; i++)
+        for (const array *a : table_arrays(s + i))
+            if (a && a != &s[i].k_cache->a && a != &s[i].v_cache->a) weights.push_back(*a);
+    const size_t bytes = rows.size() * sizeof(uint64_t);
+    mc::allocator::Buffer buf = mc::allocator::allocator().malloc(bytes);
+    memcpy(buf.raw_ptr(), rows.data(), bytes);
+    mc::allocator::Data data(buf, [weights = std::move(weights)](mc::allocator::Buffer b) {
+        mc::allocator::allocator().free(b);
+    });
+    return array(std::move(data), {(int)rows.size()}, mc::uint64);
+}
+
+// Why the buffers cannot be read as the kernel reads them: row-contiguous,
+// 16-byte aligned (weights come in 16-byte loads).
+const char *layout_misfit(const mx_layer_step *s, int n) {
+    for (int i = 0; i < n; i++)
+        for (const array *a : table_arrays(s + i)) {
+            if (!a) continue;
+            if (!a->flags().row_contiguous) return "an input is a strided view";
+            if (device_address(*a) % 16) return "an input is not 16-byte aligned";
+        }
+    return nullptr;
+}
+
+// Arrays not computed yet (a cache in the first step after it was made, a
+// weight still lazy) get their buffers now.
+void schedule(const mx_layer_step *s, int n) {
+    std::vector<array> pending;
+    for (int i = 0; i < n; i++)
+        for (const array *a : table_arrays(s + i))
+            if (a && a->status() == array::Status::unscheduled) pending.push_back(*a);
+    if (!pending.empty()) mc::eval(pending);
+}
+
+// The kernel's source for n layers: the caches' parameters (inputs the
+// code reads through the table) depend on n.
+std::string layers_source(int n) {
+    std::string params = "#define LAYER_ARRAYS";
+    for (int i = 0; i < 2 * n; i++) params += " , const void *a" + std::to_string(i);
+    return params + "\n" + kCudaCommonSource + kCudaLayerSource;
+}
+
+// The kernel on h for s[0..n) with `table` (table_array) and scratch.
+array call(const Kernel &k, const std::string &code, const Dims &d, const array &h, const array &table,
+           const array &scratch, const mx_layer_step *s, int n) {
+    std::vector<array> in = {h, table, scratch};
+    in.reserve(3 + 2 * n);
+    for (int i = 0; i < n; i++) in.insert(in.end(), {s[i].k_cache->a, s[i].v_cache->a});
+    const int grid = sm_count();
     return mc::fast::precompiled_cuda_kernel(
-        k.name, code, std::move(in), {shape}, {dtype},
-        {d.hidden, d.n_heads, d.n_kv, d.ff, cap, s->slot, s->first, s->position, s->eps, s->attn_scale},
+        k.name, code, std::move(in), {h.shape()}, {h.dtype()},
+        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].first, s[0].position, s[0].eps, s[0].attn_scale},
         {grid * kThreads, 1, 1}, {kThreads, 1, 1}, shared_bytes(d), std::nullopt, false)[0];
 }
 
@@ -197,12 +286,12 @@ array new_scratch(const Dims &d) {
     return a;
 }
 
-// Compiles the variant and runs it once (cuda_jit::prepare) on a layer of
-// the model's weights with h and the caches zero. Leaves k.ptx empty (and
+// Compiles the variant and runs it once (cuda_jit::prepare) on the
+// layers' weights with h and one-slot caches zero. Leaves k.ptx empty (and
 // why in g_status) when it cannot run. Called under g_mu.
-void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
-    static const std::string source = std::string(kCudaCommonSource) + kCudaLayerSource;
+void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
     const std::vector<std::string> defines = {
+        "NL=" + std::to_string(n),
         "XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
         "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
         "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
@@ -211,14 +300,20 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
         "TIMING=" + std::to_string(kTiming)};
     try {
         array scratch = new_scratch(d);
-        array kc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t), vc = mc::zeros({1, d.n_kv, 1, d.head_dim}, t);
-        mc::eval({kc, vc});
-        mx_array_s kh{kc}, vh{vc};
-        mx_layer_step s = *proto;
-        s.k_cache = &kh, s.v_cache = &vh, s.slot = 0, s.first = 0, s.position = 0;
+        std::vector<mx_array_s> caches;
+        caches.reserve(2 * n);
+        for (int i = 0; i < 2 * n; i++) caches.push_back(mx_array_s{mc::zeros({1, d.n_kv, 1, d.head_dim}, t)});
+        std::vector<mx_layer_step> s(protos, protos + n);
+        for (int i = 0; i < n; i++) {
+            s[i].k_cache = &caches[2 * i], s[i].v_cache = &caches[2 * i + 1];
+            s[i].slot = 0, s[i].first = 0, s[i].position = 0;
+        }
+        schedule(s.data(), n);
+        if (const char *why = layout_misfit(s.data(), n)) throw std::invalid_argument(why);
+        array table = table_array(table_rows(s.data(), n), s.data(), n);
         array h = mc::zeros({1, 1, d.hidden}, t);
-        auto run = [&](const std::string &code) { mc::eval(call(k, code, d, inputs(h, &s, scratch), &s)); };
-        if (!gomlx::cuda_jit::prepare(k, source, defines, run, &g_status)) return;
+        auto run = [&](const std::string &code) { mc::eval(call(k, code, d, h, table, scratch, s.data(), n)); };
+        if (!gomlx::cuda_jit::prepare(k, layers_source(n), defines, run, &g_status)) return;
         if (timeout_flag(scratch)) {
             g_status = "the layer kernel's blocks were not all resident (barrier timeout)";
             k.ptx.clear();
@@ -231,37 +326,48 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
     }
 }
 
-const Kernel *kernel(const Dims &d, const mx_layer_step *proto, mc::Dtype t) {
+const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
     std::lock_guard<std::mutex> lock(g_mu);
-    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad);
+    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n);
     auto it = g_kernels.find(key);
     if (it == g_kernels.end()) {
         it = g_kernels.emplace(key, Kernel{}).first;
         Kernel &k = it->second;
-        k.name = "gomlx_layer_" + std::string(d.half ? "f16" : "bf16") + "_g" + std::to_string(d.gs) + "_d" +
-                 std::to_string(d.head_dim) + "_r" + std::to_string(d.n_heads / d.n_kv) + "_b" +
-                 std::to_string(d.bias) + "_t" + std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) +
-                 "_a" + std::to_string(kRowsA) + "_m" + std::to_string(kRowsD) + "_k" +
-                 std::to_string(kMinChunkKeys) + "_c" + std::to_string(kTiming);
-        build(k, d, proto, t);
+        k.name = "gomlx_layers" + std::to_string(n) + "_" + std::string(d.half ? "f16" : "bf16") + "_g" +
+                 std::to_string(d.gs) + "_d" + std::to_string(d.head_dim) + "_r" +
+                 std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
+                 std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(kRowsA) +
+                 "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_c" +
+                 std::to_string(kTiming);
+        build(k, d, protos, n, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;
 }
 
+mc::Dtype dtype_of(const mx_layer_step *s) { return s->attn_norm ? s->attn_norm->a.dtype() : mc::float32; }
+
 }  // namespace
+
+struct mx_cuda_layers {
+    Dims d;
+    int n;
+    array scratch;
+    array table = array(0);
+    std::vector<uint64_t> rows; // the table's contents; empty: no table yet
+};
 
 extern "C" {
 
-const char *mx_cuda_layer_ready(const mx_layer_step *s) {
+const char *mx_cuda_layers_ready(const mx_layer_step *s, int n) {
     static thread_local std::string why;
     try {
         Dims d;
-        if (const char *m = misfit(s, s->attn_norm ? s->attn_norm->a.dtype() : mc::float32, &d, false)) {
+        if (const char *m = s ? layers_misfit(s, n, dtype_of(s), &d, false) : "no layers") {
             std::lock_guard<std::mutex> lock(g_mu);
             g_status = std::string("not used: ") + m;
             return why = m, why.c_str();
         }
-        const Kernel *k = kernel(d, s, s->attn_norm->a.dtype());
+        const Kernel *k = kernel(d, s, n, dtype_of(s));
         std::lock_guard<std::mutex> lock(g_mu);
         if (!k) return why = g_status, why.c_str();
         g_status = gomlx::cuda_jit::in_use_status(*k);
@@ -271,44 +377,66 @@ const char *mx_cuda_layer_ready(const mx_layer_step *s) {
     }
 }
 
-mx_array mx_cuda_layer_scratch(const mx_layer_step *s) {
-    return guard([&]() -> array {
+mx_cuda_layers *mx_cuda_layers_new(const mx_layer_step *s, int n) {
+    try {
         Dims d;
-        if (const char *why = misfit(s, s->attn_norm ? s->attn_norm->a.dtype() : mc::float32, &d, false))
-            throw std::invalid_argument(std::string("mx_cuda_layer_scratch: ") + why);
-        return new_scratch(d);
-    });
+        if (!s) throw std::invalid_argument("no layers");
+        if (const char *why = layers_misfit(s, n, dtype_of(s), &d, false)) throw std::invalid_argument(why);
+        return new mx_cuda_layers{d, n, new_scratch(d), array(0), {}};
+    } catch (const std::exception &e) {
+        record((std::string("mx_cuda_layers_new: ") + e.what()).c_str());
+        return nullptr;
+    }
 }
 
-mx_array mx_cuda_layer_step(mx_array h, const mx_layer_step *s, mx_array scratch) {
-    if (!h || !s || !scratch) {
-        record("mx_cuda_layer_step: missing argument");
+void mx_cuda_layers_free(mx_cuda_layers *c) { delete c; }
+
+mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step *s, int n) {
+    if (!c || !h || !s) {
+        record("mx_cuda_layers_step: missing argument");
         return nullptr;
     }
     return guard([&]() -> array {
         const array &ha = h->a;
         Dims d;
-        if (const char *why = misfit(s, ha.dtype(), &d, true))
-            throw std::invalid_argument(std::string("mx_cuda_layer_step: ") + why);
-        if (ha.size() != (size_t)d.hidden) throw std::invalid_argument("mx_cuda_layer_step: h is not one token");
-        int cap = s->k_cache->a.shape(2);
-        if (s->slot < 0 || s->slot >= cap || s->first < 0 || s->first > s->slot)
-            throw std::invalid_argument("mx_cuda_layer_step: cache slot out of range");
-        if (scratch->a.dtype() != mc::uint32 || scratch->a.size() < scratch_words(d, sm_count()))
-            throw std::invalid_argument("mx_cuda_layer_step: scratch too small (from another model?)");
-        std::vector<array> in = inputs(ha, s, scratch->a);
-        if (const char *why = layout_misfit(in))
-            throw std::invalid_argument(std::string("mx_cuda_layer_step: ") + why);
-        const Kernel *k = kernel(d, s, ha.dtype());
-        if (!k) throw std::runtime_error(std::string("mx_cuda_layer_step: ") + mx_cuda_layer_status());
+        if (const char *why = layers_misfit(s, n, ha.dtype(), &d, true))
+            throw std::invalid_argument(std::string("mx_cuda_layers_step: ") + why);
+        if (n != c->n || !(d == c->d))
+            throw std::invalid_argument("mx_cuda_layers_step: not the layers this state was made for");
+        if (ha.size() != (size_t)d.hidden) throw std::invalid_argument("mx_cuda_layers_step: h is not one token");
+        for (int i = 0; i < n; i++)
+            if (s[0].slot < 0 || s[0].slot >= s[i].k_cache->a.shape(2) || s[0].first < 0 || s[0].first > s[0].slot)
+                throw std::invalid_argument("mx_cuda_layers_step: cache slot out of range");
+        const Kernel *k = kernel(d, s, n, ha.dtype());
+        if (!k) throw std::runtime_error(std::string("mx_cuda_layers_step: ") + mx_cuda_layer_status());
+        schedule(s, n);
+        std::vector<uint64_t> rows = table_rows(s, n);
+        if (rows != c->rows) {
+            // A cache grew or moved: a new table (the old one lives on in
+            // the graph nodes that read it).
+            if (const char *why = layout_misfit(s, n))
+                throw std::invalid_argument(std::string("mx_cuda_layers_step: ") + why);
+            c->table = table_array(rows, s, n);
+            c->rows = std::move(rows);
+        }
         g_calls.fetch_add(1);
-        return call(*k, k->code(), d, std::move(in), s);
+        return call(*k, k->code(), d, ha, c->table, c->scratch, s, n);
     });
 }
 
-int mx_cuda_layer_timed_out(mx_array scratch) {
+int mx_cuda_layers_timed_out(mx_cuda_layers *c) {
+    if (!c) return -1;
+    return guard_ret(-1, [&] { return (int)timeout_flag(c->scratch); });
+}
+
+int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[6]) {
+    if (!c || !stamps) return -1;
     return guard_ret(-1, [&] {
-        return (int)timeout_flag(scratch->a);
+        array w = mc::slice(c->scratch, {kStamps}, {kStamps + 12});
+        mc::eval(w);
+        const uint32_t *p = w.data<uint32_t>();
+        for (int i = 0; i < 6; i++) stamps[i] = p[2 * i] | (uint64_t)p[2 * i + 1] << 32;
+        return 0;
     });
 }
 

@@ -1,12 +1,13 @@
-// cuda_layer_source.h - CUDA C of a whole decoder layer for one token in
-// one kernel (cuda_layer.cpp), compiled with NVRTC after kCudaCommonSource.
+// cuda_layer_source.h - CUDA C of a decode step's decoder layers for one
+// token in one kernel (cuda_layer.cpp), compiled with NVRTC after
+// kCudaCommonSource.
 //
 // On the GPU a decode step is paced by the host handing MLX's ops to the
 // device, 3-6 us a node, ~20 for a custom kernel (docs/GPU.md): a layer of
 // ~13 nodes costs more host time than the device needs for its weights.
-// Here the layer is one node. Its phases depend on each other across the
-// whole grid, so the grid is one block per SM (all resident at once) and
-// the phases are separated by a grid-wide barrier:
+// Here all layers are one node. Their phases depend on each other across
+// the whole grid, so the grid is one block per SM (all resident at once)
+// and the phases are separated by a grid-wide barrier:
 //
 //   A  x = rms_norm(h); q|k|v = x Wqkv^T (+ bias); RoPE on q and k; k, v
 //      written into the caches at `slot`
@@ -15,22 +16,28 @@
 //      chunks merges them (no barrier needed for that)
 //   C  h1 = h + o Wo^T
 //   D  act = silu(g) * u, g|u = rms_norm(h1) Wgu^T
-//   E  out = h1 + act Wdown^T
+//   E  out = h1 + act Wdown^T, the next layer's h
+//
+// A table (one row of device addresses per layer, TABLE_WORDS) says where
+// each layer's weights and caches are; the arrays themselves are inputs
+// too (LAYER_ARRAYS, unused by the code), so MLX orders the node after
+// their writers and keeps them alive while it runs.
 //
 // Every product, bias add, RoPE, attention output and residual add is
 // rounded to the element type where MLX's op-by-op graph rounds; the
 // SwiGLU is float32, rounded once. Values written by one block and read by
 // another go through L2 (ld.global.cg), never a stale L1 line.
 //
-// Defines: XT (0 bfloat16, 1 float16), GS (group size), HD (head dim, a
-// multiple of 64: a lane reads pairs of a head's elements), REP (query
-// heads per kv head), HAS_BIAS (q|k|v
-// bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead of j, j + HD/2), LT
-// (threads per block), DOT_U (chunks of a row a lane loads before using
-// them; 1, the default, measured fastest), ROWS_A and ROWS_D (rows a warp's item takes in phases
-// A and D: 2 or 4), KC (fewest keys a chunk of the attention takes),
-// TIMING (1: block 0 stamps the GPU clock at each phase's end into the
-// scratch, for tools/c/bench_cuda_layer.c).
+// Defines: NL (layers), LAYER_ARRAYS (their arrays as parameters), XT
+// (0 bfloat16, 1 float16), GS (group size), HD (head dim, a multiple of
+// 64: a lane reads pairs of a head's elements), REP (query heads per kv
+// head), HAS_BIAS (q|k|v bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead
+// of j, j + HD/2), LT (threads per block), DOT_U (chunks of a row a lane
+// loads before using them; 1, the default, measured fastest), ROWS_A and
+// ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
+// keys a chunk of the attention takes), TIMING (1: block 0 stamps the GPU
+// clock at the end of each of the first layer's phases into the scratch,
+// for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -222,18 +229,23 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
     }
 }
 
+// A layer's entry in the table (u64 words, TABLE_WORDS a layer): device
+// addresses of its weights and caches, then the caches' capacity.
+#define T_ATTN_NW 0
+#define T_QKV 1 // w, scales, biases, bias (0 without)
+#define T_O 5   // w, scales, biases
+#define T_MLP_NW 8
+#define T_GU 9
+#define T_DN 12
+#define T_INV_FREQ 15
+#define T_K_CACHE 16
+#define T_V_CACHE 17
+#define T_CAP 18
+#define TABLE_WORDS 20
+
 extern "C" __global__ void __launch_bounds__(LT, 1)
-KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
-            const u32 *__restrict__ qkv_w, const u16 *__restrict__ qkv_s, const u16 *__restrict__ qkv_b,
-#if HAS_BIAS
-            const u16 *__restrict__ qkv_bias,
-#endif
-            const u32 *__restrict__ o_w, const u16 *__restrict__ o_s, const u16 *__restrict__ o_b,
-            const u16 *__restrict__ mlp_nw,
-            const u32 *__restrict__ gu_w, const u16 *__restrict__ gu_s, const u16 *__restrict__ gu_b,
-            const u32 *__restrict__ dn_w, const u16 *__restrict__ dn_s, const u16 *__restrict__ dn_b,
-            const float *__restrict__ inv_freq, u16 *k_cache, u16 *v_cache, u32 *scratch,
-            u16 *out, int hidden, int n_heads, int n_kv, int ff, int cap, int slot, int first,
+KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
+            LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot, int first,
             float position, float eps, float attn_scale) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float part[32];
@@ -254,9 +266,37 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
     u16 *o_buf = reinterpret_cast<u16 *>(parts + (size_t)n_heads * gridDim.x * (HD + 2)); // [qd]
     u16 *act = o_buf + ((qd + 7) & ~7);                                             // [ff]
 
+    // Each layer's row of the table is copied to shared memory while the
+    // layer before runs (a phase that began with a load from the table
+    // waited for it).
+    __shared__ unsigned long long rows[2][TABLE_WORDS];
+    if (tid < TABLE_WORDS) rows[0][tid] = table[tid];
+    __syncthreads();
+
+  for (int layer = 0; layer < NL; layer++) {
+    // The layer's buffers are read from its row in each phase (held across
+    // the phases they would take registers the loops need). Its input is h
+    // for the first layer, then the last layer's output (written by every
+    // block: read through L2).
+    const unsigned long long *tw = rows[layer & 1];
+#define TABLE(T, i) ((T)tw[i])
+    if (layer) grid_sync(ctrl); // also: no block reads the other row now
+    if (layer + 1 < NL && tid < TABLE_WORDS) rows[(layer + 1) & 1][tid] = table[(layer + 1) * TABLE_WORDS + tid];
+    u16 *k_cache = TABLE(u16 *, T_K_CACHE), *v_cache = TABLE(u16 *, T_V_CACHE);
+    const int cap = (int)tw[T_CAP];
+    const u16 *x_in = layer ? out : h;
+    const bool x_cg = layer > 0;
+
     // ---- A: q|k|v, RoPE, cache writes ----
-    stamp(ctrl, 0);
-    norm_to_shared(h, false, attn_nw, xs, hidden, eps, part);
+    if (!layer) stamp(ctrl, 0);
+  {
+    const u32 *qkv_w = TABLE(const u32 *, T_QKV);
+    const u16 *qkv_s = TABLE(const u16 *, T_QKV + 1), *qkv_b = TABLE(const u16 *, T_QKV + 2);
+#if HAS_BIAS
+    const u16 *qkv_bias = TABLE(const u16 *, T_QKV + 3);
+#endif
+    const float *inv_freq = TABLE(const float *, T_INV_FREQ);
+    norm_to_shared(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
     // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
     // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
     const int rope_items = (qd + kvd) / ROWS_A, items = (qd + 2 * kvd) / ROWS_A;
@@ -309,8 +349,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
             }
         }
     }
+  }
     grid_sync(ctrl);
-    stamp(ctrl, 1);
+    if (!layer) stamp(ctrl, 1);
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
@@ -427,16 +468,20 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
         if (tid == 0) ctrl[KV_COUNT + kvh] = 0;
     }
     grid_sync(ctrl);
-    stamp(ctrl, 2);
+    if (!layer) stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
     copy_to_shared(o_buf, xs, qd);
-    residual_rows(xs, o_w, o_s, o_b, qd, h, false, out, hidden);
+    residual_rows(xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
+                  x_in, x_cg, out, hidden);
     grid_sync(ctrl);
-    stamp(ctrl, 3);
+    if (!layer) stamp(ctrl, 3);
 
     // ---- D: act = silu(g) * u ----
-    norm_to_shared(out, true, mlp_nw, xs, hidden, eps, part);
+  {
+    const u32 *gu_w = TABLE(const u32 *, T_GU);
+    const u16 *gu_s = TABLE(const u16 *, T_GU + 1), *gu_b = TABLE(const u16 *, T_GU + 2);
+    norm_to_shared(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];
@@ -454,13 +499,16 @@ KERNEL_NAME(const u16 *__restrict__ h, const u16 *__restrict__ attn_nw,
             act[rows[2 * p]] = store_half(g / (1.f + __expf(-g)) * up);
         }
     }
+  }
     grid_sync(ctrl);
-    stamp(ctrl, 4);
+    if (!layer) stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
     copy_to_shared(act, xs, ff);
-    residual_rows(xs, dn_w, dn_s, dn_b, ff, out, true, out, hidden);
-    stamp(ctrl, 5);
+    residual_rows(xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2), ff,
+                  out, true, out, hidden);
+    if (!layer) stamp(ctrl, 5);
+  }
 }
 )CUDA";
 

@@ -218,31 +218,34 @@ typedef struct mx_layer_step {
  * the arguments do not suit the kernel. */
 mx_array mx_cpu_layer_step(mx_array h, const mx_layer_step *s);
 
-/* ---- the same layer for one token on NVIDIA GPUs (src/mlx/cuda_layer.cpp) ----
- * One kernel, one graph node, for Llama-family layers (no Gemma 2 extras):
- * 4-bit affine projections stacked as in mx_layer_step, bfloat16 or
- * float16 activations. GOMLX_CUDA_LAYER=0 (or mx_set_cuda_layer(0)) turns
- * it off. */
-/* NULL when layers like s (its caches may be NULL) can run through the
- * kernel, compiling it now; else why not. */
-const char *mx_cuda_layer_ready(const mx_layer_step *s);
-/* A zeroed, evaluated scratch buffer for steps like s (one per session:
- * the kernel's blocks hand each other values through it). */
-mx_array mx_cuda_layer_scratch(const mx_layer_step *s);
-/* h [1, 1, hidden] -> the layer's output; writes the new key and value
- * into s's caches at s->slot in place. NULL with a message when the
- * arguments do not suit. */
-mx_array mx_cuda_layer_step(mx_array h, const mx_layer_step *s, mx_array scratch);
-/* 1 when a kernel that used this scratch gave up waiting at a barrier (its
- * blocks were not all resident; its output is wrong), 0 if not, -1 on error.
- * Waits for the work queued before it. */
-int mx_cuda_layer_timed_out(mx_array scratch);
+/* ---- a step's layers for one token on NVIDIA GPUs (src/mlx/cuda_layer.cpp) ----
+ * One kernel, one graph node, for all the layers of a decode step of a
+ * Llama-family model (no Gemma 2 extras): 4-bit affine projections stacked
+ * as in mx_layer_step, bfloat16 or float16 activations. s[0..n) are the
+ * layers in order; they must share their shapes, and in a step their slot
+ * and first. GOMLX_CUDA_LAYER=0 (or mx_set_cuda_layer(0)) turns it off. */
+/* NULL when n layers like s (caches may be NULL) can run through the
+ * kernel, compiling it and running it once now; else why not. */
+const char *mx_cuda_layers_ready(const mx_layer_step *s, int n);
+/* Per session: the kernel's scratch (its blocks hand each other values
+ * through it) and the table of the layers' buffers, rebuilt when one moves. */
+typedef struct mx_cuda_layers mx_cuda_layers;
+mx_cuda_layers *mx_cuda_layers_new(const mx_layer_step *s, int n);
+void mx_cuda_layers_free(mx_cuda_layers *c);
+/* h [1, 1, hidden] -> the last layer's output, same shape and dtype. */
+mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step *s, int n);
+/* 1 when a kernel run with c gave up waiting at a barrier (its blocks
+ * were not all resident: results wrong); evaluates. -1 on error. */
+int mx_cuda_layers_timed_out(mx_cuda_layers *c);
+/* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) at the start and at
+ * the end of each of the first layer's five phases in the last run. */
+int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[6]);
 void mx_set_cuda_layer(int on);
 /* 1 unless turned off (GOMLX_CUDA_LAYER=0 or mx_set_cuda_layer(0)). */
 int mx_cuda_layer_on(void);
 /* Layer steps handed to the kernel so far (graph nodes built). */
 long mx_cuda_layer_calls(void);
-/* The last mx_cuda_layer_ready verdict: "in use", "not used yet",
+/* The last mx_cuda_layers_ready verdict: "in use", "not used yet",
  * "off (GOMLX_CUDA_LAYER=0)", "not used: <why>" or why it failed. */
 const char *mx_cuda_layer_status(void);
 

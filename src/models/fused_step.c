@@ -1,9 +1,10 @@
-/* fused_step.c - decoding one token with one graph node per layer instead
- * of the op-by-op graph of layers.c: on the CPU mx_cpu_layer_step (over
- * src/kernels/layer_step.c), on NVIDIA GPUs mx_cuda_layer_step (one CUDA
- * kernel, src/mlx/cuda_layer.cpp). Same math and roundings (the GPU's
- * SwiGLU rounds once); the op-by-op path stays for prefill, dense models,
- * what a kernel does not take, GOMLX_CPU_FUSED=0 and GOMLX_CUDA_LAYER=0. */
+/* fused_step.c - decoding one token with one graph node per layer, or one
+ * for all layers, instead of the op-by-op graph of layers.c: on the CPU
+ * mx_cpu_layer_step per layer (over src/kernels/layer_step.c), on NVIDIA
+ * GPUs mx_cuda_layers_step for all of them (one CUDA kernel,
+ * src/mlx/cuda_layer.cpp). Same math and roundings (the GPU's SwiGLU
+ * rounds once); the op-by-op path stays for prefill, dense models, what a
+ * kernel does not take, GOMLX_CPU_FUSED=0 and GOMLX_CUDA_LAYER=0. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,18 +63,22 @@ static int build_rope_table(gm_model *m) {
     return 0;
 }
 
-/* The CUDA layer kernel takes every layer (compiled and tried now, so a
- * missing NVRTC shows here as the op-by-op graph, not mid-generation). */
+/* The CUDA layers kernel takes all layers (compiled and tried now, so a
+ * missing NVRTC shows here as the op-by-op graph, not mid-generation).
+ * Its layers share one cache slot a step: the same attention window. */
 static int cuda_prepare(gm_model *m) {
     if (!mx_cuda_layer_on() || !mx_cuda_available()) return 0;
+    int n = m->cfg.num_layers;
+    for (int i = 1; i < n; i++)
+        if (gm_layer_window(m, &m->layers[i]) != gm_layer_window(m, &m->layers[0])) return 0;
     int rc = build_rope_table(m);
     if (rc) return rc;
-    for (int i = 0; i < m->cfg.num_layers; i++) {
-        mx_layer_step s = step_args(m, &m->layers[i], 0);
-        /* Why not is left in mx_cuda_layer_status(). */
-        if (mx_cuda_layer_ready(&s)) return 0;
-    }
-    m->fused_step = FUSED_CUDA;
+    mx_layer_step *s = malloc((size_t)n * sizeof *s);
+    if (!s) return gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < n; i++) s[i] = step_args(m, &m->layers[i], 0);
+    /* Why not is left in mx_cuda_layer_status(). */
+    if (!mx_cuda_layers_ready(s, n)) m->fused_step = FUSED_CUDA;
+    free(s);
     return 0;
 }
 
@@ -99,30 +104,48 @@ int gm_fused_step_prepare(gm_model *m) {
 }
 
 int gm_fused_step_usable(const gm_model *m, int t) {
-    if (t != 1) return 0;
-    if (m->fused_step == FUSED_CUDA) return mx_device_is_gpu() && mx_cuda_layer_on();
-    return m->fused_step == FUSED_CPU && mx_cpu_kernels() && !mx_device_is_gpu();
+    if (t != 1) return GM_FUSED_NO;
+    if (m->fused_step == FUSED_CUDA)
+        return mx_device_is_gpu() && mx_cuda_layer_on() ? GM_FUSED_ALL : GM_FUSED_NO;
+    return m->fused_step == FUSED_CPU && mx_cpu_kernels() && !mx_device_is_gpu() ? GM_FUSED_LAYER : GM_FUSED_NO;
 }
 
-mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
-                        gm_kv_cache *cache, int gelu) {
+/* Layer li's step for the token at cache->offset, its cache slot reserved. */
+static int layer_step(const gm_model *m, int li, gm_kv_cache *cache, int gelu, mx_layer_step *s) {
+    const gm_layer *l = &m->layers[li];
     int window = gm_layer_window(m, l), slot, key_start;
-    if (!h) return NULL;
     if (gm_kv_cache_reserve(cache, m, li, 1, window, gm_model_dtype(m), &slot, &key_start)) {
         mx_set_error("%s", gm_error_message());
-        return NULL;
+        return -1;
     }
     /* A sliding layer's token sees the last `window` positions only. */
     int first = window > 0 ? cache->offset - window + 1 - key_start : 0;
-    mx_layer_step s = step_args(m, l, gelu);
-    s.position = (float)cache->offset * m->rope_scale;
-    s.k_cache = cache->k[li], s.v_cache = cache->v[li];
-    s.slot = slot, s.first = first > 0 ? first : 0;
-    if (m->fused_step != FUSED_CUDA) return mx_cpu_layer_step(h, &s);
-    if (!cache->scratch) {
-        /* Per session: the kernel's blocks exchange values through it. */
-        cache->scratch = mx_keep(mx_cuda_layer_scratch(&s));
-        if (!cache->scratch) return NULL;
+    *s = step_args(m, l, gelu);
+    s->position = (float)cache->offset * m->rope_scale;
+    s->k_cache = cache->k[li], s->v_cache = cache->v[li];
+    s->slot = slot, s->first = first > 0 ? first : 0;
+    return 0;
+}
+
+mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cache, int gelu) {
+    mx_layer_step s;
+    if (!h || layer_step(m, li, cache, gelu, &s)) return NULL;
+    return mx_cpu_layer_step(h, &s);
+}
+
+mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache) {
+    int n = m->cfg.num_layers;
+    mx_layer_step *s = h ? malloc((size_t)n * sizeof *s) : NULL;
+    if (!s) {
+        if (h) mx_set_error("out of memory");
+        return NULL;
     }
-    return mx_cuda_layer_step(h, &s, cache->scratch);
+    mx_array out = NULL;
+    int i = 0;
+    while (i < n && !layer_step(m, i, cache, 0, &s[i])) i++;
+    /* Per session: the kernel's blocks exchange values through its scratch. */
+    if (i == n && !cache->cuda_layers) cache->cuda_layers = mx_cuda_layers_new(s, n);
+    if (i == n && cache->cuda_layers) out = mx_cuda_layers_step(cache->cuda_layers, h, s, n);
+    free(s);
+    return out;
 }

@@ -82,8 +82,8 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
         const gm_layer *l = &m->layers[i];
         gm_walk_open(&w);
         mx_array x = w.h;
-        if (fused) {
-            x = gm_fused_layer(m, l, i, x, cache, 1);
+        if (fused == GM_FUSED_LAYER) {
+            x = gm_fused_layer(m, i, x, cache, 1);
         } else {
             mx_array a = gm_self_attention(m, l, i, gm_rms_norm(m, x, l->attn_norm), cache);
             x = mx_add(x, gm_rms_norm(m, a, l->post_attn_norm));

@@ -67,18 +67,23 @@ int gm_walk_close(gm_layer_walk *w, mx_array out, int i);
 /* h, owned by the caller's scope again. */
 mx_array gm_walk_end(gm_layer_walk *w);
 
-/* The fused one-token layer (fused_step.c). prepare decides at load
- * whether the model can use it (on the CPU: every projection quantized in
- * a form the kernels take, GOMLX_CPU_FUSED not 0; on a CUDA GPU: the layer
- * kernel takes every layer, GOMLX_CUDA_LAYER not 0) and builds its tables. */
+/* The fused one-token layers (fused_step.c). prepare decides at load
+ * whether the model can use them (on the CPU: every projection quantized
+ * in a form the kernels take, GOMLX_CPU_FUSED not 0; on a CUDA GPU: the
+ * layers kernel takes all layers, GOMLX_CUDA_LAYER not 0) and builds their
+ * tables. */
 int gm_fused_step_prepare(gm_model *m);
-/* 1 when a forward of t tokens should run its layers through
- * gm_fused_layer. */
+/* How a forward of t tokens runs its layers: op by op (GM_FUSED_NO), each
+ * through gm_fused_layer (GM_FUSED_LAYER) or all through gm_fused_layers
+ * (GM_FUSED_ALL). */
+enum { GM_FUSED_NO, GM_FUSED_LAYER, GM_FUSED_ALL };
 int gm_fused_step_usable(const gm_model *m, int t);
-/* Layer li for one token h [1, 1, hidden]: the whole residual block
- * (attention and MLP, with Gemma 2's extra norms when the layer has them),
- * the cache written in place. gelu selects GeGLU. */
-mx_array gm_fused_layer(const gm_model *m, const gm_layer *l, int li, mx_array h,
-                        gm_kv_cache *cache, int gelu);
+/* Every layer for one token h [1, 1, hidden] in one node (an NVIDIA GPU),
+ * the caches written in place. */
+mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache);
+/* Layer li for one token h [1, 1, hidden] on the CPU: the whole residual
+ * block (attention and MLP, with Gemma 2's extra norms when the layer has
+ * them), the cache written in place. gelu selects GeGLU. */
+mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cache, int gelu);
 
 #endif

@@ -41,18 +41,24 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
     mx_array h = mx_astype(gm_embedding_lookup(&m->embed, ids, m->embed_dtype), gm_model_dtype(m));
     int t = mx_dim(ids, 1), fused = gm_fused_step_usable(m, t);
     gm_layer_walk w;
-    gm_walk_begin(&w, h, t, m->cfg.num_layers);
-    for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
-        const gm_layer *l = &m->layers[i];
+    if (fused == GM_FUSED_ALL) {
+        gm_walk_begin(&w, h, t, 1);
         gm_walk_open(&w);
-        mx_array x = w.h;
-        if (fused) {
-            x = gm_fused_layer(m, l, i, x, cache, 0);
-        } else {
-            x = mx_add(x, gm_self_attention(m, l, i, gm_rms_norm(m, x, l->attn_norm), cache));
-            x = mx_add(x, gm_mlp(l, gm_rms_norm(m, x, l->mlp_norm), 0));
+        gm_walk_close(&w, gm_fused_layers(m, w.h, cache), 0);
+    } else {
+        gm_walk_begin(&w, h, t, m->cfg.num_layers);
+        for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
+            const gm_layer *l = &m->layers[i];
+            gm_walk_open(&w);
+            mx_array x = w.h;
+            if (fused == GM_FUSED_LAYER) {
+                x = gm_fused_layer(m, i, x, cache, 0);
+            } else {
+                x = mx_add(x, gm_self_attention(m, l, i, gm_rms_norm(m, x, l->attn_norm), cache));
+                x = mx_add(x, gm_mlp(l, gm_rms_norm(m, x, l->mlp_norm), 0));
+            }
+            if (gm_walk_close(&w, x, i)) break;
         }
-        if (gm_walk_close(&w, x, i)) break;
     }
     h = gm_walk_end(&w);
     if (!h) return NULL;

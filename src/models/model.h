@@ -43,7 +43,7 @@ typedef struct gm_kv_cache {
     int n_layers;
     int offset;
     int capacity;
-    mx_array scratch; /* the GPU layer kernel's (fused_step.c), made on first use */
+    mx_cuda_layers *cuda_layers; /* the GPU layers kernel's state (fused_step.c), made on first use */
 } gm_kv_cache;
 
 typedef struct gm_model gm_model;
@@ -70,9 +70,10 @@ struct gm_model {
     mx_array final_norm;
     gm_layer *layers;
     mx_array rope_freqs;           /* llama3 scaling: per-pair periods, else NULL */
-    /* One-token steps run each layer as one fused node on the CPU or an
-     * NVIDIA GPU (src/models/fused_step.c); rope_inv_freq is its RoPE
-     * table, made by MLX's own ops so the angles are MLX's to the bit. */
+    /* One-token steps run each layer as one fused node on the CPU, all
+     * layers as one on an NVIDIA GPU (src/models/fused_step.c);
+     * rope_inv_freq is their RoPE table, made by MLX's own ops so the
+     * angles are MLX's to the bit. */
     int fused_step;
     mx_array rope_inv_freq;
     float rope_scale;              /* linear scaling: 1/factor */

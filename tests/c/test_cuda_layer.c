@@ -1,5 +1,5 @@
-/* test_cuda_layer.c - the one-kernel decoder layer for one token on NVIDIA
- * GPUs (src/mlx/cuda_layer.cpp) against MLX's op-by-op layer on the same
+/* test_cuda_layer.c - the one-kernel decoder layers for one token on NVIDIA
+ * GPUs (src/mlx/cuda_layer.cpp) against MLX's op-by-op layers on the same
  * inputs: rms_norm, quantized matmuls, RoPE, the cache write, sdpa,
  * residuals, SwiGLU. Both are compared with the same ops run in float32
  * (same quantized weights): ours must be no further from that than MLX's
@@ -9,7 +9,9 @@
  * float16; with the MLP zeroed and h small the output is the attention's
  * alone, over up to 2000+ keys (every chunk the blocks allow, one empty).
  * The cache row written in place is checked too, and the rows around it
- * are left as they were. Needs an NVIDIA GPU and MLX's CUDA
+ * are left as they were. Three layers in one kernel are checked against
+ * three op-by-op layers, with a cache moved to a new buffer between steps
+ * (the kernel's table of addresses must follow). Needs an NVIDIA GPU and MLX's CUDA
  * backend; elsewhere it exits 77, which ctest reports as skipped. */
 #include <math.h>
 #include <stdint.h>
@@ -169,11 +171,11 @@ static void check_shape(const shape *sh) {
         .k_cache = k_ours, .v_cache = v_ours,
         .attn_scale = 1.0f / sqrtf((float)d),
     };
-    const char *why = mx_cuda_layer_ready(&s);
+    const char *why = mx_cuda_layers_ready(&s, 1);
     CHECK_MSG(why == NULL, "%s: not ready: %s", sh->name, why ? why : "");
-    mx_array scratch = mx_cuda_layer_scratch(&s);
-    CHECK_MSG(scratch != NULL, "%s", mx_error());
-    if (why || !scratch) {
+    mx_cuda_layers *c = mx_cuda_layers_new(&s, 1);
+    CHECK_MSG(c != NULL, "%s", mx_error());
+    if (why || !c) {
         mx_scope_close(scope);
         return;
     }
@@ -182,7 +184,7 @@ static void check_shape(const shape *sh) {
         mx_array h = random_array((int[]){1, 1, sh->hidden}, 3, sh->dt, sh->attn_only ? 0.01f : 2.0f, 0.0f);
         s.slot = slot, s.first = first, s.position = (float)slot;
         long calls = mx_cuda_layer_calls();
-        mx_array ours = mx_cuda_layer_step(h, &s, scratch);
+        mx_array ours = mx_cuda_layers_step(c, h, &s, 1);
         CHECK_MSG(ours != NULL, "%s", mx_error());
         CHECK(mx_cuda_layer_calls() == calls + 1);
         mx_array kn_mlx, kn_f32;
@@ -190,7 +192,7 @@ static void check_shape(const shape *sh) {
         mx_array f32 = reference(sh, &L, h, &k_f32, &v_f32, slot, first, MX_FLOAT32, &kn_f32);
         mx_array all[7] = {ours, mlx, f32, k_mlx, v_mlx, k_f32, v_f32};
         CHECK(mx_eval(all, 7) == 0);
-        CHECK(mx_cuda_layer_timed_out(scratch) == 0);
+        CHECK(mx_cuda_layers_timed_out(c) == 0);
         CHECK(mx_get_dtype(ours) == sh->dt && mx_size(ours) == (size_t)sh->hidden);
         double e_ours = rel_diff(ours, f32), e_mlx = rel_diff(mlx, f32);
         double ulp = sh->dt == MX_BFLOAT16 ? 1.0 / 256 : 1.0 / 2048;
@@ -213,8 +215,86 @@ static void check_shape(const shape *sh) {
         fprintf(stderr, "  %-26s step %d: to float32 ours %.2e, MLX's ops %.2e; key ours %.2e, MLX's %.2e\n",
                 sh->name, step, e_ours, e_mlx, e_k, e_k_mlx);
     }
+    mx_cuda_layers_free(c);
     free(kv0);
     free(vv0);
+    mx_scope_close(scope);
+}
+
+/* Three layers of different weights in one kernel against three MLX
+ * layers, three steps; before the last, layer 1's caches move to new
+ * buffers (as when the cache grows). One bias is still lazy at the first
+ * step. */
+static void test_three_layers(void) {
+    enum { N = 3 };
+    mx_scope *scope = mx_scope_open();
+    const shape sh = {"three layers", 1024, 8, 2, 128, 2816, 64, 1, 0, 0, MX_BFLOAT16, 0, 0};
+    int d = sh.head_dim, cap = 300;
+    const int cshape[4] = {1, sh.n_kv, cap, d};
+    size_t cache_n = (size_t)sh.n_kv * cap * d;
+    layer L[N];
+    mx_layer_step s[N];
+    mx_array k_mlx[N], v_mlx[N], k_f32[N], v_f32[N];
+    for (int i = 0; i < N; i++) {
+        L[i] = make_layer(&sh);
+        /* a weight not computed yet: the step must compute it first */
+        if (i == 2) L[i].qkv.bias = mx_add(L[i].qkv.bias, mx_scalar(0.0, MX_BFLOAT16));
+        float *kv0 = random_values(cache_n, 1.0f, 0.0f), *vv0 = random_values(cache_n, 1.0f, 0.0f);
+        s[i] = (mx_layer_step){
+            .attn_norm = L[i].attn_norm, .mlp_norm = L[i].mlp_norm,
+            .qkv = L[i].qkv, .o = L[i].o, .gate_up = L[i].gu, .down = L[i].down,
+            .n_heads = sh.n_heads, .n_kv_heads = sh.n_kv, .head_dim = d, .eps = 1e-5f,
+            .inv_freq = L[i].inv_freq, .attn_scale = 1.0f / sqrtf((float)d),
+            .k_cache = from_values(kv0, cshape, 4, sh.dt), .v_cache = from_values(vv0, cshape, 4, sh.dt),
+        };
+        k_mlx[i] = from_values(kv0, cshape, 4, sh.dt), v_mlx[i] = from_values(vv0, cshape, 4, sh.dt);
+        k_f32[i] = from_values(kv0, cshape, 4, MX_FLOAT32), v_f32[i] = from_values(vv0, cshape, 4, MX_FLOAT32);
+        free(kv0);
+        free(vv0);
+    }
+    const char *why = mx_cuda_layers_ready(s, N);
+    CHECK_MSG(why == NULL, "not ready: %s", why ? why : "");
+    mx_cuda_layers *c = why ? NULL : mx_cuda_layers_new(s, N);
+    for (int step = 0; c && step < 3; step++) {
+        int slot = 200 + step;
+        mx_array old_k = NULL, old_ref = k_mlx[1];
+        if (step == 2) {
+            /* Same contents, new buffers: the old ones must stay as they were. */
+            old_k = s[1].k_cache;
+            s[1].k_cache = mx_add(old_k, mx_scalar(0.0, MX_BFLOAT16));
+            s[1].v_cache = mx_add(s[1].v_cache, mx_scalar(0.0, MX_BFLOAT16));
+            mx_array moved[2] = {s[1].k_cache, s[1].v_cache};
+            CHECK(mx_eval(moved, 2) == 0);
+        }
+        mx_array h = random_array((int[]){1, 1, sh.hidden}, 3, sh.dt, 2.0f, 0.0f);
+        for (int i = 0; i < N; i++) s[i].slot = slot, s[i].first = 0, s[i].position = (float)slot;
+        mx_array ours = mx_cuda_layers_step(c, h, s, N);
+        CHECK_MSG(ours != NULL, "%s", mx_error());
+        mx_array mlx = h, f32 = h, kn_mlx, kn_f32;
+        for (int i = 0; i < N; i++) {
+            mlx = reference(&sh, &L[i], mlx, &k_mlx[i], &v_mlx[i], slot, 0, sh.dt, &kn_mlx);
+            f32 = reference(&sh, &L[i], f32, &k_f32[i], &v_f32[i], slot, 0, MX_FLOAT32, &kn_f32);
+        }
+        mx_array all[3] = {ours, mlx, f32};
+        CHECK(mx_eval(all, 3) == 0);
+        CHECK(mx_cuda_layers_timed_out(c) == 0);
+        if (old_k) {
+            mx_array row = mx_slice(old_k, (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
+            mx_array row_ref = mx_slice(old_ref, (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
+            CHECK_MSG(rel_diff(row, row_ref) == 0, "the old cache buffer was written");
+        }
+        double e_ours = rel_diff(ours, f32), e_mlx = rel_diff(mlx, f32);
+        CHECK_MSG(e_ours <= 2 * e_mlx + 1.0 / 256, "step %d: ours %.3g from float32, MLX's ops %.3g", step,
+                  e_ours, e_mlx);
+        for (int i = 0; i < N; i++) {
+            mx_array vo = mx_slice(s[i].v_cache, (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
+            mx_array vf = mx_slice(v_f32[i], (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
+            mx_array vm = mx_slice(v_mlx[i], (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
+            CHECK_MSG(rel_diff(vo, vf) <= 2 * rel_diff(vm, vf) + 1.0 / 256, "step %d: layer %d's value row", step, i);
+        }
+        fprintf(stderr, "  three layers step %d: to float32 ours %.2e, MLX's ops %.2e\n", step, e_ours, e_mlx);
+    }
+    mx_cuda_layers_free(c);
     mx_scope_close(scope);
 }
 
@@ -251,35 +331,53 @@ static void test_misfits(void) {
         .n_heads = 4, .n_kv_heads = 2, .head_dim = 64, .eps = 1e-5f,
         .inv_freq = L.inv_freq, .attn_scale = 0.125f,
     };
-    CHECK(mx_cuda_layer_ready(&s) == NULL);
+    CHECK(mx_cuda_layers_ready(&s, 1) == NULL);
     mx_layer_step bad = s;
     bad.gelu = 1;
-    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    CHECK(mx_cuda_layers_ready(&bad, 1) != NULL);
     bad = s;
     bad.n_kv_heads = 3; /* 4 heads do not share 3 kv heads */
-    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    CHECK(mx_cuda_layers_ready(&bad, 1) != NULL);
     bad = s;
     bad.o.bits = 8;
-    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    CHECK(mx_cuda_layers_ready(&bad, 1) != NULL);
     bad = s;
     bad.head_dim = 32, bad.n_heads = 8, bad.n_kv_heads = 4; /* same widths, head dim 32: refused */
-    CHECK(mx_cuda_layer_ready(&bad) != NULL);
+    CHECK(mx_cuda_layers_ready(&bad, 1) != NULL);
+    mx_layer_step two[2] = {s, s};
+    two[1].rope_traditional = 1; /* each fits, but they differ */
+    const char *why = mx_cuda_layers_ready(two, 2);
+    CHECK_MSG(why && strstr(why, "differ"), "%s", why ? why : "accepted");
+    CHECK(mx_cuda_layers_ready(&s, 0) != NULL);
     CHECK(strncmp(mx_cuda_layer_status(), "not used: ", 10) == 0);
-    mx_array scratch = mx_cuda_layer_scratch(&s);
-    CHECK(scratch != NULL);
+    mx_cuda_layers *c = mx_cuda_layers_new(&s, 1);
+    CHECK(c != NULL);
     s.k_cache = random_array((int[]){1, 2, 16, 64}, 4, MX_BFLOAT16, 1.0f, 0.0f);
     s.v_cache = random_array((int[]){1, 2, 16, 64}, 4, MX_BFLOAT16, 1.0f, 0.0f);
     mx_array h = random_array((int[]){1, 1, 256}, 3, MX_BFLOAT16, 1.0f, 0.0f);
     s.slot = 16;
-    CHECK(mx_cuda_layer_step(h, &s, scratch) == NULL);
+    CHECK(mx_cuda_layers_step(c, h, &s, 1) == NULL);
     CHECK(strstr(mx_error(), "slot") != NULL);
     mx_clear_error();
     s.slot = 3;
     mx_array f32h = mx_astype(h, MX_FLOAT32);
-    CHECK(mx_cuda_layer_step(f32h, &s, scratch) == NULL);
+    CHECK(mx_cuda_layers_step(c, f32h, &s, 1) == NULL);
     mx_clear_error();
-    mx_array ok = mx_cuda_layer_step(h, &s, scratch);
+    /* two layers for a state made for one; layers at different slots */
+    two[0] = s, two[1] = s;
+    CHECK(mx_cuda_layers_step(c, h, two, 2) == NULL);
+    CHECK(strstr(mx_error(), "not the layers") != NULL);
+    mx_clear_error();
+    mx_cuda_layers *c2 = mx_cuda_layers_new(two, 2);
+    CHECK(c2 != NULL);
+    two[1].slot = 4;
+    CHECK(mx_cuda_layers_step(c2, h, two, 2) == NULL);
+    CHECK(strstr(mx_error(), "slots") != NULL);
+    mx_clear_error();
+    mx_array ok = mx_cuda_layers_step(c, h, &s, 1);
     CHECK(ok != NULL && mx_eval(&ok, 1) == 0);
+    mx_cuda_layers_free(c2);
+    mx_cuda_layers_free(c);
     mx_scope_close(scope);
 }
 
@@ -289,6 +387,7 @@ int main(void) {
         return 77;
     }
     RUN(test_shapes);
+    RUN(test_three_layers);
     RUN(test_misfits);
     return check_summary();
 }

@@ -1,9 +1,10 @@
-/* bench_cuda_layer.c - where the device time of the one-kernel GPU layer
+/* bench_cuda_layer.c - where the device time of the GPU layers kernel
  * (src/mlx/cuda_layer.cpp) goes: a model's worth of distinct random 4-bit
  * layers of a real shape chained as in a decode step (weights streaming
- * from HBM), evaluated as one graph; prints the time per layer and the
- * split of one kernel into its phases (block 0's clock at each phase's
- * end). Run with GOMLX_CUDA_LAYER_TIMING=1 for the split (the stamps cost
+ * from HBM), evaluated as one graph, as a kernel a layer and as one kernel
+ * for all layers (runs alternating); prints the time per layer of each and
+ * the split of a one-layer kernel into its phases (block 0's clock at each
+ * phase's end). Run with GOMLX_CUDA_LAYER_TIMING=1 for the split (the stamps cost
  * a few stores); on an NVIDIA GPU with MLX's CUDA backend.
  *
  *     GOMLX_CUDA_LAYER_TIMING=1 bench_cuda_layer [KEYS] */
@@ -84,55 +85,61 @@ static int run(const shape *sh, int keys) {
         }
         L[i] = s;
     }
-    const char *why = mx_cuda_layer_ready(&L[0]);
+    const char *why = mx_cuda_layers_ready(&L[0], 1);
+    if (!why) why = mx_cuda_layers_ready(L, sh->layers);
     if (why) {
-        fprintf(stderr, "%s: layer kernel not ready: %s\n", sh->name, why);
+        fprintf(stderr, "%s: layers kernel not ready: %s\n", sh->name, why);
         goto fail;
     }
-    mx_array scratch = mx_cuda_layer_scratch(&L[0]);
-    if (!scratch) {
+    /* a kernel a layer, and one for all layers */
+    mx_cuda_layers *one = mx_cuda_layers_new(&L[0], 1), *all = mx_cuda_layers_new(L, sh->layers);
+    if (!one || !all) {
         fprintf(stderr, "%s: %s\n", sh->name, mx_error());
+        mx_cuda_layers_free(one);
+        mx_cuda_layers_free(all);
         goto fail;
     }
     mx_array h0 = random_array((int[]){1, 1, sh->hidden}, 3, 2.0f, 0.0f);
     mx_eval(&h0, 1);
     enum { REPS = 20 };
-    double best = 1e9, phase[5] = {0};
+    double best[2] = {1e9, 1e9}, phase[5] = {0};
     int stamped = 0;
-    for (int r = 0; r < REPS + 2; r++) {
+    for (int r = 0; r < 2 * (REPS + 2); r++) {
+        int whole = r % 2;
         mx_scope *inner = mx_scope_open();
         mx_array h = h0;
         double t0 = now_s();
-        for (int i = 0; i < sh->layers && h; i++) h = mx_cuda_layer_step(h, &L[i], scratch);
+        if (whole) h = mx_cuda_layers_step(all, h, L, sh->layers);
+        for (int i = 0; !whole && i < sh->layers && h; i++) h = mx_cuda_layers_step(one, h, &L[i], 1);
         if (!h || mx_eval(&h, 1)) {
             fprintf(stderr, "%s: %s\n", sh->name, mx_error());
             mx_scope_close(inner);
+            mx_cuda_layers_free(one);
+            mx_cuda_layers_free(all);
             goto fail;
         }
         double t = now_s() - t0;
-        if (r >= 2 && t < best) best = t;
-        /* the last layer's stamps (words 48..59 of the scratch) */
-        uint32_t w[12];
-        mx_array st = mx_slice(scratch, (int[]){48}, (int[]){60}, NULL, 1);
-        if (r >= 2 && st && !mx_read(st, MX_UINT32, w, sizeof w)) {
-            uint64_t ts[6];
-            for (int k = 0; k < 6; k++) ts[k] = (uint64_t)w[2 * k] | (uint64_t)w[2 * k + 1] << 32;
-            if (ts[5] > ts[0]) {
-                for (int k = 0; k < 5; k++) phase[k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
-                stamped++;
-            }
+        if (r >= 4 && t < best[whole]) best[whole] = t;
+        /* the last layer's phases, one kernel a layer */
+        uint64_t ts[6];
+        if (r >= 4 && !whole && !mx_cuda_layers_stamps(one, ts) && ts[5] > ts[0]) {
+            for (int k = 0; k < 5; k++) phase[k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
+            stamped++;
         }
         mx_scope_close(inner);
     }
-    printf("%-14s %2d layers, %4d keys: %7.1f us a layer (best chain of %d, wall)", sh->name, sh->layers, keys,
-           best * 1e6 / sh->layers, REPS);
+    printf("%-14s %2d layers, %4d keys: %7.1f us a layer with a kernel a layer, %7.1f in one kernel "
+           "(best chain of %d, wall)",
+           sh->name, sh->layers, keys, best[0] * 1e6 / sh->layers, best[1] * 1e6 / sh->layers, REPS);
     if (stamped) {
         static const char *names[5] = {"A qkv+rope", "B attention", "C o-proj", "D norm+gate|up", "E down"};
-        printf("; one kernel, block 0:");
+        printf("; block 0:");
         for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[k] / stamped);
         printf(" us");
     }
-    printf("\n  layer kernel: %s\n", mx_cuda_layer_status());
+    printf("\n  layers kernel: %s\n", mx_cuda_layer_status());
+    mx_cuda_layers_free(one);
+    mx_cuda_layers_free(all);
     free(L);
     mx_scope_close(scope);
     return 0;
