@@ -76,11 +76,6 @@ const int kRowsA = env_int("GOMLX_CUDA_LAYER_RA", 4, 2, 4) == 2 ? 2 : 4;
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
-// Each warp's shared memory for cp.async copies of the weights (3 stages of
-// 4-row items, 6 of 2-row; ASYNC_BYTES in the source), when the GPU has
-// them (compute 8.0 and newer) and room; GOMLX_CUDA_LAYER_ASYNC=0: plain loads.
-const int kAsyncBytes = 9216;
-const int kAsync = env_int("GOMLX_CUDA_LAYER_ASYNC", 1, 0, 1);
 
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
@@ -103,27 +98,12 @@ size_t scratch_words(const Dims &d, int grid) {
            ((qd + 7) & ~(size_t)7) / 2 + ((size_t)d.ff + 1) / 2 + 16;
 }
 
-// What the phases share: x staged as 16-bit values, or per warp a head's
-// attention sums, or per query head of a kv head the weights of its key
-// chunks (<= one per block). A multiple of 16 bytes: the stages follow.
-int phase_bytes(const Dims &d) {
+// x staged as 16-bit values, or per warp a head's attention sums, or per
+// query head of a kv head the weights of its key chunks (<= one per block).
+int shared_bytes(const Dims &d) {
     int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    int n = std::max({2 * elems, 4 * kWarps * (d.head_dim + 2), 4 * (d.n_heads / d.n_kv) * sm_count()});
-    return (n + 15) & ~15;
+    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2), 4 * (d.n_heads / d.n_kv) * sm_count()});
 }
-
-// Each warp's cp.async stages, or 0 where the GPU has no cp.async or not
-// the shared memory a block may opt in to (static shared memory besides).
-int async_bytes(const Dims &d) {
-    const int kCapabilityMajor = 75, kSharedOptIn = 97; // CU_DEVICE_ATTRIBUTE_*
-    static const int major = gomlx::cuda_jit::device_attribute(kCapabilityMajor);
-    static const int opt_in = gomlx::cuda_jit::device_attribute(kSharedOptIn);
-    const int kStaticBytes = 1024;
-    if (!kAsync || major < 8 || phase_bytes(d) + kWarps * kAsyncBytes + kStaticBytes > opt_in) return 0;
-    return kAsyncBytes;
-}
-
-int shared_bytes(const Dims &d) { return phase_bytes(d) + kWarps * async_bytes(d); }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
 // activations' dtype, [N, K] with K a multiple of 32 and of the group size
@@ -175,7 +155,7 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
             return "cache shape or dtype";
     }
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0};
-    if (phase_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576";
+    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }
@@ -291,8 +271,7 @@ array call(const Kernel &k, const std::string &code, const Dims &d, const array 
     const int grid = sm_count();
     return mc::fast::precompiled_cuda_kernel(
         k.name, code, std::move(in), {h.shape()}, {h.dtype()},
-        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].first, s[0].position, s[0].eps, s[0].attn_scale,
-         phase_bytes(d)},
+        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].first, s[0].position, s[0].eps, s[0].attn_scale},
         {grid * kThreads, 1, 1}, {kThreads, 1, 1}, shared_bytes(d), std::nullopt, false)[0];
 }
 
@@ -318,7 +297,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
         "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(kRowsA),
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
-        "TIMING=" + std::to_string(kTiming), "ASYNC_BYTES=" + std::to_string(async_bytes(d))};
+        "TIMING=" + std::to_string(kTiming)};
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -359,7 +338,7 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
                  std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
                  std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(kRowsA) +
                  "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_c" +
-                 std::to_string(kTiming) + "_y" + std::to_string(async_bytes(d));
+                 std::to_string(kTiming);
         build(k, d, protos, n, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;

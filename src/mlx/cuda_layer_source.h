@@ -37,8 +37,7 @@
 // ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
 // keys a chunk of the attention takes), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
-// for tools/c/bench_cuda_layer.c), ASYNC_BYTES (each warp's shared memory
-// for cp.async copies of the weights; 0: plain loads).
+// for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -204,118 +203,23 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
     for (int r = 0; r < R; r++) out[r] = warp_sum(acc[r]);
 }
 
-#if ASYNC_BYTES && __CUDA_ARCH__ >= 800
-// The same sums with the loads copied to shared memory by cp.async
-// (Ampere and newer): a lane has all of an item's chunks in flight at
-// once, up to the stages its warp's ASYNC_BYTES hold, without holding
-// registers for them (with plain loads, more than one chunk a row ahead
-// spilled or slowed the loop). Each lane reads back only what it copied,
-// so no barrier is needed. A chunk's scale and bias come as the aligned
-// 4-byte word that holds each.
-#define SLOT_BYTES 24 // a row's chunk in a stage: 16 bytes of weights, the scale's word, the bias's word
-
-__device__ __forceinline__ u32 shared_address(const void *p) {
-    u32 a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
-
-__device__ __forceinline__ void copy16_async(void *dst, const void *src) {
-    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }"
-                 :: "r"(shared_address(dst)), "l"(src) : "memory");
-}
-
-__device__ __forceinline__ void copy4_async(void *dst, const void *src) {
-    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.ca.shared.global [%0], [g], 4; }"
-                 :: "r"(shared_address(dst)), "l"(src) : "memory");
-}
-
-__device__ __forceinline__ void commit_async() { asm volatile("cp.async.commit_group;" ::: "memory"); }
-
-template <int N> __device__ __forceinline__ void wait_async() {
-    asm volatile("cp.async.wait_group %0;" :: "n"(N) : "memory");
-}
-
-// The 4-byte word holding the 16-bit value at p, and which half of it.
-__device__ __forceinline__ const void *word_of(const u16 *p) {
-    return reinterpret_cast<const void *>(reinterpret_cast<unsigned long long>(p) & ~3ull);
-}
-__device__ __forceinline__ int half_of(const u16 *p) {
-    return (int)(reinterpret_cast<unsigned long long>(p) >> 1) & 1;
-}
-
-template <int R>
-__device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
-                                    const int (&rows)[R], int K, float (&out)[R], unsigned char *stage) {
-    constexpr int S = ASYNC_BYTES / (R * 32 * SLOT_BYTES); // stages
-    const int lane = threadIdx.x & 31, chunks = K >> 5, groups = K / GS;
-    const int mine = chunks > lane ? (chunks - lane + 31) >> 5 : 0; // chunks lane, lane + 32, ...
-    const u16 *wr[R], *sr[R], *br[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        wr[r] = reinterpret_cast<const u16 *>(w + (size_t)rows[r] * (K >> 3));
-        sr[r] = scales + (size_t)rows[r] * groups, br[r] = biases + (size_t)rows[r] * groups;
-    }
-    V4 *wst = reinterpret_cast<V4 *>(stage);                    // [S][R][32]
-    u32 *sst = reinterpret_cast<u32 *>(stage + S * R * 32 * 16); // [S][R][32]
-    u32 *bst = sst + S * R * 32;                                 // [S][R][32]
-    auto issue = [&](int i) {
-        if (i < mine) {
-            const int c = lane + 32 * i, g = (c << 5) / GS, slot = i % S;
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const int at = (slot * R + r) * 32 + lane;
-                copy16_async(wst + at, wr[r] + c * 8);
-                copy4_async(sst + at, word_of(sr[r] + g));
-                copy4_async(bst + at, word_of(br[r] + g));
-            }
-        }
-        commit_async(); // empty past the end: the count of groups stays even
-    };
-#pragma unroll
-    for (int i = 0; i < S; i++) issue(i);
-    float acc[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) acc[r] = 0.f;
-    for (int i = 0; i < mine; i++) {
-        wait_async<S - 1>(); // chunk i's group is in
-        const int c = lane + 32 * i, g = (c << 5) / GS, slot = i % S;
-        const V4 xv[4] = {*(const V4 *)(xs + c * 32), *(const V4 *)(xs + c * 32 + 8),
-                          *(const V4 *)(xs + c * 32 + 16), *(const V4 *)(xs + c * 32 + 24)};
-        float xf[32];
-        const float xsum = unpack_x32(xv, xf);
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            const int at = (slot * R + r) * 32 + lane;
-            const V4 q = wst[at];
-            const u32 words[4] = {q.x, q.y, q.z, q.w};
-            const float sc = half_at(sst[at], half_of(sr[r] + g)), bi = half_at(bst[at], half_of(br[r] + g));
-            acc[r] += sc * nibble_dot(words, xf) + bi * xsum;
-        }
-        issue(i + S); // into the slot just read (its values are in registers)
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++) out[r] = warp_sum(acc[r]);
-}
-#else
 // dot_rows with DOT_U (at most 8 loads a lane ahead).
 template <int R>
 __device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
-                                    const int (&rows)[R], int K, float (&out)[R], unsigned char *) {
+                                    const int (&rows)[R], int K, float (&out)[R]) {
     dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R)>(xs, w, scales, biases, rows, K, out);
 }
-#endif
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
 // (phases C and E); res is read through L2 when another block wrote it.
 __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                               const u16 *biases, int K, const u16 *res, bool res_cg,
-                                              u16 *out, int n, unsigned char *stage) {
+                                              u16 *out, int n) {
     const int lane = threadIdx.x & 31, n_warps = gridDim.x * NWARPS;
     for (int it = blockIdx.x * NWARPS + (threadIdx.x >> 5); it < n / 2; it += n_warps) {
         const int rows[2] = {2 * it, 2 * it + 1};
         float a[2];
-        dot<2>(xs, w, scales, biases, rows, K, a, stage);
+        dot<2>(xs, w, scales, biases, rows, K, a);
         if (lane) continue;
 #pragma unroll
         for (int r = 0; r < 2; r++) {
@@ -342,13 +246,11 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 extern "C" __global__ void __launch_bounds__(LT, 1)
 KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
             LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot, int first,
-            float position, float eps, float attn_scale, int stage_offset) {
+            float position, float eps, float attn_scale) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float part[32];
     u16 *xs = reinterpret_cast<u16 *>(smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    // Each warp's cp.async stages (ASYNC_BYTES), after what the phases share.
-    unsigned char *stage = smem + stage_offset + warp * ASYNC_BYTES;
     const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
     const int n_keys = slot - first + 1;
@@ -418,7 +320,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             for (int r = 0; r < ROWS_A; r++) rows[r] = qd + kvd + ROWS_A * (it - rope_items) + r;
         }
         float a[ROWS_A];
-        dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a, stage);
+        dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a);
         if (lane) continue;
 #pragma unroll
         for (int r = 0; r < ROWS_A; r++) {
@@ -571,7 +473,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // ---- C: h1 = h + o Wo^T ----
     copy_to_shared(o_buf, xs, qd);
     residual_rows(xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
-                  x_in, x_cg, out, hidden, stage);
+                  x_in, x_cg, out, hidden);
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 3);
 
@@ -589,7 +491,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             rows[2 * p + 1] = rows[2 * p] + ff;
         }
         float a[ROWS_D];
-        dot<ROWS_D>(xs, gu_w, gu_s, gu_b, rows, hidden, a, stage);
+        dot<ROWS_D>(xs, gu_w, gu_s, gu_b, rows, hidden, a);
         if (lane) continue;
 #pragma unroll
         for (int p = 0; p < ROWS_D / 2; p++) {
@@ -604,7 +506,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // ---- E: out = h1 + act Wdown^T ----
     copy_to_shared(act, xs, ff);
     residual_rows(xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2), ff,
-                  out, true, out, hidden, stage);
+                  out, true, out, hidden);
     if (!layer) stamp(ctrl, 5);
   }
 }
