@@ -280,11 +280,9 @@ uint32_t timeout_flag(const array &scratch) {
     return mc::slice(scratch, {kBarTimeout}, {kBarTimeout + 1}).item<uint32_t>();
 }
 
-array new_scratch(const Dims &d) {
-    array a = mc::zeros({(int)scratch_words(d, sm_count())}, mc::uint32);
-    mc::eval(a);
-    return a;
-}
+// Zeroed by MLX ahead of the first kernel that gets it (not evaluated
+// here: a session's first step would wait for the prompt).
+array new_scratch(const Dims &d) { return mc::zeros({(int)scratch_words(d, sm_count())}, mc::uint32); }
 
 // Compiles the variant and runs it once (cuda_jit::prepare) on the
 // layers' weights with h and one-slot caches zero. Leaves k.ptx empty (and
