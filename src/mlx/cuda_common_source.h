@@ -94,19 +94,27 @@ __device__ __forceinline__ float unpack_x32(const V4 (&v)[4], float (&xf)[32]) {
     return sum;
 }
 
-// sum over k < 32 of q[k] * xf[k], q the 4-bit values of a 16-byte chunk
-// (nibble k of word k / 8). A nibble becomes a float by OR-ing it into the
-// mantissa of 2^23 and subtracting 2^23 (exact): the int-to-float
-// conversion runs at 1/8 of the FMA rate and bounded the loop (~16
-// weights per clock and SM, ~1.8 TB/s of 4-bit weights on an H100).
+// Nibble k of w (bits 4k..4k+3) moved to bits 19..22: the top of a float's
+// mantissa.
+__device__ __forceinline__ u32 nibble_at_19(u32 w, int k) {
+    return (4 * k <= 19 ? w << (19 - 4 * k) : w >> (4 * k - 19)) & 0x00780000u;
+}
+
+// sum over k < 32 of (16 + q[k]) * xf[k], q the 4-bit values of a 16-byte
+// chunk (nibble k of word k / 8); the caller takes off 16 * sum(x). A
+// nibble becomes 16 + q by OR-ing it into the top of 16.0f's mantissa
+// (exact, as are the products): a shift, a LOP3 and the FMA a weight. The
+// int-to-float conversion runs at 1/8 of the FMA rate, and taking 2^23 off
+// a nibble OR-ed into 2^23's low bits costs one more instruction a weight
+// (the loop's issue rate is as much a bound as the memory's).
 __device__ __forceinline__ float nibble_dot(const u32 w[4], const float xf[32]) {
     float s0 = 0.f, s1 = 0.f;
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int k = 0; k < 8; k += 2) {
-            s0 += (bits_to_float(((w[i] >> (4 * k)) & 15u) | 0x4B000000u) - 8388608.f) * xf[i * 8 + k];
-            s1 += (bits_to_float(((w[i] >> (4 * k + 4)) & 15u) | 0x4B000000u) - 8388608.f) * xf[i * 8 + k + 1];
+            s0 += bits_to_float(nibble_at_19(w[i], k) | 0x41800000u) * xf[i * 8 + k];
+            s1 += bits_to_float(nibble_at_19(w[i], k + 1) | 0x41800000u) * xf[i * 8 + k + 1];
         }
     return s0 + s1;
 }

@@ -195,7 +195,7 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
-                acc[r] += sc[u][r] * nibble_dot(words, xf) + bi[u][r] * xsum;
+                acc[r] += sc[u][r] * nibble_dot(words, xf) + (bi[u][r] - 16.f * sc[u][r]) * xsum;
             }
         }
     }

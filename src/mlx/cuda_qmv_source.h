@@ -61,7 +61,7 @@ extern "C" __global__ void KERNEL_NAME(const u16 *__restrict__ x, const u32 *__r
 #pragma unroll
             for (int r = 0; r < QMV_R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
-                acc[r] += sc[u][r] * nibble_dot(words, xf) + bi[u][r] * xs;
+                acc[r] += sc[u][r] * nibble_dot(words, xf) + (bi[u][r] - 16.f * sc[u][r]) * xs;
             }
         }
     }
