@@ -11,7 +11,7 @@
 //
 // The kernel runs one block per SM with grid-wide barriers between its
 // phases, so all of its blocks must be resident at once: one block per SM
-// (512 threads, <= 128 registers, <= ~100 KB of shared memory) and nothing
+// (512 threads, <= 128 registers, <= 48 KB of shared memory) and nothing
 // else of ours running beside it. Like the CPU layer (cpu_layer.cpp) it
 // writes the new key and value into the cache buffers it gets as inputs:
 // the engine keeps its own handle to each (MLX never donates them) and every
@@ -53,7 +53,7 @@ const int kCtrlWords = 64, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
 // this order, then the caches' capacity.
 const int kTableWords = 20, kTableCap = 18;
 const int kMaxLayers = 512;
-const int kMaxWidth = 24576;
+const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
 int env_enabled() {
     const char *e = getenv("GOMLX_CUDA_LAYER");
@@ -98,21 +98,11 @@ size_t scratch_words(const Dims &d, int grid) {
            ((qd + 7) & ~(size_t)7) / 2 + ((size_t)d.ff + 1) / 2 + 16;
 }
 
-// x staged as float32 with its 32-element chunks' sums, or per warp a
-// head's attention sums, or per query head of a kv head the weights of its
-// key chunks (<= one per block).
+// x staged as 16-bit values, or per warp a head's attention sums, or per
+// query head of a kv head the weights of its key chunks (<= one per block).
 int shared_bytes(const Dims &d) {
     int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    return std::max({4 * elems + 4 * (elems / 32), 4 * kWarps * (d.head_dim + 2),
-                     4 * (d.n_heads / d.n_kv) * sm_count()});
-}
-
-// The dynamic shared memory a block may have: more than 48 KB needs the
-// opt-in MLX asks for when a kernel wants it (the static 1 KB besides).
-int shared_limit() {
-    const int kSharedOptIn = 97; // CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN
-    static const int n = gomlx::cuda_jit::device_attribute(kSharedOptIn);
-    return std::max(n, 48 * 1024) - 1024;
+    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2), 4 * (d.n_heads / d.n_kv) * sm_count()});
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -165,8 +155,7 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
             return "cache shape or dtype";
     }
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0};
-    if (std::max({hidden, qd, ff}) > kMaxWidth) return "hidden, q or MLP width over 24576";
-    if (shared_bytes(*d) > shared_limit()) return "more shared memory than the GPU gives a block";
+    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }

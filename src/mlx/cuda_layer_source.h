@@ -126,33 +126,9 @@ __device__ void grid_sync(u32 *ctrl) {
     __syncthreads();
 }
 
-// x staged in shared memory for the products: as float32 (no conversion in
-// the loop), with each 32-element chunk's sum beside it (the bias term
-// needs it for every row), the chunk's eight 16-byte units in an order
-// that depends on the chunk (unit u at u ^ (chunk & 7)): the lanes of a
-// warp read eight chunks at once, which would otherwise all fall on the
-// same four banks.
-struct Staged {
-    float *x;    // [n], swizzled per chunk
-    float *sums; // [n / 32]
-};
-
-__device__ __forceinline__ int staged_at(int k) {
-    const int c = k >> 5, j = k & 31;
-    return (c << 5) + ((((j >> 2) ^ c) & 7) << 2) + (j & 3);
-}
-
-// Element k (the warp's lanes hold one chunk's 32) into xs, its chunk's
-// sum too. n is a multiple of 32, so a warp's lanes go through together.
-__device__ __forceinline__ void stage(Staged xs, int k, float v) {
-    xs.x[staged_at(k)] = v;
-    const float s = warp_sum(v);
-    if ((threadIdx.x & 31) == 0) xs.sums[k >> 5] = s;
-}
-
 // xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
 // rounded, times w, rounded.
-__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, Staged xs, int n, float eps,
+__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
                                float *part) {
     float ss = 0.f;
     for (int k = threadIdx.x; k < n; k += LT) {
@@ -162,14 +138,16 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, Staged xs,
     const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
     for (int k = threadIdx.x; k < n; k += LT) {
         float v = x_cg ? load_cg_half(x + k) : load_half(x + k);
-        stage(xs, k, round_half(load_half(w + k) * round_half(v * inv)));
+        xs[k] = store_half(load_half(w + k) * round_half(v * inv));
     }
     __syncthreads();
 }
 
 // xs = x (n elements written by other blocks of this kernel).
-__device__ void copy_to_shared(const u16 *x, Staged xs, int n) {
-    for (int k = threadIdx.x; k < n; k += LT) stage(xs, k, load_cg_half(x + k));
+__device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
+    const u32 *src = reinterpret_cast<const u32 *>(x);
+    u32 *dst = reinterpret_cast<u32 *>(xs);
+    for (int k = threadIdx.x; k < n / 2; k += LT) dst[k] = load_cg32(src + k);
     __syncthreads();
 }
 
@@ -180,7 +158,7 @@ __device__ void copy_to_shared(const u16 *x, Staged xs, int n) {
 // SM), so their latency, more than the bandwidth, bounds it. Every lane
 // gets the sums.
 template <int R, int U>
-__device__ __forceinline__ void dot_rows(Staged xs, const u32 *w, const u16 *scales,
+__device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                          const u16 *biases, const int (&rows)[R], int K,
                                          float (&out)[R]) {
     const int lane = threadIdx.x & 31, chunks = K >> 5, groups = K / GS;
@@ -210,15 +188,10 @@ __device__ __forceinline__ void dot_rows(Staged xs, const u32 *w, const u16 *sca
         for (int u = 0; u < U; u++) {
             const int c = c0 + 32 * u;
             if (c >= chunks) break;
-            const V4 *xc = reinterpret_cast<const V4 *>(xs.x + c * 32);
+            const V4 xv[4] = {*(const V4 *)(xs + c * 32), *(const V4 *)(xs + c * 32 + 8),
+                              *(const V4 *)(xs + c * 32 + 16), *(const V4 *)(xs + c * 32 + 24)};
             float xf[32];
-#pragma unroll
-            for (int i = 0; i < 8; i++) {
-                const V4 v = xc[(i ^ c) & 7];
-                xf[4 * i] = bits_to_float(v.x), xf[4 * i + 1] = bits_to_float(v.y);
-                xf[4 * i + 2] = bits_to_float(v.z), xf[4 * i + 3] = bits_to_float(v.w);
-            }
-            const float xsum = xs.sums[c];
+            const float xsum = unpack_x32(xv, xf);
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
@@ -232,14 +205,14 @@ __device__ __forceinline__ void dot_rows(Staged xs, const u32 *w, const u16 *sca
 
 // dot_rows with DOT_U (at most 8 loads a lane ahead).
 template <int R>
-__device__ __forceinline__ void dot(Staged xs, const u32 *w, const u16 *scales, const u16 *biases,
+__device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
                                     const int (&rows)[R], int K, float (&out)[R]) {
     dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R)>(xs, w, scales, biases, rows, K, out);
 }
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
 // (phases C and E); res is read through L2 when another block wrote it.
-__device__ __forceinline__ void residual_rows(Staged xs, const u32 *w, const u16 *scales,
+__device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                               const u16 *biases, int K, const u16 *res, bool res_cg,
                                               u16 *out, int n) {
     const int lane = threadIdx.x & 31, n_warps = gridDim.x * NWARPS;
@@ -276,10 +249,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             float position, float eps, float attn_scale) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float part[32];
-    // x for the products, then its chunk sums; the attention's partials
-    // use the same memory in phase B.
-    const int staged_n = max(hidden, max(n_heads * HD, ff));
-    const Staged xs = {reinterpret_cast<float *>(smem), reinterpret_cast<float *>(smem) + staged_n};
+    u16 *xs = reinterpret_cast<u16 *>(smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
