@@ -165,7 +165,7 @@ int cmd_bench(int argc, char **argv) {
                    (double)rows[g].peak / 1048576.0,
                    (double)rows[g].expected / 1048576.0, (double)rows[g].peak / (double)rows[g].expected);
         if (!strcmp(info.device, "gpu") && mx_cuda_available())
-            printf("our CUDA kernels: layer step %s; mat-vec %s\n", mx_cuda_layer_status(), mx_cuda_qmv_status());
+            printf("our CUDA kernels: layers %s; mat-vec %s\n", mx_cuda_layer_status(), mx_cuda_qmv_status());
         printf("(prompt of %d tokens, EOS ignored, greedy; host = building the next step, dispatch = MLX handing it to\n"
                " the device, wait = blocked on the token; needed = weights + KV cache + prefill activations)\n",
                prompt_tokens);
