@@ -64,15 +64,16 @@ std::atomic<int> g_enabled{env_enabled()};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::tuple<int, int, int, int, int, int, int>, Kernel> g_kernels;
+std::map<std::tuple<int, int, int, int, int, int, int, int>, Kernel> g_kernels;
 
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
-// phases' weights), rows per item in phases A and D, fewest keys per
-// attention chunk; the phase timestamps of tools/c/bench_cuda_layer.c.
+// phases' weights), rows per item in phases A (0: by shape, rows_a()) and
+// D, fewest keys per attention chunk; the phase timestamps of
+// tools/c/bench_cuda_layer.c.
 using gomlx::cuda_jit::env_int;
 const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
-const int kRowsA = env_int("GOMLX_CUDA_LAYER_RA", 4, 2, 4) == 2 ? 2 : 4;
+const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
@@ -91,6 +92,16 @@ struct Dims {
                std::tie(o.hidden, o.n_heads, o.n_kv, o.head_dim, o.ff, o.gs, o.half, o.bias, o.trad);
     }
 };
+
+// Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
+// leave more than half the grid's warps idle while 2-row items still fit
+// in one round (Qwen2.5-3B's 2560 rows on an H100: 376 against 337 tok/s;
+// Llama-3.2-3B's 5120 and Mistral-7B's 6144 are faster with 4).
+int rows_a(const Dims &d) {
+    if (kRowsAKnob) return kRowsAKnob == 2 ? 2 : 4;
+    const int rows = (d.n_heads + 2 * d.n_kv) * d.head_dim, warps = sm_count() * kWarps;
+    return rows / 2 <= warps && rows / 4 < warps / 2 ? 2 : 4;
+}
 
 size_t scratch_words(const Dims &d, int grid) {
     size_t qd = (size_t)d.n_heads * d.head_dim;
@@ -293,7 +304,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
         "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
         "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
-        "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(kRowsA),
+        "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
         "TIMING=" + std::to_string(kTiming)};
     try {
@@ -326,7 +337,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
 
 const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
     std::lock_guard<std::mutex> lock(g_mu);
-    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n);
+    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n, rows_a(d));
     auto it = g_kernels.find(key);
     if (it == g_kernels.end()) {
         it = g_kernels.emplace(key, Kernel{}).first;
@@ -334,7 +345,7 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
         k.name = "gomlx_layers" + std::to_string(n) + "_" + std::string(d.half ? "f16" : "bf16") + "_g" +
                  std::to_string(d.gs) + "_d" + std::to_string(d.head_dim) + "_r" +
                  std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
-                 std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(kRowsA) +
+                 std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
                  "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_c" +
                  std::to_string(kTiming);
         build(k, d, protos, n, t);
