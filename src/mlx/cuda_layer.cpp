@@ -19,6 +19,7 @@
 // evaluation (kv_cache.c). A per-session scratch buffer holds what its
 // blocks hand each other, and a table the layers' buffer addresses.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -186,8 +187,10 @@ const char *layers_misfit(const mx_layer_step *s, int n, mc::Dtype t, Dims *d, b
     return nullptr;
 }
 
-// A layer's arrays in table order (no q|k|v bias: nullptr, 0 in the table).
-std::vector<const array *> table_arrays(const mx_layer_step *s) {
+// A layer's arrays in table order (no q|k|v bias: nullptr, 0 in the table);
+// no allocation, as the per-token step walks every layer's twice.
+using TableArrays = std::array<const array *, kTableCap>;
+TableArrays table_arrays(const mx_layer_step *s) {
     return {&s->attn_norm->a, &s->qkv.w->a, &s->qkv.scales->a, &s->qkv.biases->a,
             s->qkv.bias ? &s->qkv.bias->a : nullptr,
             &s->o.w->a, &s->o.scales->a, &s->o.biases->a, &s->mlp_norm->a,
@@ -218,7 +221,7 @@ std::vector<uint64_t> table_rows(const mx_layer_step *s, int n) {
     std::vector<uint64_t> rows((size_t)n * kTableWords, 0);
     for (int i = 0; i < n; i++) {
         uint64_t *row = rows.data() + (size_t)i * kTableWords;
-        std::vector<const array *> arrays = table_arrays(s + i);
+        const TableArrays arrays = table_arrays(s + i);
         for (size_t j = 0; j < arrays.size(); j++)
             if (arrays[j]) row[j] = device_address(*arrays[j]);
         row[kTableCap] = (uint64_t)s[i].k_cache->a.shape(2);
@@ -413,9 +416,10 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
         if (n != c->n || !(d == c->d))
             throw std::invalid_argument("mx_cuda_layers_step: not the layers this state was made for");
         if (ha.size() != (size_t)d.hidden) throw std::invalid_argument("mx_cuda_layers_step: h is not one token");
-        for (int i = 0; i < n; i++)
-            if (s[0].slot < 0 || s[0].slot >= s[i].k_cache->a.shape(2) || s[0].first < 0 || s[0].first > s[0].slot)
-                throw std::invalid_argument("mx_cuda_layers_step: cache slot out of range");
+        // Every layer is at s[0]'s slot and first (layers_misfit).
+        bool in_range = s[0].slot >= 0 && s[0].first >= 0 && s[0].first <= s[0].slot;
+        for (int i = 0; i < n; i++) in_range = in_range && s[0].slot < s[i].k_cache->a.shape(2);
+        if (!in_range) throw std::invalid_argument("mx_cuda_layers_step: cache slot out of range");
         const Kernel *k = kernel(d, s, n, ha.dtype());
         if (!k) throw std::runtime_error(std::string("mx_cuda_layers_step: ") + mx_cuda_layer_status());
         schedule(s, n);

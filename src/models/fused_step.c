@@ -135,9 +135,10 @@ mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cach
 
 mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache) {
     int n = m->cfg.num_layers;
-    mx_layer_step *s = h ? malloc((size_t)n * sizeof *s) : NULL;
+    if (!h) return NULL;
+    mx_layer_step *s = malloc((size_t)n * sizeof *s);
     if (!s) {
-        if (h) mx_set_error("out of memory");
+        mx_set_error("out of memory");
         return NULL;
     }
     mx_array out = NULL;
