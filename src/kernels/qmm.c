@@ -17,6 +17,8 @@
 
 static _Atomic(const gm_qmm_backend *) g_backend;
 static _Atomic int g_mv_max = -1;
+static _Atomic int g_x_digits = -1;
+static _Atomic long g_digit_calls;
 
 #if defined(__x86_64__)
 static int has_avx2(void) {
@@ -26,7 +28,7 @@ static int has_avx2(void) {
 
 static int has_avx512_bf16(void) {
     return has_avx2() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bf16");
+           __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
 }
 #endif
 
@@ -86,6 +88,19 @@ void gm_qmm_set_mv_max(int m) {
     if (m > QMM_MV_LIMIT) m = QMM_MV_LIMIT;
     atomic_store(&g_mv_max, m < 0 ? -1 : m);
 }
+
+int gm_qmm_x_digits(void) {
+    int on = atomic_load(&g_x_digits);
+    if (on >= 0) return on;
+    const char *s = getenv("GOMLX_QMM_X_DIGITS");
+    on = !(s && !strcmp(s, "0"));
+    atomic_store(&g_x_digits, on);
+    return on;
+}
+
+void gm_qmm_set_x_digits(int on) { atomic_store(&g_x_digits, on < 0 ? -1 : !!on); }
+
+long gm_qmm_digit_calls(void) { return atomic_load(&g_digit_calls); }
 
 int gm_qmm_supported(int bits, int group_size, int K) {
     if (bits != 2 && bits != 3 && bits != 4 && bits != 5 && bits != 6 && bits != 8) return 0;
@@ -178,29 +193,48 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     int E = a->bits == 4 ? 128 : 64, S = a->bits == 4 ? 4 : 2;
     int runs = (K + E - 1) / E;
     size_t width = bf16 ? (size_t)runs * E : (size_t)K; /* a row of xf */
-    /* The bfloat16 layout is sized for three terms before x is looked at. */
+    /* The bfloat16 layout is sized for three terms before x is looked at;
+     * the digits, when they replace three terms, fit in its place (at most
+     * 5 bytes an element against 6). */
     size_t xb_words = bf16 ? (size_t)M * 3 * runs * E : 0;
     size_t xf_floats = (size_t)M * width;
     size_t xp_floats = !bf16 && a->bits == 4 ? (size_t)M * K : 0; /* else xp is xf */
-    float *buf = calloc(xf_floats + xp_floats + (xb_words + 1) / 2 + (size_t)M * Gp, sizeof(float));
+    size_t scale_floats = bf16 && be->x_digits ? (size_t)M * runs * 16 : 0;
+    float *buf = calloc(xf_floats + xp_floats + (xb_words + 1) / 2 + (size_t)M * Gp + scale_floats,
+                        sizeof(float));
     if (!buf) return -1;
     float *xf = buf, *xp = xf + xf_floats;
     uint16_t *xb = (uint16_t *)(xp + xp_floats);
     float *xsum = xp + xp_floats + (xb_words + 1) / 2;
+    float *lane_scale = xsum + (size_t)M * Gp;
     x_to_f32(a, xf, width);
     for (int m = 0; m < M; m++) group_sums(xf + (size_t)m * width, G, gs, xsum + (size_t)m * Gp);
     if (bf16) {
         int T = x_terms_needed(xf, xf_floats);
+        if (T == 3 && be->x_digits && gm_qmm_x_digits()) {
+            int8_t *xd = (int8_t *)xb;
+            c->xd_stride = (size_t)runs * QMM_XD_RUN(E, a->bits);
+            int m = 0;
+            for (; m < M; m++)
+                if (be->x_digits(xf + (size_t)m * width, runs, a->bits, xd + (size_t)m * c->xd_stride,
+                                 lane_scale + (size_t)m * runs * 16))
+                    break;
+            if (m == M) {
+                c->xd = xd;
+                c->xd_scale = lane_scale;
+                atomic_fetch_add_explicit(&g_digit_calls, 1, memory_order_relaxed);
+            }
+        }
         c->xterms = T;
         c->xb_stride = (size_t)T * runs * E;
-        for (int m = 0; m < M; m++) {
+        for (int m = 0; m < M && !c->xd; m++) {
             const float *x = xf + (size_t)m * width;
             uint16_t *dst = xb + (size_t)m * c->xb_stride;
             if (T == 1) split_row_bf16(x, runs, E, S, 1, dst);
             else if (T == 2) split_row_bf16(x, runs, E, S, 2, dst);
             else split_row_bf16(x, runs, E, S, 3, dst);
         }
-        c->xb = xb;
+        if (!c->xd) c->xb = xb;
         xp = NULL;
     } else if (a->bits == 4) {
         /* See QMM_MV4 in qmm_impl.h: the low slot of each pair gets

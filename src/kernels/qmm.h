@@ -51,4 +51,14 @@ int gm_qmm_set_isa(const char *name);
 int gm_qmm_mv_max(void);
 void gm_qmm_set_mv_max(int m);
 
+/* 1 (the default) when the avx512 mat-vec takes float32 x as 8-bit digits
+ * of integers, a power of two a run of x (2^-22 of the run's largest
+ * magnitude), rather than as three exact bfloat16 terms, about half the
+ * instructions. GOMLX_QMM_X_DIGITS=0 sets the initial choice to 0 (A/B
+ * runs); gm_qmm_set_x_digits(-1) returns to it. */
+int gm_qmm_x_digits(void);
+void gm_qmm_set_x_digits(int on);
+/* Calls so far that took float32 x as digits (tests and benchmarks). */
+long gm_qmm_digit_calls(void);
+
 #endif

@@ -11,13 +11,15 @@
  * needs one, float16 two, float32 three), and bf16 products are exact in
  * float32, so the sums are float32 sums of exact products like the float
  * kernel's; only x values below 2^-126 (whose terms the instruction reads
- * as zero) are lost. Other bit widths and the tiled path use qmm_avx2.c. */
+ * as zero) are lost. float32 x that needs three terms goes instead as
+ * 8-bit digits of integers through vpdpbusd (mv_rows_i8, below). Other bit
+ * widths and the tiled path use qmm_avx2.c. */
 #include "kernels/qmm_impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
 
-#define V512_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,avx2,fma,f16c"
+#define V512_TARGET "avx512f,avx512bw,avx512vl,avx512bf16,avx512vnni,avx2,fma,f16c"
 #define V512_FN __attribute__((target(V512_TARGET)))
 #define V512_INLINE static inline __attribute__((always_inline, target(V512_TARGET)))
 #define MV_ROWS 4 /* rows of x sharing one pass over the weights */
@@ -47,6 +49,42 @@ V512_INLINE __m512 load_biases(const void *p, size_t i, int n, gm_fdtype t) {
     __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)p + i);
     if (t == GM_F16) return _mm512_cvtph_ps(h);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+/* The scales of the groups in run q's lanes (ng of them from group g0 of
+ * row n), each spread over the lanes that cover its elements. */
+V512_INLINE __m512 run_scales(const gm_qmm_ctx *c, int n, int g0, int ng, int per_run,
+                              __m512i lane_group) {
+    const gm_qmm_args *a = c->a;
+    size_t gi = (size_t)n * c->groups + g0;
+    if (per_run == 1) return _mm512_set1_ps(qmm_load(a->scales, gi, a->sb_dtype));
+    return _mm512_permutexvar_ps(lane_group,
+                                 _mm512_castps128_ps512(load_scales(a->scales, gi, ng, a->sb_dtype)));
+}
+
+/* Adds the biases times the group sums of x to the lanes' sums of weight
+ * rows n.. and x rows m0.., and stores their totals. */
+V512_INLINE void add_biases_and_store(const gm_qmm_ctx *c, int n, int m0, __m512 (*yacc)[MV_ROWS],
+                                      const int NN, const int MR) {
+    const gm_qmm_args *a = c->a;
+    const int G = c->groups;
+    for (int g = 0; g < G; g += 16) {
+        int nb = G - g < 16 ? G - g : 16;
+        #pragma GCC unroll 2
+        for (int j = 0; j < NN; j++) {
+            __m512 bv = load_biases(a->biases, (size_t)(n + j) * G + g, nb, a->sb_dtype);
+            #pragma GCC unroll 8
+            for (int r = 0; r < MR; r++)
+                yacc[j][r] = _mm512_fmadd_ps(
+                    bv, _mm512_loadu_ps(c->xsum + (size_t)(m0 + r) * c->xsum_stride + g), yacc[j][r]);
+        }
+    }
+    #pragma GCC unroll 2
+    for (int j = 0; j < NN; j++)
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++)
+            qmm_store(a->y, (size_t)(m0 + r) * a->N + n + j, _mm512_reduce_add_ps(yacc[j][r]),
+                      a->y_dtype);
 }
 
 /* One 64-byte run of a weight row as four vectors of 32 bfloat16 weights.
@@ -120,12 +158,7 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
                         d[j][r][s & 1] = _mm512_dpbf16_ps(d[j][r][s & 1], p[s], xv);
                     }
             }
-            size_t gi = (size_t)(n + j) * G + g0;
-            if (per_run == 1)
-                sc[j] = _mm512_set1_ps(qmm_load(a->scales, gi, a->sb_dtype));
-            else
-                sc[j] = _mm512_permutexvar_ps(
-                    lane_group, _mm512_castps128_ps512(load_scales(a->scales, gi, ng, a->sb_dtype)));
+            sc[j] = run_scales(c, n + j, g0, ng, per_run, lane_group);
         }
         #pragma GCC unroll 2
         for (int j = 0; j < NN; j++)
@@ -133,24 +166,112 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
             for (int r = 0; r < MR; r++)
                 yacc[j][r] = _mm512_fmadd_ps(_mm512_add_ps(d[j][r][0], d[j][r][1]), sc[j], yacc[j][r]);
     }
-    /* Biases times the group sums of x. */
-    for (int g = 0; g < G; g += 16) {
-        int nb = G - g < 16 ? G - g : 16;
-        #pragma GCC unroll 2
-        for (int j = 0; j < NN; j++) {
-            __m512 bv = load_biases(a->biases, (size_t)(n + j) * G + g, nb, a->sb_dtype);
-            #pragma GCC unroll 8
-            for (int r = 0; r < MR; r++)
-                yacc[j][r] = _mm512_fmadd_ps(
-                    bv, _mm512_loadu_ps(c->xsum + (size_t)(m0 + r) * c->xsum_stride + g), yacc[j][r]);
-        }
-    }
-    #pragma GCC unroll 2
+    add_biases_and_store(c, n, m0, yacc, NN, MR);
+}
+
+/* mv_rows for float32 x as 8-bit digits (qmm_impl.h, xd): vpdpbusd
+ * multiplies 64 unsigned bytes by 64 signed ones, so a run costs two
+ * instructions a digit (4-bit: low nibbles, high nibbles) where the
+ * bfloat16 path spends four products per term plus the table lookups, and
+ * 8-bit weights need no unpacking. Nibbles fit either side: the weights
+ * take the unsigned side against the signed top digit and the signed side
+ * against the unsigned low ones. 8-bit weights only fit the unsigned side,
+ * so against the low digits they go as w - 128 (signed) and 128 * sum(d)
+ * comes back per lane from xd. The int32 sums are exact: per run a lane
+ * adds 8 products (4 for 8-bit) a digit, combined 4-bit as
+ * ((s2 << 8) + s1) << 8) + s0, below 8*15*(128*65536 + 255*257) < 2^31;
+ * 8-bit as (s2 << 8) + s1 (below 2^26) and s0 added in float32. Each
+ * lane's sum is then scaled back by its power of two. */
+V512_INLINE void mv_rows_i8(const gm_qmm_ctx *c, int n, int m0, const int NN, const int MR,
+                            const int BITS, const int GS) {
+    const gm_qmm_args *a = c->a;
+    const int K = a->K, G = c->groups;
+    const int E = BITS == 4 ? 128 : 64;
+    const int runs = (K + E - 1) / E;
+    const int per_run = E >= GS ? E / GS : 1;
+    const __m512i lane_group = _mm512_srli_epi32(
+        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        __builtin_ctz(16 / per_run));
+    const __m512i nibble = _mm512_set1_epi8(0x0f);
+    __m512 yacc[2][MV_ROWS];
+    #pragma GCC unroll 8
     for (int j = 0; j < NN; j++)
         #pragma GCC unroll 8
-        for (int r = 0; r < MR; r++)
-            qmm_store(a->y, (size_t)(m0 + r) * a->N + n + j, _mm512_reduce_add_ps(yacc[j][r]),
-                      a->y_dtype);
+        for (int r = 0; r < MR; r++) yacc[j][r] = _mm512_setzero_ps();
+    const uint8_t *wrow[2];
+    #pragma GCC unroll 2
+    for (int j = 0; j < NN; j++) wrow[j] = (const uint8_t *)(a->w + (size_t)(n + j) * c->wrow);
+    const int8_t *xd = c->xd + (size_t)m0 * c->xd_stride;
+    const float *xscale = c->xd_scale + (size_t)m0 * runs * 16;
+    const int row_bytes = K * BITS / 8, full_runs = row_bytes / 64;
+    const __mmask64 tail_mask = (((__mmask64)1 << (row_bytes % 64)) - 1);
+
+    for (int q = 0; q < runs; q++) {
+        int g0 = q * E / GS;
+        int ng = G - g0 < per_run ? G - g0 : per_run;
+        __mmask64 wm = q < full_runs ? ~(__mmask64)0 : tail_mask;
+        __m512i wv[2][2];
+        __m512 sc[2];
+        #pragma GCC unroll 2
+        for (int j = 0; j < NN; j++) {
+            _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L1, _MM_HINT_T0);
+            __m512i w = _mm512_maskz_loadu_epi8(wm, wrow[j] + (size_t)q * 64);
+            if (BITS == 4) {
+                wv[j][0] = _mm512_and_si512(w, nibble);
+                wv[j][1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble);
+            } else {
+                wv[j][0] = w;
+            }
+            sc[j] = run_scales(c, n + j, g0, ng, per_run, lane_group);
+        }
+        #pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            const int8_t *xr = xd + (size_t)r * c->xd_stride + (size_t)q * QMM_XD_RUN(E, BITS);
+            __m512i xv[3][2];
+            #pragma GCC unroll 3
+            for (int t = 0; t < 3; t++) {
+                xv[t][0] = _mm512_loadu_si512(xr + t * E);
+                if (BITS == 4) xv[t][1] = _mm512_loadu_si512(xr + t * E + 64);
+            }
+            const __m512 rs = _mm512_loadu_ps(xscale + ((size_t)r * runs + q) * 16);
+            #pragma GCC unroll 2
+            for (int j = 0; j < NN; j++) {
+                __m512 f;
+                if (BITS == 4) {
+                    __m512i s = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j][0], xv[2][0]);
+                    s = _mm512_dpbusd_epi32(s, wv[j][1], xv[2][1]);
+                    s = _mm512_slli_epi32(s, 8);
+                    s = _mm512_dpbusd_epi32(s, xv[1][0], wv[j][0]);
+                    s = _mm512_dpbusd_epi32(s, xv[1][1], wv[j][1]);
+                    s = _mm512_slli_epi32(s, 8);
+                    s = _mm512_dpbusd_epi32(s, xv[0][0], wv[j][0]);
+                    s = _mm512_dpbusd_epi32(s, xv[0][1], wv[j][1]);
+                    f = _mm512_cvtepi32_ps(s);
+                } else {
+                    const __m512i w_signed = _mm512_xor_si512(wv[j][0], _mm512_set1_epi8((char)0x80));
+                    __m512i hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv[j][0], xv[2][0]);
+                    hi = _mm512_slli_epi32(hi, 8);
+                    hi = _mm512_dpbusd_epi32(hi, xv[1][0], w_signed);
+                    hi = _mm512_add_epi32(hi, _mm512_loadu_si512(xr + 3 * E));
+                    __m512i lo = _mm512_dpbusd_epi32(_mm512_loadu_si512(xr + 3 * E + 64), xv[0][0], w_signed);
+                    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), _mm512_set1_ps(256.0f),
+                                        _mm512_cvtepi32_ps(lo));
+                }
+                yacc[j][r] = _mm512_fmadd_ps(f, _mm512_mul_ps(sc[j], rs), yacc[j][r]);
+            }
+        }
+    }
+    add_biases_and_store(c, n, m0, yacc, NN, MR);
+}
+
+/* NN weight rows against x rows m0..m0+MR-1: T bfloat16 terms of x, or
+ * with T = 0 its 8-bit digits. */
+V512_INLINE void mv_pick(const gm_qmm_ctx *c, int n, int m0, __m512i lo, __m512i hi, const int NN,
+                         const int MR, const int BITS, const int GS, const int T) {
+    if (T == 0)
+        mv_rows_i8(c, n, m0, NN, MR, BITS, GS);
+    else
+        mv_rows(c, n, m0, lo, hi, NN, MR, BITS, GS, T);
 }
 
 /* Pairs of weight rows while x has at most 2 rows, single rows with up to
@@ -168,18 +289,18 @@ V512_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, co
     if (M <= 2) {
         for (; n + 2 <= n1; n += 2) {
             if (M == 1)
-                mv_rows(c, n, 0, lo, hi, 2, 1, BITS, GS, T);
+                mv_pick(c, n, 0, lo, hi, 2, 1, BITS, GS, T);
             else
-                mv_rows(c, n, 0, lo, hi, 2, 2, BITS, GS, T);
+                mv_pick(c, n, 0, lo, hi, 2, 2, BITS, GS, T);
         }
     }
     for (; n < n1; n++) {
         for (int m0 = 0; m0 < M; m0 += MV_ROWS) {
             switch (M - m0 < MV_ROWS ? M - m0 : MV_ROWS) {
-            case 1: mv_rows(c, n, m0, lo, hi, 1, 1, BITS, GS, T); break;
-            case 2: mv_rows(c, n, m0, lo, hi, 1, 2, BITS, GS, T); break;
-            case 3: mv_rows(c, n, m0, lo, hi, 1, 3, BITS, GS, T); break;
-            default: mv_rows(c, n, m0, lo, hi, 1, 4, BITS, GS, T); break;
+            case 1: mv_pick(c, n, m0, lo, hi, 1, 1, BITS, GS, T); break;
+            case 2: mv_pick(c, n, m0, lo, hi, 1, 2, BITS, GS, T); break;
+            case 3: mv_pick(c, n, m0, lo, hi, 1, 3, BITS, GS, T); break;
+            default: mv_pick(c, n, m0, lo, hi, 1, 4, BITS, GS, T); break;
             }
         }
     }
@@ -190,27 +311,100 @@ V512_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, co
         mv_body(c, n0, n1, B, S, T);                                            \
     }
 #define MV_VARIANTS(B, T) MV_VARIANT(B, 32, T) MV_VARIANT(B, 64, T) MV_VARIANT(B, 128, T)
+MV_VARIANTS(4, 0)
 MV_VARIANTS(4, 1)
 MV_VARIANTS(4, 2)
 MV_VARIANTS(4, 3)
+MV_VARIANTS(8, 0)
 MV_VARIANTS(8, 1)
 MV_VARIANTS(8, 2)
 MV_VARIANTS(8, 3)
 
 typedef void (*mv_fn)(const gm_qmm_ctx *, int, int);
 #define MV_ROW(B, T) {mv_##B##_32_##T, mv_##B##_64_##T, mv_##B##_128_##T}
-static const mv_fn mv_table[2][3][3] = {
-    {MV_ROW(4, 1), MV_ROW(4, 2), MV_ROW(4, 3)},
-    {MV_ROW(8, 1), MV_ROW(8, 2), MV_ROW(8, 3)},
+/* [8-bit][terms of x, 0: digits][group size] */
+static const mv_fn mv_table[2][4][3] = {
+    {MV_ROW(4, 0), MV_ROW(4, 1), MV_ROW(4, 2), MV_ROW(4, 3)},
+    {MV_ROW(8, 0), MV_ROW(8, 1), MV_ROW(8, 2), MV_ROW(8, 3)},
 };
 
 static void mv(const gm_qmm_ctx *c, int n0, int n1) {
-    if (!c->xb) { /* widths without a bfloat16 layout */
+    if (!c->xb && !c->xd) { /* widths without a bfloat16 or digit layout */
         gm_qmm_avx2.matvec(c, n0, n1);
         return;
     }
     int gs = c->a->group_size;
-    mv_table[c->a->bits == 8][c->xterms - 1][gs == 32 ? 0 : gs == 64 ? 1 : 2](c, n0, n1);
+    int T = c->xd ? 0 : c->xterms;
+    mv_table[c->a->bits == 8][T][gs == 32 ? 0 : gs == 64 ? 1 : 2](c, n0, n1);
+}
+
+/* x_digits (qmm_impl.h, xd) for this kernel, 16 elements a vector (two
+ * lanes of a 4-bit run, four of an 8-bit one): each lane's largest
+ * magnitude from the bits of |x| (integer order is float order for them),
+ * each element times its lane's power of two (exact) rounded to an integer
+ * below 2^23 in magnitude, then its bytes: two unsigned low ones and the
+ * signed top one. A lane below 2^-100 is scaled as if at 2^-100 (steps of
+ * 2^-123), unless all of x is. 4-bit runs get each vector's even elements'
+ * digits first, the odd ones' 64 bytes on; 8-bit runs the sums of their
+ * low digits over each lane's 4 bytes, times 128. */
+V512_FN static int x_digits(const float *x, int runs, int bits, int8_t *dst, float *lane_scale) {
+    const int E = bits == 4 ? 128 : 64, V = E / 16, per = 16 / V; /* lanes a vector */
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff), inf = _mm512_set1_epi32(0x7f800000);
+    const __m512i top = _mm512_set1_epi32((1 << 23) - 1), byte = _mm512_set1_epi32(0xff);
+    const __m512i lowest = _mm512_set1_epi32(-100), none = _mm512_setzero_si512();
+    const __m128i deal = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    __m512i row_max = _mm512_setzero_si512();
+    for (int q = 0; q < runs; q++) {
+        const float *v = x + (size_t)q * E;
+        int8_t *d = dst + (size_t)q * QMM_XD_RUN(E, bits);
+        for (int i = 0; i < V; i++) {
+            const __m512 xv = _mm512_loadu_ps(v + 16 * i);
+            /* the largest magnitude of each group of 16/per elements, in all of them */
+            __m512i m = _mm512_and_si512(_mm512_castps_si512(xv), magnitude);
+            m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
+            m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_BADC));
+            if (bits == 4) m = _mm512_max_epu32(m, _mm512_shuffle_i32x4(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+            if (_mm512_cmpge_epu32_mask(m, inf)) return -1; /* inf or nan */
+            row_max = _mm512_max_epu32(row_max, m);
+            /* magnitudes below 2^e: e = biased exponent - 126, at least -100 */
+            const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(_mm512_srli_epi32(m, 23), _mm512_set1_epi32(126)),
+                                               lowest);
+            const __m512 up = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(150), e), 23));
+            const __m512i back = _mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(104)), 23);
+            /* one power of two a lane: elements 0 and 8 (4-bit) or 0, 4, 8, 12 */
+            const __m512i pick = _mm512_setr_epi32(0, 8, 0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+            const __m512i lanes = _mm512_permutexvar_epi32(
+                bits == 4 ? pick : _mm512_alignr_epi32(none, pick, 2), back);
+            _mm_mask_storeu_epi32(lane_scale + (size_t)q * 16 + per * i, (__mmask8)((1 << per) - 1),
+                                  _mm512_castsi512_si128(lanes));
+            /* |x| * 2^(23-e) < 2^23, but may round up to it: clamped */
+            __m512i X = _mm512_min_epi32(
+                _mm512_cvt_roundps_epi32(_mm512_mul_ps(xv, up), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                top);
+            const __m128i b[3] = {_mm512_cvtepi32_epi8(_mm512_and_si512(X, byte)),
+                                  _mm512_cvtepi32_epi8(_mm512_and_si512(_mm512_srli_epi32(X, 8), byte)),
+                                  _mm512_cvtepi32_epi8(_mm512_srai_epi32(X, 16))};
+            for (int t = 0; t < 3; t++) {
+                if (bits == 4) {
+                    __m128i h = _mm_shuffle_epi8(b[t], deal);
+                    _mm_storel_epi64((__m128i *)(d + t * E + 8 * i), h);
+                    _mm_storel_epi64((__m128i *)(d + t * E + 64 + 8 * i), _mm_unpackhi_epi64(h, h));
+                } else {
+                    _mm_storeu_si128((__m128i *)(d + t * E + 16 * i), b[t]);
+                }
+            }
+        }
+        if (bits == 8) {
+            /* 128 * (d1 and d0 summed over each lane's 4 bytes): ones as signed bytes */
+            const __m512i ones = _mm512_set1_epi8(1);
+            for (int t = 1; t >= 0; t--) {
+                __m512i sum = _mm512_dpbusd_epi32(none, _mm512_loadu_si512(d + t * E), ones);
+                _mm512_storeu_si512(d + 3 * E + (1 - t) * 64, _mm512_slli_epi32(sum, 7));
+            }
+        }
+    }
+    const uint32_t m = _mm512_reduce_max_epu32(row_max);
+    return m && (int)(m >> 23) - 126 < -100 ? -1 : 0;
 }
 
 static void dequant(const gm_qmm_ctx *c, int n0, int nr, int k0, int kc, float *dst) {
@@ -226,6 +420,6 @@ static void store(const gm_qmm_ctx *c, const float *acc, int n0, int nrows) {
     gm_qmm_avx2.store(c, acc, n0, nrows);
 }
 
-const gm_qmm_backend gm_qmm_avx512 = {"avx512", mv, dequant, micro, store, 1};
+const gm_qmm_backend gm_qmm_avx512 = {"avx512", mv, dequant, micro, store, 1, x_digits};
 
 #endif

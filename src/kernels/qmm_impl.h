@@ -62,6 +62,21 @@ typedef struct gm_qmm_ctx {
     const uint16_t *xb;
     int xterms;
     size_t xb_stride;
+    /* matrix-vector path of a backend with x_digits, float32 x that needs
+     * three bfloat16 terms: x as 24-bit integers X in three base-256 digits
+     * X = d0 + 256 d1 + 65536 d2 (d0, d1 unsigned, d2 signed). A run of E
+     * elements is 16 lanes of E/16 consecutive ones (the lanes of the
+     * kernel's sums); each lane is scaled by the power of two that puts its
+     * largest magnitude just below 2^23. Per run QMM_XD_RUN(E, bits) bytes,
+     * per x row xd_stride: digit t, half h, byte b at t*E + h*64 + b holds
+     * element 2b + h of the run (4-bit: the low nibbles' elements, then the
+     * high ones') or b (8-bit, h = 0); 8-bit runs then hold 128 * (sum of
+     * d1) and 128 * (sum of d0) over each lane's 4 bytes as two vectors of
+     * 16 int32 (qmm_avx512.c). xd_scale + (m * runs + q) * 16 holds run q's
+     * 16 lanes' powers of two. NULL otherwise. */
+    const int8_t *xd;
+    const float *xd_scale;
+    size_t xd_stride;
     /* tiled path */
     const float *xpack; /* x panels: panel p at p*K*QMM_MP, laid [K][width] */
     int npanels;
@@ -86,7 +101,16 @@ typedef struct gm_qmm_backend {
      * m < M, in y's dtype; NULL: the driver's scalar loop. */
     void (*store)(const gm_qmm_ctx *c, const float *acc, int n0, int nrows);
     int bf16_x; /* its matvec reads xb for 4- and 8-bit weights */
+    /* Writes one row of float32 x (zero-padded to whole runs of E) as xd's
+     * digits and run scales, for a matvec that reads xd (float32 x, 4- and
+     * 8-bit weights); -1 when x cannot be (a value not finite, or all of
+     * them below 2^-100 in magnitude): then it gets bfloat16 terms. NULL
+     * for backends without such a matvec. */
+    int (*x_digits)(const float *x, int runs, int bits, int8_t *dst, float *lane_scale);
 } gm_qmm_backend;
+
+/* Bytes of one run of x as digits (above). */
+#define QMM_XD_RUN(E, bits) (3 * (E) + ((bits) == 8 ? 128 : 0))
 
 /* The backend gm_qmm uses now (GOMLX_QMM_ISA, gm_qmm_set_isa or the best
  * the CPU has); the attention kernel borrows its micro-kernel. */

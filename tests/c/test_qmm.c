@@ -53,7 +53,8 @@ typedef struct problem {
     int M, N, K, bits, gs;
     gm_fdtype xt, st, yt;
     /* float32 x: 0 any, 1 bfloat16 values, 2 16 significant bits, 3 wide
-     * range, 4 row m as mode m % 4 */
+     * range, 4 row m as mode m % 4, 5 all below 2^-100, 6 the first 128
+     * zero, then one value of 2^100 among ordinary ones */
     int xmode;
     void *x, *scales, *biases, *y;
     uint32_t *w;
@@ -81,6 +82,8 @@ static void problem_make(problem *p) {
         if (mode == 2) u &= 0xffffff00u;
         memcpy(&v, &u, 4);
         if (mode == 3) v = ldexpf(v, (int)(rng_u32() % 201) - 100);
+        if (mode == 5) v = ldexpf(v, -110);
+        if (mode == 6) v = i % K < 128 ? 0.0f : i % K == 200 ? 0x1p100f : v;
         xf[i] = put(p->x, i, v, p->xt);
     }
     for (size_t i = 0; i < words; i++) p->w[i] = rng_u32();
@@ -221,29 +224,71 @@ static void test_bigger_shape(void) {
 }
 
 /* float32 x that needs one, two or three bfloat16 terms (the avx512
- * mat-vec splits x into the fewest that are exact), magnitudes from
- * 2^-100 to 2^100, and rows of each kind in one call. */
+ * mat-vec splits x into the fewest that are exact, or takes three-term x
+ * as 8-bit digits), magnitudes from 2^-110 to 2^100, zero runs, and rows
+ * of each kind in one call; with the digits on and off. Where avx512 is
+ * there, the digits must have been taken (modes 0, 3 and 6) and refused
+ * (mode 5: below their range). */
 static void test_x_terms(void) {
     gm_pool_set_threads(0);
     for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
         if (gm_qmm_set_isa(isas[ii]) != 0) continue;
-        for (int mode = 0; mode < 5; mode++)
-            for (int bits = 4; bits <= 8; bits += 4)
-                for (int M = 1; M <= 4; M += 3) {
-                    problem p = {0};
-                    p.M = M, p.N = 37, p.K = 320, p.bits = bits, p.gs = 64;
-                    p.xt = p.st = p.yt = GM_F32;
-                    p.xmode = mode;
-                    problem_make(&p);
-                    gm_qmm_args a = {p.x, p.w, p.scales, p.biases, p.y, p.M, p.N, p.K,
-                                     p.bits, p.gs, p.xt, p.st, p.yt};
-                    CHECK_EQ_INT(gm_qmm(&a), 0);
-                    char what[64];
-                    snprintf(what, sizeof what, "%s/x-mode-%d", isas[ii], mode);
-                    CHECK_EQ_INT(problem_check(&p, what), 0);
-                    problem_free(&p);
-                }
+        for (int digits = 0; digits < 2; digits++) {
+            gm_qmm_set_x_digits(digits);
+            for (int mode = 0; mode < 7; mode++)
+                for (int bits = 4; bits <= 8; bits += 4)
+                    for (int M = 1; M <= 4; M += 3) {
+                        problem p = {0};
+                        p.M = M, p.N = 37, p.K = 320, p.bits = bits, p.gs = 64;
+                        p.xt = p.st = p.yt = GM_F32;
+                        p.xmode = mode;
+                        problem_make(&p);
+                        gm_qmm_args a = {p.x, p.w, p.scales, p.biases, p.y, p.M, p.N, p.K,
+                                         p.bits, p.gs, p.xt, p.st, p.yt};
+                        long before = gm_qmm_digit_calls();
+                        CHECK_EQ_INT(gm_qmm(&a), 0);
+                        long took = gm_qmm_digit_calls() - before;
+                        char what[64];
+                        snprintf(what, sizeof what, "%s/x-mode-%d/digits-%d", isas[ii], mode, digits);
+                        CHECK_EQ_INT(problem_check(&p, what), 0);
+                        /* modes 1 and 2 need fewer terms; 5 is below the digits' range */
+                        long want = digits && !strcmp(isas[ii], "avx512") && mode != 1 && mode != 2 &&
+                                    mode != 5;
+                        CHECK_MSG(took == want, "%s: digits taken %ld times, want %ld", what, took, want);
+                        problem_free(&p);
+                    }
+        }
     }
+    gm_qmm_set_x_digits(-1);
+    gm_qmm_set_isa(NULL);
+}
+
+/* A value that is not finite in x: the product is not finite either, with
+ * the digits on (they refuse such x) and off. */
+static void test_x_not_finite(void) {
+    gm_pool_set_threads(0);
+    for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
+        if (gm_qmm_set_isa(isas[ii]) != 0) continue;
+        for (int digits = 0; digits < 2; digits++) {
+            gm_qmm_set_x_digits(digits);
+            problem p = {0};
+            p.M = 1, p.N = 9, p.K = 256, p.bits = 4, p.gs = 64;
+            p.xt = p.st = p.yt = GM_F32;
+            problem_make(&p);
+            for (int k = 0; k < 3; k++) {
+                ((float *)p.x)[77] = k == 0 ? INFINITY : k == 1 ? -INFINITY : NAN;
+                gm_qmm_args a = {p.x, p.w, p.scales, p.biases, p.y, p.M, p.N, p.K,
+                                 p.bits, p.gs, p.xt, p.st, p.yt};
+                CHECK_EQ_INT(gm_qmm(&a), 0);
+                int finite = 0;
+                for (int n = 0; n < p.N; n++) finite += isfinite(((float *)p.y)[n]) != 0;
+                CHECK_MSG(finite == 0, "%s digits %d x[77]=%g: %d finite outputs", isas[ii], digits,
+                          ((float *)p.x)[77], finite);
+            }
+            problem_free(&p);
+        }
+    }
+    gm_qmm_set_x_digits(-1);
     gm_qmm_set_isa(NULL);
 }
 
@@ -484,6 +529,7 @@ int main(void) {
     RUN(test_kernels_n_threads);
     RUN(test_bigger_shape);
     RUN(test_x_terms);
+    RUN(test_x_not_finite);
     RUN(test_concurrent_callers);
     RUN(test_pool_stress);
     RUN(test_mlx_plugged);
