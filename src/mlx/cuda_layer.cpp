@@ -78,6 +78,7 @@ const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
+const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
 
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
@@ -110,11 +111,21 @@ size_t scratch_words(const Dims &d, int grid) {
            ((qd + 7) & ~(size_t)7) / 2 + ((size_t)d.ff + 1) / 2 + 16;
 }
 
-// x staged as 16-bit values, or per warp a head's attention sums, or per
+// Query heads of a kv head whose attention sums a block combines across its
+// warps at once (one __syncthreads pair a round): as many as 48 KB of
+// shared memory hold, at most all of them.
+int heads_per_round(const Dims &d) {
+    const int rep = d.n_heads / d.n_kv, fit = kMaxSharedBytes / (4 * kWarps * (d.head_dim + 2));
+    const int want = kHeadsPerRoundKnob ? kHeadsPerRoundKnob : rep;
+    return std::max(1, std::min({want, rep, fit}));
+}
+
+// x staged as 16-bit values, or per warp some heads' attention sums, or per
 // query head of a kv head the weights of its key chunks (<= one per block).
 int shared_bytes(const Dims &d) {
     int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2), 4 * (d.n_heads / d.n_kv) * sm_count()});
+    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d),
+                     4 * (d.n_heads / d.n_kv) * sm_count()});
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -309,7 +320,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
         "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
-        "TIMING=" + std::to_string(kTiming)};
+        "RH=" + std::to_string(heads_per_round(d)), "TIMING=" + std::to_string(kTiming)};
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -349,8 +360,8 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
                  std::to_string(d.gs) + "_d" + std::to_string(d.head_dim) + "_r" +
                  std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
                  std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
-                 "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_c" +
-                 std::to_string(kTiming);
+                 "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_h" +
+                 std::to_string(heads_per_round(d)) + "_c" + std::to_string(kTiming);
         build(k, d, protos, n, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;

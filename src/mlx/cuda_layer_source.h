@@ -35,7 +35,8 @@
 // of j, j + HD/2), LT (threads per block), DOT_U (chunks of a row a lane
 // loads before using them; 1, the default, measured fastest), ROWS_A and
 // ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
-// keys a chunk of the attention takes), TIMING (1: block 0 stamps the GPU
+// keys a chunk of the attention takes), RH (query heads whose attention
+// sums a block combines at once), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
 // for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
@@ -356,7 +357,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
     __shared__ float dens[REP];
-    float *wbuf = reinterpret_cast<float *>(smem); // [NWARPS][HD + 2]
+    float *wbuf = reinterpret_cast<float *>(smem); // [RH][NWARPS][HD + 2]
     for (int u = blockIdx.x; u < n_kv * chunks; u += gridDim.x) {
         const int kvh = u / chunks, c = u % chunks;
         const int k0 = first + c * per_chunk;
@@ -403,28 +404,36 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 }
             }
         }
-        // The block's warps combined per head into one partial (max, sum, acc).
+        // The block's warps combined per head into one partial (max, sum,
+        // acc), RH heads a round (wbuf: [RH][NWARPS][HD + 2]).
 #pragma unroll
-        for (int r = 0; r < REP; r++) {
+        for (int r0 = 0; r0 < REP; r0 += RH) {
             __syncthreads();
 #pragma unroll
-            for (int e = 0; e < EPL; e++) wbuf[warp * (HD + 2) + lane * EPL + e] = acc[r][e];
-            if (lane == 0) wbuf[warp * (HD + 2) + HD] = m[r], wbuf[warp * (HD + 2) + HD + 1] = l[r];
+            for (int hh = 0; hh < RH; hh++) {
+                if (r0 + hh >= REP) break;
+                float *wb = wbuf + (hh * NWARPS + warp) * (HD + 2);
+#pragma unroll
+                for (int e = 0; e < EPL; e++) wb[lane * EPL + e] = acc[r0 + hh][e];
+                if (lane == 0) wb[HD] = m[r0 + hh], wb[HD + 1] = l[r0 + hh];
+            }
             __syncthreads();
-            float *dst = parts + ((size_t)(kvh * REP + r) * gridDim.x + c) * (HD + 2);
-            for (int d = tid; d < HD + 2; d += LT) {
+            const int nh = REP - r0 < RH ? REP - r0 : RH;
+            for (int i = tid; i < nh * (HD + 2); i += LT) {
+                const int hh = i / (HD + 2), d = i % (HD + 2);
+                const float *wb = wbuf + hh * NWARPS * (HD + 2);
                 float mx = -INFINITY;
-                for (int w2 = 0; w2 < NWARPS; w2++) mx = fmaxf(mx, wbuf[w2 * (HD + 2) + HD]);
+                for (int w2 = 0; w2 < NWARPS; w2++) mx = fmaxf(mx, wb[w2 * (HD + 2) + HD]);
                 float v = 0.f;
                 if (mx != -INFINITY) {
                     for (int w2 = 0; w2 < NWARPS; w2++) {
-                        const float wm = wbuf[w2 * (HD + 2) + HD];
+                        const float wm = wb[w2 * (HD + 2) + HD];
                         if (wm == -INFINITY) continue;
                         const float f = __expf(wm - mx);
-                        v += f * wbuf[w2 * (HD + 2) + (d < HD ? d : HD + 1)];
+                        v += f * wb[w2 * (HD + 2) + (d < HD ? d : HD + 1)];
                     }
                 }
-                dst[d] = d == HD ? mx : v;
+                parts[((size_t)(kvh * REP + r0 + hh) * gridDim.x + c) * (HD + 2) + d] = d == HD ? mx : v;
             }
         }
         __syncthreads();
