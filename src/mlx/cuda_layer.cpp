@@ -47,8 +47,8 @@ namespace {
 
 const int kThreads = 512, kWarps = kThreads / 32;
 // Scratch control words, as in the source (CTRL_WORDS, BAR_TIMEOUT): the
-// barrier at 0-2, one counter per kv head from 8, clock stamps from 48, so
-// at most 40 kv heads.
+// barrier at 0-2, one counter per group of a kv head's query heads from 8
+// (head_groups), clock stamps from 48, so at most 40 groups in all.
 const int kCtrlWords = 64, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
 // A layer's row of the table (TABLE_WORDS, T_*): its buffers' addresses in
 // this order, then the caches' capacity.
@@ -65,7 +65,7 @@ std::atomic<int> g_enabled{env_enabled()};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::tuple<int, int, int, int, int, int, int, int>, Kernel> g_kernels;
+std::map<std::tuple<int, int, int, int, int, int, int, int, int, int>, Kernel> g_kernels;
 
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
@@ -79,6 +79,7 @@ const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
 const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
+const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
@@ -111,11 +112,26 @@ size_t scratch_words(const Dims &d, int grid) {
            ((qd + 7) & ~(size_t)7) / 2 + ((size_t)d.ff + 1) / 2 + 16;
 }
 
-// Query heads of a kv head whose attention sums a block combines across its
-// warps at once (one __syncthreads pair a round): as many as 48 KB of
+// Groups a kv head's query heads are split into in the attention, a block
+// taking one group's chunk of keys: the most that divide them while every
+// group still gets a chunk of keys from each of 16 blocks (Qwen2.5-3B's 2
+// kv heads with 8 query heads each: 4 groups of 2; kv heads >= 8: 1), at
+// most kMaxKv groups in all (their arrival counters).
+int head_groups(const Dims &d) {
+    const int rep = d.n_heads / d.n_kv;
+    if (kHeadGroupsKnob) return rep % kHeadGroupsKnob == 0 && d.n_kv * kHeadGroupsKnob <= kMaxKv ? kHeadGroupsKnob : 1;
+    int best = 1;
+    for (int g = 2; g <= rep; g++)
+        if (rep % g == 0 && d.n_kv * g * 16 <= sm_count() && d.n_kv * g <= kMaxKv) best = g;
+    return best;
+}
+
+// Query heads of a block's group whose attention sums it combines across
+// its warps at once (one __syncthreads pair a round): as many as 48 KB of
 // shared memory hold, at most all of them.
 int heads_per_round(const Dims &d) {
-    const int rep = d.n_heads / d.n_kv, fit = kMaxSharedBytes / (4 * kWarps * (d.head_dim + 2));
+    const int rep = d.n_heads / d.n_kv / head_groups(d);
+    const int fit = kMaxSharedBytes / (4 * kWarps * (d.head_dim + 2));
     const int want = kHeadsPerRoundKnob ? kHeadsPerRoundKnob : rep;
     return std::max(1, std::min({want, rep, fit}));
 }
@@ -320,7 +336,8 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
         "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
-        "RH=" + std::to_string(heads_per_round(d)), "TIMING=" + std::to_string(kTiming)};
+        "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
+        "TIMING=" + std::to_string(kTiming)};
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -351,7 +368,8 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
 
 const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
     std::lock_guard<std::mutex> lock(g_mu);
-    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n, rows_a(d));
+    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n, rows_a(d),
+                               head_groups(d), heads_per_round(d));
     auto it = g_kernels.find(key);
     if (it == g_kernels.end()) {
         it = g_kernels.emplace(key, Kernel{}).first;
@@ -360,8 +378,9 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
                  std::to_string(d.gs) + "_d" + std::to_string(d.head_dim) + "_r" +
                  std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
                  std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
-                 "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_h" +
-                 std::to_string(heads_per_round(d)) + "_c" + std::to_string(kTiming);
+                 "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_s" +
+                 std::to_string(head_groups(d)) + "_h" + std::to_string(heads_per_round(d)) + "_c" +
+                 std::to_string(kTiming);
         build(k, d, protos, n, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;

@@ -12,8 +12,9 @@
 //   A  x = rms_norm(h); q|k|v = x Wqkv^T (+ bias); RoPE on q and k; k, v
 //      written into the caches at `slot`
 //   B  attention of the token's q heads over keys first..slot, split into
-//      chunks of keys per kv head; the last block to finish a kv head's
-//      chunks merges them (no barrier needed for that)
+//      chunks of keys per kv head (and, where kv heads are few, its query
+//      heads into HS groups); the last block to finish a group's chunks
+//      merges them (no barrier needed for that)
 //   C  h1 = h + o Wo^T
 //   D  act = silu(g) * u, g|u = rms_norm(h1) Wgu^T
 //   E  out = h1 + act Wdown^T, the next layer's h
@@ -35,8 +36,9 @@
 // of j, j + HD/2), LT (threads per block), DOT_U (chunks of a row a lane
 // loads before using them; 1, the default, measured fastest), ROWS_A and
 // ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
-// keys a chunk of the attention takes), RH (query heads whose attention
-// sums a block combines at once), TIMING (1: block 0 stamps the GPU
+// keys a chunk of the attention takes), HS (groups the query heads of a kv
+// head are split into, a block of the attention taking one), RH (query
+// heads whose attention sums a block combines at once), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
 // for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
@@ -46,10 +48,12 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define NWARPS (LT / 32)
 #define INFINITY __int_as_float(0x7f800000)
 #define EPL (HD / 32) // head elements per lane
+#define RB (REP / HS)  // query heads a block of the attention takes
 
 // Scratch words (u32): barrier count, generation, timeout flag, then one
-// arrival counter per kv head: the count and counters are back at 0 when
-// the kernel ends (the generation only counts up).
+// arrival counter per group of a kv head's query heads (at most 40): the
+// count and counters are back at 0 when the kernel ends (the generation
+// only counts up).
 #define CTRL_WORDS 64
 #define BAR_COUNT 0
 #define BAR_GEN 1
@@ -255,8 +259,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
     const int n_keys = slot - first + 1;
-    // Chunks of at least KC keys, at most one block per chunk.
-    int chunks = (int)gridDim.x / n_kv;
+    // Chunks of at least KC keys, at most one block per chunk of a kv head's
+    // HS groups of query heads.
+    int chunks = (int)gridDim.x / (n_kv * HS);
     if (chunks < 1) chunks = 1;
     if (chunks > (n_keys + KC - 1) / KC) chunks = (n_keys + KC - 1) / KC;
     const int per_chunk = (n_keys + chunks - 1) / chunks;
@@ -356,20 +361,22 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
-    __shared__ float dens[REP];
+    __shared__ float dens[RB];
     float *wbuf = reinterpret_cast<float *>(smem); // [RH][NWARPS][HD + 2]
-    for (int u = blockIdx.x; u < n_kv * chunks; u += gridDim.x) {
-        const int kvh = u / chunks, c = u % chunks;
+    for (int u = blockIdx.x; u < n_kv * HS * chunks; u += gridDim.x) {
+        // kv head kvh, its query heads h0..h0+RB-1 (group g), chunk c
+        const int kvh = u / (HS * chunks), g = u / chunks % HS, c = u % chunks;
+        const int h0 = kvh * REP + g * RB;
         const int k0 = first + c * per_chunk;
         const int k1 = min(k0 + per_chunk, slot + 1);
-        float qv[REP][EPL], m[REP], l[REP], acc[REP][EPL];
+        float qv[RB][EPL], m[RB], l[RB], acc[RB][EPL];
 #pragma unroll
-        for (int r = 0; r < REP; r++) {
+        for (int r = 0; r < RB; r++) {
             m[r] = -INFINITY, l[r] = 0.f;
 #pragma unroll
             for (int e = 0; e < EPL; e++) {
                 acc[r][e] = 0.f;
-                qv[r][e] = load_cg_f32(q_buf + (kvh * REP + r) * HD + lane * EPL + e) * attn_scale;
+                qv[r][e] = load_cg_f32(q_buf + (h0 + r) * HD + lane * EPL + e) * attn_scale;
             }
         }
         // Two keys' rows loaded before either is used.
@@ -391,7 +398,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             for (int kk = 0; kk < 2; kk++) {
                 if (t0 + kk * NWARPS >= k1) break;
 #pragma unroll
-                for (int r = 0; r < REP; r++) {
+                for (int r = 0; r < RB; r++) {
                     float s = 0.f;
 #pragma unroll
                     for (int e = 0; e < EPL; e++) s += qv[r][e] * kf[kk][e];
@@ -407,18 +414,18 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         // The block's warps combined per head into one partial (max, sum,
         // acc), RH heads a round (wbuf: [RH][NWARPS][HD + 2]).
 #pragma unroll
-        for (int r0 = 0; r0 < REP; r0 += RH) {
+        for (int r0 = 0; r0 < RB; r0 += RH) {
             __syncthreads();
 #pragma unroll
             for (int hh = 0; hh < RH; hh++) {
-                if (r0 + hh >= REP) break;
+                if (r0 + hh >= RB) break;
                 float *wb = wbuf + (hh * NWARPS + warp) * (HD + 2);
 #pragma unroll
                 for (int e = 0; e < EPL; e++) wb[lane * EPL + e] = acc[r0 + hh][e];
                 if (lane == 0) wb[HD] = m[r0 + hh], wb[HD + 1] = l[r0 + hh];
             }
             __syncthreads();
-            const int nh = REP - r0 < RH ? REP - r0 : RH;
+            const int nh = RB - r0 < RH ? RB - r0 : RH;
             for (int i = tid; i < nh * (HD + 2); i += LT) {
                 const int hh = i / (HD + 2), d = i % (HD + 2);
                 const float *wb = wbuf + hh * NWARPS * (HD + 2);
@@ -433,48 +440,48 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                         v += f * wb[w2 * (HD + 2) + (d < HD ? d : HD + 1)];
                     }
                 }
-                parts[((size_t)(kvh * REP + r0 + hh) * gridDim.x + c) * (HD + 2) + d] = d == HD ? mx : v;
+                parts[((size_t)(h0 + r0 + hh) * gridDim.x + c) * (HD + 2) + d] = d == HD ? mx : v;
             }
         }
         __syncthreads();
         if (tid == 0) {
             __threadfence();
-            merge = atomicAdd(ctrl + KV_COUNT + kvh, 1u) == (u32)chunks - 1;
+            merge = atomicAdd(ctrl + KV_COUNT + kvh * HS + g, 1u) == (u32)chunks - 1;
         }
         __syncthreads();
         if (!merge) continue;
         __threadfence();
         // Chunk c of head r weighs exp(max_c - max) (fw, shared), its sums
         // are added up per head (den).
-        float *fw = wbuf; // [REP][chunks]
-        for (int i = tid; i < REP * chunks; i += LT) {
+        float *fw = wbuf; // [RB][chunks]
+        for (int i = tid; i < RB * chunks; i += LT) {
             const int r = i / chunks, cc = i % chunks;
-            fw[i] = load_cg_f32(parts + ((size_t)(kvh * REP + r) * gridDim.x + cc) * (HD + 2) + HD);
+            fw[i] = load_cg_f32(parts + ((size_t)(h0 + r) * gridDim.x + cc) * (HD + 2) + HD);
         }
         __syncthreads();
-        for (int r = warp; r < REP; r += NWARPS) {
+        for (int r = warp; r < RB; r += NWARPS) {
             float mx = -INFINITY, den = 0.f;
             for (int cc = lane; cc < chunks; cc += 32) mx = fmaxf(mx, fw[r * chunks + cc]);
             mx = warp_max(mx);
             for (int cc = lane; cc < chunks; cc += 32) {
                 const float cm = fw[r * chunks + cc];
                 const float f = cm == -INFINITY ? 0.f : __expf(cm - mx);
-                den += f * load_cg_f32(parts + ((size_t)(kvh * REP + r) * gridDim.x + cc) * (HD + 2) + HD + 1);
+                den += f * load_cg_f32(parts + ((size_t)(h0 + r) * gridDim.x + cc) * (HD + 2) + HD + 1);
                 fw[r * chunks + cc] = f;
             }
             den = warp_sum(den);
             if (lane == 0) dens[r] = den;
         }
         __syncthreads();
-        for (int i = tid; i < REP * HD; i += LT) {
+        for (int i = tid; i < RB * HD; i += LT) {
             const int r = i / HD, d = i % HD;
-            const float *src = parts + (size_t)(kvh * REP + r) * gridDim.x * (HD + 2) + d;
+            const float *src = parts + (size_t)(h0 + r) * gridDim.x * (HD + 2) + d;
             float num = 0.f;
 #pragma unroll 4
             for (int cc = 0; cc < chunks; cc++) num += fw[r * chunks + cc] * load_cg_f32(src + cc * (HD + 2));
-            o_buf[(kvh * REP + r) * HD + d] = store_half(num / dens[r]);
+            o_buf[(h0 + r) * HD + d] = store_half(num / dens[r]);
         }
-        if (tid == 0) ctrl[KV_COUNT + kvh] = 0;
+        if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 2);
