@@ -28,7 +28,9 @@
  * 8 KB ahead into L2, 6-20% more GB/s per decode step's mat-vecs on the
  * Qwen2.5-0.5B shape than 4 KB into L1 (bench_qmm --step, alternating).
  * With two or three terms it is compute-bound and the L2 lead measured
- * slightly worse on SmolLM2's shapes, so those keep 4 KB into L1. */
+ * slightly worse on SmolLM2's shapes, so those keep 4 KB into L1. x as
+ * digits computes at ~16-18 GB/s a thread and gains from the L2 lead too
+ * (Qwen2.5-0.5B shape +10-15%, SmolLM2's even). */
 #define QMM_PREFETCH_L2 8192
 #define QMM_PREFETCH_L1 4096
 
@@ -214,7 +216,7 @@ V512_INLINE void mv_rows_i8(const gm_qmm_ctx *c, int n, int m0, const int NN, co
         __m512 sc[2];
         #pragma GCC unroll 2
         for (int j = 0; j < NN; j++) {
-            _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L1, _MM_HINT_T0);
+            _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
             __m512i w = _mm512_maskz_loadu_epi8(wm, wrow[j] + (size_t)q * 64);
             if (BITS == 4) {
                 wv[j][0] = _mm512_and_si512(w, nibble);
