@@ -38,8 +38,7 @@
 // ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
 // keys a chunk of the attention takes), HS (groups the query heads of a kv
 // head are split into, a block of the attention taking one), RH (query
-// heads whose attention sums a block combines at once), PF (1: each warp
-// asks L2 for its first item's weights before a phase's barrier), TIMING (1: block 0 stamps the GPU
+// heads whose attention sums a block combines at once), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
 // for tools/c/bench_cuda_layer.c).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
@@ -235,66 +234,6 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
     }
 }
 
-// With PF: asks L2 for the R weight rows (K 4-bit weights each) of the
-// warp's first item in the next phase before the grid barrier that phase
-// waits at: its weights do not depend on the phase before, so its first
-// loads find them in L2 rather than wait for DRAM. Lane i takes 128-byte
-// lines i, i + 32, ... of each row, the last one moved back inside it.
-template <int R>
-__device__ __forceinline__ void prefetch_rows(const u32 *w, const int (&rows)[R], int K) {
-#if PF
-    const int lane = threadIdx.x & 31, row_bytes = K / 2, lines = (row_bytes + 127) / 128;
-#pragma unroll
-    for (int r = 0; r < R; r++) {
-        const char *p = reinterpret_cast<const char *>(w) + (size_t)rows[r] * row_bytes;
-        for (int i = lane; i < lines; i += 32) {
-            const char *a = p + min(i * 128, row_bytes - 16);
-            asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L2 [g]; }" ::"l"(a));
-        }
-    }
-#endif
-}
-
-// prefetch_rows for the two rows of the warp's first item in residual_rows.
-__device__ __forceinline__ void prefetch_residual(const u32 *w, int K, int n) {
-    const int it = blockIdx.x * NWARPS + (threadIdx.x >> 5);
-    if (!PF || 2 * it + 1 >= n) return;
-    const int rows[2] = {2 * it, 2 * it + 1};
-    prefetch_rows<2>(w, rows, K);
-}
-
-// The q|k|v rows of phase A's item `it`: ROWS_A / 2 rotation pairs (j,
-// j + HD/2, or 2j, 2j + 1 with ROPE_TRAD) of a q or k head, with their
-// js, or ROWS_A consecutive v rows. True for a rotation item.
-__device__ __forceinline__ bool item_rows_a(int it, int qd, int kvd, int (&rows)[ROWS_A], int (&js)[ROWS_A / 2]) {
-    if (it < (qd + kvd) / ROWS_A) {
-        const int per_head = HD / ROWS_A, head = it / per_head;
-#pragma unroll
-        for (int p = 0; p < ROWS_A / 2; p++) {
-            const int j = (it % per_head) * (ROWS_A / 2) + p;
-            js[p] = j;
-#if ROPE_TRAD
-            rows[2 * p] = head * HD + 2 * j, rows[2 * p + 1] = head * HD + 2 * j + 1;
-#else
-            rows[2 * p] = head * HD + j, rows[2 * p + 1] = head * HD + j + HD / 2;
-#endif
-        }
-        return true;
-    }
-#pragma unroll
-    for (int r = 0; r < ROWS_A; r++) rows[r] = qd + kvd + ROWS_A * (it - (qd + kvd) / ROWS_A) + r;
-    return false;
-}
-
-// The gate rows and their up rows of phase D's item `it`.
-__device__ __forceinline__ void item_rows_d(int it, int ff, int (&rows)[ROWS_D]) {
-#pragma unroll
-    for (int p = 0; p < ROWS_D / 2; p++) {
-        rows[2 * p] = it * (ROWS_D / 2) + p;
-        rows[2 * p + 1] = rows[2 * p] + ff;
-    }
-}
-
 // A layer's entry in the table (u64 words, TABLE_WORDS a layer): device
 // addresses of its weights and caches, then the caches' capacity.
 #define T_ATTN_NW 0
@@ -347,11 +286,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // block: read through L2).
     const unsigned long long *tw = rows[layer & 1];
 #define TABLE(T, i) ((T)tw[i])
-    if (PF && layer && gwarp < (qd + 2 * kvd) / ROWS_A) {
-        int rows_pf[ROWS_A], js_pf[ROWS_A / 2];
-        item_rows_a(gwarp, qd, kvd, rows_pf, js_pf);
-        prefetch_rows<ROWS_A>(TABLE(const u32 *, T_QKV), rows_pf, hidden);
-    }
     if (layer) grid_sync(ctrl); // also: no block reads the other row now
     if (layer + 1 < NL && tid < TABLE_WORDS) rows[(layer + 1) & 1][tid] = table[(layer + 1) * TABLE_WORDS + tid];
     u16 *k_cache = TABLE(u16 *, T_K_CACHE), *v_cache = TABLE(u16 *, T_V_CACHE);
@@ -369,10 +303,28 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #endif
     const float *inv_freq = TABLE(const float *, T_INV_FREQ);
     norm_to_shared(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
-    const int items = (qd + 2 * kvd) / ROWS_A;
+    // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
+    // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
+    const int rope_items = (qd + kvd) / ROWS_A, items = (qd + 2 * kvd) / ROWS_A;
     for (int it = gwarp; it < items; it += n_warps) {
         int rows[ROWS_A], js[ROWS_A / 2];
-        const bool rope = item_rows_a(it, qd, kvd, rows, js);
+        const bool rope = it < rope_items;
+        if (rope) {
+            const int per_head = HD / ROWS_A, head = it / per_head;
+#pragma unroll
+            for (int p = 0; p < ROWS_A / 2; p++) {
+                const int j = (it % per_head) * (ROWS_A / 2) + p;
+                js[p] = j;
+#if ROPE_TRAD
+                rows[2 * p] = head * HD + 2 * j, rows[2 * p + 1] = head * HD + 2 * j + 1;
+#else
+                rows[2 * p] = head * HD + j, rows[2 * p + 1] = head * HD + j + HD / 2;
+#endif
+            }
+        } else {
+#pragma unroll
+            for (int r = 0; r < ROWS_A; r++) rows[r] = qd + kvd + ROWS_A * (it - rope_items) + r;
+        }
         float a[ROWS_A];
         dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a);
         if (lane) continue;
@@ -531,7 +483,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
         if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
-    prefetch_residual(TABLE(const u32 *, T_O), qd, hidden);
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 2);
 
@@ -539,11 +490,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     copy_to_shared(o_buf, xs, qd);
     residual_rows(xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                   x_in, x_cg, out, hidden);
-    if (PF && gwarp < ff / (ROWS_D / 2)) {
-        int rows_pf[ROWS_D];
-        item_rows_d(gwarp, ff, rows_pf);
-        prefetch_rows<ROWS_D>(TABLE(const u32 *, T_GU), rows_pf, hidden);
-    }
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 3);
 
@@ -555,7 +501,11 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];
-        item_rows_d(it, ff, rows);
+#pragma unroll
+        for (int p = 0; p < ROWS_D / 2; p++) {
+            rows[2 * p] = it * (ROWS_D / 2) + p;
+            rows[2 * p + 1] = rows[2 * p] + ff;
+        }
         float a[ROWS_D];
         dot<ROWS_D>(xs, gu_w, gu_s, gu_b, rows, hidden, a);
         if (lane) continue;
@@ -566,7 +516,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
     }
   }
-    prefetch_residual(TABLE(const u32 *, T_DN), ff, hidden);
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 4);
 
