@@ -185,6 +185,23 @@ static inline void split_row_bf16(const float *x, int runs, int E, int S, const 
             }
 }
 
+/* Every row of x (float32, rows `width` apart) as the backend's 8-bit
+ * digits into xd and lane_scale (qmm_impl.h); c->xd stays NULL when a row
+ * cannot be (then x gets bfloat16 terms). */
+static void take_digits(gm_qmm_ctx *c, const gm_qmm_backend *be, const float *xf, size_t width,
+                        int runs, int8_t *xd, float *lane_scale) {
+    const gm_qmm_args *a = c->a;
+    int E = a->bits == 4 ? 128 : 64;
+    c->xd_stride = (size_t)runs * QMM_XD_RUN(E, a->bits);
+    for (int m = 0; m < a->M; m++)
+        if (be->x_digits(xf + (size_t)m * width, runs, a->bits, xd + (size_t)m * c->xd_stride,
+                         lane_scale + (size_t)m * runs * 16))
+            return;
+    c->xd = xd;
+    c->xd_scale = lane_scale;
+    atomic_fetch_add_explicit(&g_digit_calls, 1, memory_order_relaxed);
+}
+
 static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     const gm_qmm_args *a = c->a;
     int M = a->M, K = a->K, G = c->groups, gs = a->group_size;
@@ -211,20 +228,8 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     for (int m = 0; m < M; m++) group_sums(xf + (size_t)m * width, G, gs, xsum + (size_t)m * Gp);
     if (bf16) {
         int T = x_terms_needed(xf, xf_floats);
-        if (T == 3 && be->x_digits && gm_qmm_x_digits()) {
-            int8_t *xd = (int8_t *)xb;
-            c->xd_stride = (size_t)runs * QMM_XD_RUN(E, a->bits);
-            int m = 0;
-            for (; m < M; m++)
-                if (be->x_digits(xf + (size_t)m * width, runs, a->bits, xd + (size_t)m * c->xd_stride,
-                                 lane_scale + (size_t)m * runs * 16))
-                    break;
-            if (m == M) {
-                c->xd = xd;
-                c->xd_scale = lane_scale;
-                atomic_fetch_add_explicit(&g_digit_calls, 1, memory_order_relaxed);
-            }
-        }
+        if (T == 3 && be->x_digits && gm_qmm_x_digits())
+            take_digits(c, be, xf, width, runs, (int8_t *)xb, lane_scale);
         c->xterms = T;
         c->xb_stride = (size_t)T * runs * E;
         for (int m = 0; m < M && !c->xd; m++) {

@@ -71,7 +71,8 @@ std::map<std::tuple<int, int, int, int, int, int, int, int, int, int>, Kernel> g
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
 // phases' weights), rows per item in phases A (0: by shape, rows_a()) and
 // D, fewest keys per attention chunk; the phase timestamps of
-// tools/c/bench_cuda_layer.c.
+// tools/c/bench_cuda_layer.c; query heads a block combines at once and
+// groups of a kv head's query heads in the attention (0: by shape).
 using gomlx::cuda_jit::env_int;
 const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
 const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
@@ -119,7 +120,8 @@ size_t scratch_words(const Dims &d, int grid) {
 // most kMaxKv groups in all (their arrival counters).
 int head_groups(const Dims &d) {
     const int rep = d.n_heads / d.n_kv;
-    if (kHeadGroupsKnob) return rep % kHeadGroupsKnob == 0 && d.n_kv * kHeadGroupsKnob <= kMaxKv ? kHeadGroupsKnob : 1;
+    if (kHeadGroupsKnob)
+        return rep % kHeadGroupsKnob == 0 && d.n_kv * kHeadGroupsKnob <= kMaxKv ? kHeadGroupsKnob : 1;
     int best = 1;
     for (int g = 2; g <= rep; g++)
         if (rep % g == 0 && d.n_kv * g * 16 <= sm_count() && d.n_kv * g <= kMaxKv) best = g;
