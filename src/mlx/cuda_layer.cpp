@@ -81,7 +81,6 @@ const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
 const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
 const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
-const int kPipelined = env_int("GOMLX_CUDA_LAYER_PP", 1, 0, 1);
 
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
@@ -340,7 +339,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
         "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
-        "PP=" + std::to_string(kPipelined), "TIMING=" + std::to_string(kTiming)};
+        "TIMING=" + std::to_string(kTiming)};
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -382,7 +381,7 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
                  std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
                  std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
                  "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_s" +
-                 std::to_string(head_groups(d)) + "_h" + std::to_string(heads_per_round(d)) + "_p" + std::to_string(kPipelined) + "_c" +
+                 std::to_string(head_groups(d)) + "_h" + std::to_string(heads_per_round(d)) + "_c" +
                  std::to_string(kTiming);
         build(k, d, protos, n, t);
     }

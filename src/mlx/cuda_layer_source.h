@@ -34,8 +34,7 @@
 // 64: a lane reads pairs of a head's elements), REP (query heads per kv
 // head), HAS_BIAS (q|k|v bias), ROPE_TRAD (rotate pairs 2j, 2j+1 instead
 // of j, j + HD/2), LT (threads per block), DOT_U (chunks of a row a lane
-// loads before using them without PP; 1 measured fastest), PP (1: loads of
-// a lane's next chunk issued before the current one is used), ROWS_A and
+// loads before using them; 1, the default, measured fastest), ROWS_A and
 // ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
 // keys a chunk of the attention takes), HS (groups the query heads of a kv
 // head are split into, a block of the attention taking one), RH (query
@@ -209,89 +208,11 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
     for (int r = 0; r < R; r++) out[r] = warp_sum(acc[r]);
 }
 
-// dot_rows software-pipelined: a lane issues the loads of its next chunk
-// of every row before computing with the current one, so the loads of a
-// row's chunks wait out one memory latency in all rather than one each,
-// and the memory works while the lanes compute.
-template <int R>
-__device__ __forceinline__ void dot_rows_pipelined(const u16 *xs, const u32 *w, const u16 *scales,
-                                                   const u16 *biases, const int (&rows)[R], int K,
-                                                   float (&out)[R]) {
-    const int lane = threadIdx.x & 31, chunks = K >> 5, groups = K / GS;
-    // rows as 32-bit offsets from the three bases (64-bit pointers a row
-    // would take registers the two sets of weights need)
-    const u16 *wq = reinterpret_cast<const u16 *>(w);
-    u32 wo[R], so[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) wo[r] = (u32)rows[r] * (u32)(K >> 2), so[r] = (u32)rows[r] * (u32)groups;
-    float acc[R];
-    V4 q[R];
-    float sc[R], bi[R];
-#pragma unroll
-    for (int r = 0; r < R; r++) acc[r] = 0.f;
-    if (lane < chunks) {
-        const u32 g = (u32)(lane << 5) / GS;
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            q[r] = load16(wq + wo[r] + lane * 8, true);
-            sc[r] = load_half(scales + so[r] + g), bi[r] = load_half(biases + so[r] + g);
-        }
-    }
-    for (int c = lane; c < chunks; c += 32) {
-        const int cn = c + 32;
-        V4 qn[R];
-        float scn[R], bin[R];
-        if (cn < chunks) {
-            const u32 g = (u32)(cn << 5) / GS;
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                qn[r] = load16(wq + wo[r] + cn * 8, true);
-                scn[r] = load_half(scales + so[r] + g), bin[r] = load_half(biases + so[r] + g);
-            }
-        }
-        // x a quarter of the chunk at a time (8 values): two sets of weights
-        // live at once leave no registers for all 32 as float32.
-        float part[R], xsum = 0.f;
-#pragma unroll
-        for (int r = 0; r < R; r++) part[r] = 0.f;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const V4 xv = *(const V4 *)(xs + c * 32 + 8 * i);
-            const u32 p[4] = {xv.x, xv.y, xv.z, xv.w};
-            float xf[8];
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                xf[2 * k] = half_at(p[k], 0), xf[2 * k + 1] = half_at(p[k], 1);
-                xsum += xf[2 * k] + xf[2 * k + 1];
-            }
-#pragma unroll
-            for (int r = 0; r < R; r++) {
-                const u32 word = i == 0 ? q[r].x : i == 1 ? q[r].y : i == 2 ? q[r].z : q[r].w;
-#pragma unroll
-                for (int k = 0; k < 8; k++)
-                    part[r] += bits_to_float(nibble_at_19(word, k) | 0x41800000u) * xf[k];
-            }
-        }
-#pragma unroll
-        for (int r = 0; r < R; r++) {
-            acc[r] += sc[r] * part[r] + (bi[r] - 16.f * sc[r]) * xsum;
-            q[r] = qn[r], sc[r] = scn[r], bi[r] = bin[r];
-        }
-    }
-#pragma unroll
-    for (int r = 0; r < R; r++) out[r] = warp_sum(acc[r]);
-}
-
-// dot_rows_pipelined with PP, else dot_rows with DOT_U (at most 8 loads a
-// lane ahead).
+// dot_rows with DOT_U (at most 8 loads a lane ahead).
 template <int R>
 __device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
                                     const int (&rows)[R], int K, float (&out)[R]) {
-#if PP
-    dot_rows_pipelined<R>(xs, w, scales, biases, rows, K, out);
-#else
     dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R)>(xs, w, scales, biases, rows, K, out);
-#endif
 }
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
