@@ -104,46 +104,65 @@ V512_INLINE void unpack_run(__m512i w, __m512i lo_tab, __m512i hi_tab, const int
     p[3] = (__m512bh)_mm512_permutexvar_epi16(_mm512_srli_epi16(w, 12), hi);
 }
 
+/* What a pass of NN weight rows over their runs (64 bytes each, E
+ * elements) needs, in both mat-vec loops: the rows' starts, how many
+ * groups start in a run and which lanes each covers, the last run's mask. */
+typedef struct mv_pass {
+    const uint8_t *wrow[2];
+    int runs, per_run, full_runs;
+    __m512i lane_group;
+    __mmask64 tail_mask;
+} mv_pass;
+
+V512_INLINE mv_pass mv_pass_start(const gm_qmm_ctx *c, int n, const int NN, const int BITS, const int GS) {
+    const int E = BITS == 4 ? 128 : 64, row_bytes = c->a->K * BITS / 8;
+    mv_pass p;
+    #pragma GCC unroll 2
+    for (int j = 0; j < NN; j++) p.wrow[j] = (const uint8_t *)(c->a->w + (size_t)(n + j) * c->wrow);
+    p.runs = (c->a->K + E - 1) / E;
+    p.per_run = E >= GS ? E / GS : 1;
+    p.full_runs = row_bytes / 64;
+    p.lane_group = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                     __builtin_ctz(16 / p.per_run));
+    p.tail_mask = (((__mmask64)1 << (row_bytes % 64)) - 1);
+    return p;
+}
+
+/* Run q's 64 bytes of weight row j (masked past the row's end) and the
+ * scales of the groups in it, spread over the lanes. */
+V512_INLINE __m512i mv_pass_run(const gm_qmm_ctx *c, const mv_pass *p, int n, int j, int q, const int BITS,
+                                const int GS, __m512 *scales) {
+    const int E = BITS == 4 ? 128 : 64, g0 = q * E / GS;
+    const int ng = c->groups - g0 < p->per_run ? c->groups - g0 : p->per_run;
+    *scales = run_scales(c, n + j, g0, ng, p->per_run, p->lane_group);
+    return _mm512_maskz_loadu_epi8(q < p->full_runs ? ~(__mmask64)0 : p->tail_mask, p->wrow[j] + (size_t)q * 64);
+}
+
 /* NN weight rows from n against x rows m0..m0+MR-1, T terms of x. A run
  * is 64 bytes: E = 128 (4-bit) or 64 (8-bit) elements, lane i of a dot
  * product covering E/16 consecutive ones, so a run holds E/GS groups (or
  * part of one) and the scales are spread over the lanes to match. */
 V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m512i hi_tab,
                          const int NN, const int MR, const int BITS, const int GS, const int T) {
-    const gm_qmm_args *a = c->a;
-    const int K = a->K, G = c->groups;
-    const int E = BITS == 4 ? 128 : 64;
-    const int runs = (K + E - 1) / E;
-    const int per_run = E >= GS ? E / GS : 1; /* groups starting in a run */
-    const __m512i lane_group = _mm512_srli_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        __builtin_ctz(16 / per_run));
+    const mv_pass ps = mv_pass_start(c, n, NN, BITS, GS);
     __m512 yacc[2][MV_ROWS];
     #pragma GCC unroll 8
     for (int j = 0; j < NN; j++)
         #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) yacc[j][r] = _mm512_setzero_ps();
-    const uint8_t *wrow[2];
-    #pragma GCC unroll 2
-    for (int j = 0; j < NN; j++) wrow[j] = (const uint8_t *)(a->w + (size_t)(n + j) * c->wrow);
     const size_t xstride = c->xb_stride;
     const uint16_t *xb = c->xb + (size_t)m0 * xstride;
-    const int row_bytes = K * BITS / 8, full_runs = row_bytes / 64;
-    const __mmask64 tail_mask = (((__mmask64)1 << (row_bytes % 64)) - 1);
 
-    for (int q = 0; q < runs; q++) {
-        int g0 = q * E / GS;
-        int ng = G - g0 < per_run ? G - g0 : per_run;
-        __mmask64 wm = q < full_runs ? ~(__mmask64)0 : tail_mask;
+    for (int q = 0; q < ps.runs; q++) {
         __m512 d[2][MV_ROWS][2];
         __m512 sc[2];
         #pragma GCC unroll 2
         for (int j = 0; j < NN; j++) {
             if (T == 1)
-                _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
+                _mm_prefetch((const char *)ps.wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
             else
-                _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L1, _MM_HINT_T0);
-            __m512i w = _mm512_maskz_loadu_epi8(wm, wrow[j] + (size_t)q * 64);
+                _mm_prefetch((const char *)ps.wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L1, _MM_HINT_T0);
+            __m512i w = mv_pass_run(c, &ps, n, j, q, BITS, GS, &sc[j]);
             __m512bh p[4];
             unpack_run(w, lo_tab, hi_tab, BITS, p);
             #pragma GCC unroll 8
@@ -156,11 +175,10 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
                     for (int s = 0; s < 4; s++) {
                         int stream = BITS == 4 ? s : s >> 1;
                         __m512bh xv = (__m512bh)_mm512_loadu_si512(
-                            xr + (size_t)t * runs * (BITS == 4 ? 128 : 64) + stream * 32);
+                            xr + (size_t)t * ps.runs * (BITS == 4 ? 128 : 64) + stream * 32);
                         d[j][r][s & 1] = _mm512_dpbf16_ps(d[j][r][s & 1], p[s], xv);
                     }
             }
-            sc[j] = run_scales(c, n + j, g0, ng, per_run, lane_group);
         }
         #pragma GCC unroll 2
         for (int j = 0; j < NN; j++)
@@ -186,45 +204,31 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
  * lane's sum is then scaled back by its power of two. */
 V512_INLINE void mv_rows_i8(const gm_qmm_ctx *c, int n, int m0, const int NN, const int MR,
                             const int BITS, const int GS) {
-    const gm_qmm_args *a = c->a;
-    const int K = a->K, G = c->groups;
     const int E = BITS == 4 ? 128 : 64;
-    const int runs = (K + E - 1) / E;
-    const int per_run = E >= GS ? E / GS : 1;
-    const __m512i lane_group = _mm512_srli_epi32(
-        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-        __builtin_ctz(16 / per_run));
+    const mv_pass ps = mv_pass_start(c, n, NN, BITS, GS);
+    const int runs = ps.runs;
     const __m512i nibble = _mm512_set1_epi8(0x0f);
     __m512 yacc[2][MV_ROWS];
     #pragma GCC unroll 8
     for (int j = 0; j < NN; j++)
         #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) yacc[j][r] = _mm512_setzero_ps();
-    const uint8_t *wrow[2];
-    #pragma GCC unroll 2
-    for (int j = 0; j < NN; j++) wrow[j] = (const uint8_t *)(a->w + (size_t)(n + j) * c->wrow);
     const int8_t *xd = c->xd + (size_t)m0 * c->xd_stride;
     const float *xscale = c->xd_scale + (size_t)m0 * runs * 16;
-    const int row_bytes = K * BITS / 8, full_runs = row_bytes / 64;
-    const __mmask64 tail_mask = (((__mmask64)1 << (row_bytes % 64)) - 1);
 
     for (int q = 0; q < runs; q++) {
-        int g0 = q * E / GS;
-        int ng = G - g0 < per_run ? G - g0 : per_run;
-        __mmask64 wm = q < full_runs ? ~(__mmask64)0 : tail_mask;
         __m512i wv[2][2];
         __m512 sc[2];
         #pragma GCC unroll 2
         for (int j = 0; j < NN; j++) {
-            _mm_prefetch((const char *)wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
-            __m512i w = _mm512_maskz_loadu_epi8(wm, wrow[j] + (size_t)q * 64);
+            _mm_prefetch((const char *)ps.wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
+            __m512i w = mv_pass_run(c, &ps, n, j, q, BITS, GS, &sc[j]);
             if (BITS == 4) {
                 wv[j][0] = _mm512_and_si512(w, nibble);
                 wv[j][1] = _mm512_and_si512(_mm512_srli_epi16(w, 4), nibble);
             } else {
                 wv[j][0] = w;
             }
-            sc[j] = run_scales(c, n + j, g0, ng, per_run, lane_group);
         }
         #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) {
