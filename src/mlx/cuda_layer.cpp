@@ -397,7 +397,8 @@ struct mx_cuda_layers {
     int n;
     array scratch;
     array table = array(0);
-    std::vector<uint64_t> rows; // the table's contents; empty: no table yet
+    std::vector<uint64_t> rows;     // the table's contents; empty: no table yet
+    const Kernel *kernel = nullptr; // for d and n, looked up at the first step
 };
 
 extern "C" {
@@ -452,7 +453,8 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
         bool in_range = s[0].slot >= 0 && s[0].first >= 0 && s[0].first <= s[0].slot;
         for (int i = 0; i < n; i++) in_range = in_range && s[0].slot < s[i].k_cache->a.shape(2);
         if (!in_range) throw std::invalid_argument("mx_cuda_layers_step: cache slot out of range");
-        const Kernel *k = kernel(d, s, n, ha.dtype());
+        if (!c->kernel) c->kernel = kernel(d, s, n, ha.dtype());
+        const Kernel *k = c->kernel;
         if (!k) throw std::runtime_error(std::string("mx_cuda_layers_step: ") + mx_cuda_layer_status());
         schedule(s, n);
         std::vector<uint64_t> rows = table_rows(s, n);

@@ -378,3 +378,11 @@ mx_array gm_walk_end(gm_layer_walk *w) {
     w->h = NULL;
     return h;
 }
+
+mx_array gm_walk_finish(gm_layer_walk *w, gm_kv_cache *cache, int t, int logits) {
+    mx_array h = gm_walk_end(w);
+    if (!h) return NULL;
+    cache->offset += t;
+    if (logits == GM_LOGITS_LAST) h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
+    return h;
+}

@@ -66,6 +66,11 @@ void gm_walk_open(gm_layer_walk *w);
 int gm_walk_close(gm_layer_walk *w, mx_array out, int i);
 /* h, owned by the caller's scope again. */
 mx_array gm_walk_end(gm_layer_walk *w);
+/* gm_walk_end for a forward pass of t tokens (model.h's forward): moves
+ * the cache past them and returns h, only its last position with
+ * GM_LOGITS_LAST; NULL after an error. The caller unembeds it unless
+ * logits is GM_LOGITS_NONE. */
+mx_array gm_walk_finish(gm_layer_walk *w, gm_kv_cache *cache, int t, int logits);
 
 /* The fused one-token layers (fused_step.c). prepare decides at load
  * whether the model can use them (on the CPU: every projection quantized

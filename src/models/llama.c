@@ -60,11 +60,8 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
             if (gm_walk_close(&w, x, i)) break;
         }
     }
-    h = gm_walk_end(&w);
-    if (!h) return NULL;
-    cache->offset += mx_dim(ids, 1);
-    if (logits == GM_LOGITS_NONE) return h;
-    if (logits == GM_LOGITS_LAST) h = mx_slice(h, (int[]){0, t - 1}, (int[]){1, t}, NULL, 2);
+    h = gm_walk_finish(&w, cache, t, logits);
+    if (!h || logits == GM_LOGITS_NONE) return h;
     return gm_unembed(m, h);
 }
 
