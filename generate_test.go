@@ -5,6 +5,7 @@ package gomlx
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strings"
 	"sync"
@@ -224,7 +225,8 @@ func TestConcurrentGenerate(t *testing.T) {
 				case err != nil:
 					errs <- err
 				case out.Content != want.Content || pieces.String() != want.Content:
-					errs <- errors.New("concurrent answer " + out.Content + " differs from " + want.Content)
+					errs <- fmt.Errorf("concurrent answer %q (stop %s, tokens %v, stream %q) differs from %q",
+						out.Content, out.StopReason, out.Tokens, pieces.String(), want.Content)
 				}
 			}
 		}()

@@ -40,7 +40,9 @@
 // head are split into, a block of the attention taking one), RH (query
 // heads whose attention sums a block combines at once), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
-// for tools/c/bench_cuda_layer.c).
+// for tools/c/bench_cuda_layer.c), TC (1: phase D's products on tensor
+// cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
+// its items, each taking a share of K: 1, 2 or 4).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -131,8 +133,13 @@ __device__ void grid_sync(u32 *ctrl) {
     __syncthreads();
 }
 
+// Where element k of x sits in the tensor cores' order (tc_dot): each run
+// of 8 as 0 4 1 5 2 6 3 7, so that one 16-byte load gives a lane its x pairs.
+__device__ __forceinline__ int tc_pos(int k) { return (k & ~7) | (k & 3) << 1 | (k >> 2 & 1); }
+
 // xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
-// rounded, times w, rounded.
+// rounded, times w, rounded (with PERM, in tc_pos order).
+template <bool PERM = false>
 __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
                                float *part) {
     float ss = 0.f;
@@ -143,7 +150,7 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
     const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
     for (int k = threadIdx.x; k < n; k += LT) {
         float v = x_cg ? load_cg_half(x + k) : load_half(x + k);
-        xs[k] = store_half(load_half(w + k) * round_half(v * inv));
+        xs[PERM ? tc_pos(k) : k] = store_half(load_half(w + k) * round_half(v * inv));
     }
     __syncthreads();
 }
@@ -233,6 +240,177 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
         }
     }
 }
+
+#if TC && __CUDA_ARCH__ >= 800
+// ---- Tensor cores (sm_80+) for the 4-bit products: docs/GPU.md ----
+// mma.sync m16n8k16 multiplies A, 16 weight rows by 16 k-slots, by B, 16
+// k-slots by 8 columns of x, into float32 sums. Lane (g, t) = (lane / 4,
+// lane % 4) holds A's rows g and g + 8 and B's column g at k-slots 2t,
+// 2t + 1, 2t + 8, 2t + 9. A sum does not care which k sits in which slot,
+// so a lane feeds the words it loaded as they are: nibbles 0 and 4, then 1
+// and 5 (one mma), 2 and 6, 3 and 7 (the next), and B the x values at the
+// same k (tc_pos order). B's column n carries x only for the n-th group of
+// a window of 8 (zeros elsewhere: the lane's word is of another group), so
+// the sums leave C per group, for its scale and bias, once every 8 groups.
+// A nibble q becomes the 16-bit float 1 + q/16 by OR-ing it into 1.0's
+// mantissa (exact, as are the products): a shift and a LOP3 a pair of
+// weights. The four lanes of a row read 64 contiguous bytes a load: 32
+// bytes (one word a lane) measured 20-60% slower than the FMA loop, 64
+// faster (docs/GPU.md).
+
+// Nibbles N and N + 4 of w as a pair of 16-bit floats 1 + q/16.
+template <int N>
+__device__ __forceinline__ u32 nib_pair(u32 w) {
+#if XT == 0 // bfloat16: 7 mantissa bits, q at bits 3..6
+    constexpr int sh = 3 - 4 * N;
+    const u32 v = sh >= 0 ? w << (sh & 31) : w >> (-sh & 31);
+    return (v & 0x00780078u) | 0x3F803F80u;
+#else // float16: 10 mantissa bits, q at bits 6..9
+    constexpr int sh = 6 - 4 * N;
+    const u32 v = sh >= 0 ? w << (sh & 31) : w >> (-sh & 31);
+    return (v & 0x03C003C0u) | 0x3C003C00u;
+#endif
+}
+
+__device__ __forceinline__ void mma_16816(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
+#if XT == 0
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+#else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+#endif
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// x for tc_dot in shared memory: the values in tc_pos order (xp), each
+// group's sum (xsum) and 64 zero bytes, the B operand of the lanes whose
+// column is not their word's group.
+struct TcX {
+    const u16 *xp;
+    const float *xsum;
+    const V4 *zero;
+    float *team; // [NWARPS][64]: a team's partial sums (tc_team_sum)
+};
+
+// Waits for the TS warps of team `team` (barrier 0 is __syncthreads').
+__device__ __forceinline__ void team_sync(int team) {
+    asm volatile("bar.sync %0, %1;" ::"r"(team + 1), "r"(32 * TS) : "memory");
+}
+
+// The sums of a team's TS warps (each over its share of K) in member 0's
+// lanes; the other members get false.
+__device__ __forceinline__ bool tc_team_sum(const TcX &x, float &lo, float &hi) {
+#if TS > 1
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / TS, member = warp % TS;
+    float *mine = x.team + warp * 64;
+    if (member) mine[lane] = lo, mine[32 + lane] = hi;
+    team_sync(team);
+    if (!member)
+        for (int m = 1; m < TS; m++) lo += mine[m * 64 + lane], hi += mine[m * 64 + 32 + lane];
+    team_sync(team); // before the members' next item writes its sums
+    return member == 0;
+#else
+    (void)x, (void)lo, (void)hi;
+    return true;
+#endif
+}
+
+// After norm_to_shared<true> or copy_to_shared_tc wrote xp: the group sums
+// and the zeros.
+__device__ TcX tc_finish_x(u16 *xp, int n) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *xsum = reinterpret_cast<float *>(reinterpret_cast<unsigned char *>(xp) + ((2 * n + 15) & ~15));
+    V4 *zero = reinterpret_cast<V4 *>(xsum + ((n / GS + 3) & ~3));
+    float *team = reinterpret_cast<float *>(zero + 4);
+    if (threadIdx.x < 4) zero[threadIdx.x] = V4{0u, 0u, 0u, 0u};
+    for (int j = warp; j < n / GS; j += NWARPS) {
+        float s = 0.f;
+        for (int k = lane; k < GS; k += 32) s += load_half(xp + j * GS + k);
+        s = warp_sum(s);
+        if (lane == 0) xsum[j] = s;
+    }
+    __syncthreads();
+    return TcX{xp, xsum, zero, team};
+}
+
+// The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
+// matrix with x over groups g_begin..g_end-1 of K, in every lane of the
+// group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
+// before any is used.
+__device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
+                                       int lo, int hi, int K, int g_begin, int g_end, float &out_lo,
+                                       float &out_hi) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, groups = K / GS;
+    const u32 *wl = w + (size_t)lo * (K >> 3), *wh = w + (size_t)hi * (K >> 3);
+    const u16 *sl = scales + (size_t)lo * groups, *sh = scales + (size_t)hi * groups;
+    const u16 *bl = biases + (size_t)lo * groups, *bh = biases + (size_t)hi * groups;
+    float ylo = 0.f, yhi = 0.f;
+    for (int w0 = g_begin; w0 < g_end; w0 += 8) {
+        // This lane's two groups of the window (C's columns 2t, 2t + 1).
+        const int j0 = min(w0 + 2 * t, g_end - 1), j1 = min(w0 + 2 * t + 1, g_end - 1);
+        const float s0l = load_half(sl + j0), s1l = load_half(sl + j1), s0h = load_half(sh + j0),
+                    s1h = load_half(sh + j1);
+        const float b0l = load_half(bl + j0), b1l = load_half(bl + j1), b0h = load_half(bh + j0),
+                    b1h = load_half(bh + j1);
+        const int ng = min(8, g_end - w0);
+        // Four sets of sums, so that consecutive mma do not wait on each other.
+        float c4[4][4] = {};
+        // A lane's 16-byte loads i: row bytes 64 i + 16 t of the window,
+        // words 16 i + 4 t .. + 3, all in the window's group (16 i + 4 t) * 8 / GS.
+        {
+            constexpr int NLD = GS / 16;
+            V4 ql[NLD], qh[NLD];
+            const u32 *rl = wl + (size_t)w0 * (GS / 8) + 4 * t;
+            const u32 *rh = wh + (size_t)w0 * (GS / 8) + 4 * t;
+#pragma unroll
+            for (int i = 0; i < NLD; i++) {
+                const int gw = (16 * i + 4 * t) * 8 / GS;
+                const int off = gw < ng ? 16 * i : 0; // past the window: a valid address, x zero
+                ql[i] = load16(reinterpret_cast<const u16 *>(rl + off), true);
+                qh[i] = load16(reinterpret_cast<const u16 *>(rh + off), true);
+            }
+#pragma unroll
+            for (int i = 0; i < NLD; i++) {
+                const int gw = (16 * i + 4 * t) * 8 / GS;
+                const bool mine = g == gw && gw < ng; // B's column g holds this group
+                const V4 *xv = mine ? reinterpret_cast<const V4 *>(x.xp + w0 * GS + 8 * (16 * i + 4 * t)) : x.zero;
+                const u32 wlo[4] = {ql[i].x, ql[i].y, ql[i].z, ql[i].w}, whi[4] = {qh[i].x, qh[i].y, qh[i].z, qh[i].w};
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const V4 b = xv[r];
+                    mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r]), nib_pair<0>(whi[r]), nib_pair<1>(wlo[r]),
+                              nib_pair<1>(whi[r]), b.x, b.y);
+                    mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r]), nib_pair<2>(whi[r]), nib_pair<3>(wlo[r]),
+                              nib_pair<3>(whi[r]), b.z, b.w);
+                }
+            }
+        }
+        float c[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
+        // sum q x = 16 (C - sum x): scale * that + bias * sum x.
+        if (w0 + 2 * t < g_end) {
+            const float x0 = x.xsum[j0];
+            ylo += 16.f * s0l * c[0] + (b0l - 16.f * s0l) * x0;
+            yhi += 16.f * s0h * c[2] + (b0h - 16.f * s0h) * x0;
+        }
+        if (w0 + 2 * t + 1 < g_end) {
+            const float x1 = x.xsum[j1];
+            ylo += 16.f * s1l * c[1] + (b1l - 16.f * s1l) * x1;
+            yhi += 16.f * s1h * c[3] + (b1h - 16.f * s1h) * x1;
+        }
+    }
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {
+        ylo += __shfl_xor_sync(0xffffffffu, ylo, o);
+        yhi += __shfl_xor_sync(0xffffffffu, yhi, o);
+    }
+    out_lo = ylo, out_hi = yhi;
+}
+#define TC_ON 1
+#else
+#define TC_ON 0
+#endif
 
 // A layer's entry in the table (u64 words, TABLE_WORDS a layer): device
 // addresses of its weights and caches, then the caches' capacity.
@@ -497,6 +675,27 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
   {
     const u32 *gu_w = TABLE(const u32 *, T_GU);
     const u16 *gu_s = TABLE(const u16 *, T_GU + 1), *gu_b = TABLE(const u16 *, T_GU + 2);
+#if TC_ON
+    if (ff % 8 == 0) {
+        // An item is 8 gate rows (A's rows g) and their up rows (g + 8).
+        norm_to_shared<true>(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
+        const TcX x = tc_finish_x(xs, hidden);
+        // A team of TS warps takes an item, each warp a share of K. Items
+        // are dealt to the blocks in turn, so every SM gets work when
+        // there are fewer items than teams.
+        const int team = warp / TS, member = warp % TS, groups = hidden / GS;
+        const int share = (groups + TS - 1) / TS, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
+        for (int it = team * gridDim.x + blockIdx.x; it < ff / 8; it += gridDim.x * (NWARPS / TS)) {
+            const int r = it * 8 + (lane >> 2);
+            float gs, us;
+            tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us);
+            if (!tc_team_sum(x, gs, us) || (lane & 3)) continue;
+            const float g = round_half(gs), up = round_half(us);
+            act[r] = store_half(g / (1.f + __expf(-g)) * up);
+        }
+    } else
+#endif
+  {
     norm_to_shared(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
@@ -515,6 +714,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             act[rows[2 * p]] = store_half(g / (1.f + __expf(-g)) * up);
         }
     }
+  }
   }
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 4);
