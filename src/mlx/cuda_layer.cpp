@@ -65,7 +65,7 @@ std::atomic<int> g_enabled{env_enabled()};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::tuple<int, int, int, int, int, int, int, int, int, int, int>, Kernel> g_kernels;
+std::map<std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int>, Kernel> g_kernels;
 
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
@@ -85,6 +85,7 @@ const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 // warps that share one of its items (0: by shape, tc_team()).
 const int kTensorCores = env_int("GOMLX_CUDA_LAYER_TC", 1, 0, 1);
 const int kTcTeamKnob = env_int("GOMLX_CUDA_LAYER_TS", 0, 1, 4);
+const int kTcResidualKnob = env_int("GOMLX_CUDA_LAYER_TCR", -1, 0, 1);
 
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
@@ -109,12 +110,28 @@ int tc_team(const Dims &d) {
     return d.ff / 8 <= sm_count() * kWarps / 2 ? 2 : 1;
 }
 
-// Whether phase D runs on tensor cores: where its items fill the grid's
-// warps without sharing (Qwen2.5-3B +4%, Mistral-7B +6% decode on an H100);
-// Llama-3.2-3B's 1024 items, shared by 2 warps, measured -1.4% there
-// (+0.3% on an H200), so it keeps the FMA loop unless GOMLX_CUDA_LAYER_TS
-// asks for teams.
-int use_tc(const Dims &d) { return kTensorCores && (kTcTeamKnob || tc_team(d) == 1) ? 1 : 0; }
+// Whether phase D runs on tensor cores (items of 8 gate rows: ff a multiple
+// of 8): where its items fill the grid's warps without sharing (Qwen2.5-3B
+// +4%, Mistral-7B +6% decode on an H100); Llama-3.2-3B's 1024 items,
+// shared by 2 warps, measured -1.4% there (+0.3% on an H200), so it keeps
+// the FMA loop unless GOMLX_CUDA_LAYER_TS asks for teams.
+int use_tc(const Dims &d) {
+    return kTensorCores && d.ff % 8 == 0 && (kTcTeamKnob || tc_team(d) == 1) ? 1 : 0;
+}
+
+// Whether phase C (o-proj, K = q width) or E (down, K = ff), added to the
+// residual, runs on tensor cores, a block a 16-row tile of hidden with its
+// warps splitting K: where the tiles take one round of the grid and each
+// warp a full window of 8 groups (Qwen2.5-3B's down: 13.8 -> 10.9 us on an
+// H100); with two rounds or less K a warp it measured slower (Llama-3.2-3B
+// and Mistral-7B's o-proj and down, 1.1-1.6x). GOMLX_CUDA_LAYER_TCR=1/0
+// forces both on or off.
+int use_tcr(const Dims &d, int K) {
+    if (!kTensorCores || kTcResidualKnob == 0 || d.hidden % 16) return 0;
+    return kTcResidualKnob == 1 || (d.hidden / 16 <= sm_count() && K / d.gs >= 8 * kWarps) ? 1 : 0;
+}
+int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim); }
+int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff); }
 
 // Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
 // leave more than half the grid's warps idle while 2-row items still fit
@@ -161,8 +178,8 @@ int heads_per_round(const Dims &d) {
 // query head of a kv head the weights of its key chunks (<= one per block).
 int shared_bytes(const Dims &d) {
     int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    const int groups = (d.hidden / d.gs + 3) & ~3; // tc_finish_x: x, its group sums, zeros
-    const int tc = ((2 * d.hidden + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
+    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums, zeros, team sums
+    const int tc = use_tc(d) || use_tcr_c(d) || use_tcr_e(d) ? ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps : 0;
     return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d),
                      4 * (d.n_heads / d.n_kv) * sm_count(), tc});
 }
@@ -217,7 +234,7 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
             return "cache shape or dtype";
     }
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0};
-    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576";
+    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }
@@ -361,7 +378,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
         "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
         "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
-        "TS=" + std::to_string(tc_team(d))};
+        "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)), "TCR_E=" + std::to_string(use_tcr_e(d))};
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -393,7 +410,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
 const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
     std::lock_guard<std::mutex> lock(g_mu);
     auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n, rows_a(d),
-                               head_groups(d), heads_per_round(d), tc_team(d) + 8 * use_tc(d));
+                               head_groups(d), heads_per_round(d), use_tc(d), tc_team(d), 2 * use_tcr_c(d) + use_tcr_e(d));
     auto it = g_kernels.find(key);
     if (it == g_kernels.end()) {
         it = g_kernels.emplace(key, Kernel{}).first;
@@ -404,7 +421,7 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
                  std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
                  "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_s" +
                  std::to_string(head_groups(d)) + "_h" + std::to_string(heads_per_round(d)) + "_c" +
-                 std::to_string(kTiming) + "_tc" + std::to_string(use_tc(d)) + "_" + std::to_string(tc_team(d));
+                 std::to_string(kTiming) + "_tc" + std::to_string(use_tc(d)) + "_" + std::to_string(tc_team(d)) + "_" + std::to_string(use_tcr_c(d)) + std::to_string(use_tcr_e(d));
         build(k, d, protos, n, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;

@@ -42,7 +42,8 @@
 // clock at the end of each of the first layer's phases into the scratch,
 // for tools/c/bench_cuda_layer.c), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
-// its items, each taking a share of K: 1, 2 or 4).
+// its items, each taking a share of K: 1, 2 or 4), TCR_C and TCR_E (1:
+// phase C or E on tensor cores likewise, a block a 16-row tile).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -155,11 +156,19 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
     __syncthreads();
 }
 
-// xs = x (n elements written by other blocks of this kernel).
+// xs = x (n elements written by other blocks of this kernel; with PERM,
+// in tc_pos order).
+template <bool PERM = false>
 __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
     const u32 *src = reinterpret_cast<const u32 *>(x);
     u32 *dst = reinterpret_cast<u32 *>(xs);
-    for (int k = threadIdx.x; k < n / 2; k += LT) dst[k] = load_cg32(src + k);
+    for (int k = threadIdx.x; k < n / 2; k += LT) {
+        const u32 v = load_cg32(src + k);
+        if (PERM)
+            xs[tc_pos(2 * k)] = (u16)v, xs[tc_pos(2 * k + 1)] = (u16)(v >> 16);
+        else
+            dst[k] = v;
+    }
     __syncthreads();
 }
 
@@ -241,7 +250,7 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
     }
 }
 
-#if TC && __CUDA_ARCH__ >= 800
+#if (TC || TCR_C || TCR_E) && __CUDA_ARCH__ >= 800
 // ---- Tensor cores (sm_80+) for the 4-bit products: docs/GPU.md ----
 // mma.sync m16n8k16 multiplies A, 16 weight rows by 16 k-slots, by B, 16
 // k-slots by 8 columns of x, into float32 sums. Lane (g, t) = (lane / 4,
@@ -315,8 +324,7 @@ __device__ __forceinline__ bool tc_team_sum(const TcX &x, float &lo, float &hi) 
 #endif
 }
 
-// After norm_to_shared<true> or copy_to_shared_tc wrote xp: the group sums
-// and the zeros.
+// After norm_to_shared<true> wrote xp: the group sums and the zeros.
 __device__ TcX tc_finish_x(u16 *xp, int n) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     float *xsum = reinterpret_cast<float *>(reinterpret_cast<unsigned char *>(xp) + ((2 * n + 15) & ~15));
@@ -407,10 +415,53 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     }
     out_lo = ylo, out_hi = yhi;
 }
-#define TC_ON 1
+
+// out[r] = res[r] + round(x W[r]^T) for the n rows of W (n a multiple of
+// 16): a block takes 16 rows at a time, each of its warps a share of K,
+// and warp 0 adds the shares up.
+__device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
+                                 const u16 *res, bool res_cg, u16 *out, int n) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, groups = K / GS;
+    const int share = (groups + NWARPS - 1) / NWARPS, g0 = min(groups, warp * share), g1 = min(groups, g0 + share);
+    for (int tile = blockIdx.x; tile < n / 16; tile += gridDim.x) {
+        const int lo = tile * 16 + (lane >> 2);
+        float a_lo, a_hi;
+        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, a_lo, a_hi);
+        x.team[warp * 64 + lane] = a_lo, x.team[warp * 64 + 32 + lane] = a_hi;
+        __syncthreads();
+        if (warp == 0) {
+            for (int m = 1; m < NWARPS; m++) a_lo += x.team[m * 64 + lane], a_hi += x.team[m * 64 + 32 + lane];
+            if ((lane & 3) == 0) {
+                const float r_lo = res_cg ? load_cg_half(res + lo) : load_half(res + lo);
+                const float r_hi = res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+                out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
+            }
+        }
+        __syncthreads(); // before the next tile's sums
+    }
+}
+#define TC_ON TC
+#define TCR_ON 1
 #else
 #define TC_ON 0
+#define TCR_ON 0
 #endif
+
+// out = res + round(x W^T) for the n rows of W, x (K values) written by
+// other blocks of this kernel (phases C and E); on tensor cores with TCP.
+template <bool TCP>
+__device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *scales, const u16 *biases, int K,
+                               const u16 *res, bool res_cg, u16 *out, int n) {
+#if TCR_ON
+    if (TCP) {
+        copy_to_shared<true>(x, xs, K);
+        tc_residual_rows(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
+        return;
+    }
+#endif
+    copy_to_shared(x, xs, K);
+    residual_rows(xs, w, scales, biases, K, res, res_cg, out, n);
+}
 
 // A layer's entry in the table (u64 words, TABLE_WORDS a layer): device
 // addresses of its weights and caches, then the caches' capacity.
@@ -665,9 +716,8 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (!layer) stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
-    copy_to_shared(o_buf, xs, qd);
-    residual_rows(xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
-                  x_in, x_cg, out, hidden);
+    residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
+                   x_in, x_cg, out, hidden);
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 3);
 
@@ -676,8 +726,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     const u32 *gu_w = TABLE(const u32 *, T_GU);
     const u16 *gu_s = TABLE(const u16 *, T_GU + 1), *gu_b = TABLE(const u16 *, T_GU + 2);
 #if TC_ON
-    if (ff % 8 == 0) {
-        // An item is 8 gate rows (A's rows g) and their up rows (g + 8).
+    {
+        // An item is 8 gate rows (A's rows g) and their up rows (g + 8)
+        // (the host asks for TC only when ff is a multiple of 8).
         norm_to_shared<true>(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
         const TcX x = tc_finish_x(xs, hidden);
         // A team of TS warps takes an item, each warp a share of K. Items
@@ -693,8 +744,8 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             const float g = round_half(gs), up = round_half(us);
             act[r] = store_half(g / (1.f + __expf(-g)) * up);
         }
-    } else
-#endif
+    }
+#else
   {
     norm_to_shared(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
     // An item is ROWS_D / 2 gate rows and their up rows.
@@ -715,14 +766,14 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
     }
   }
+#endif
   }
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
-    copy_to_shared(act, xs, ff);
-    residual_rows(xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2), ff,
-                  out, true, out, hidden);
+    residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
+                   ff, out, true, out, hidden);
     if (!layer) stamp(ctrl, 5);
   }
 }
