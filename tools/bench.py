@@ -42,6 +42,19 @@ class MlxLm:
         self.model, self.tokenizer = load(str(model_dir))
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self.tokenizer._eos_token_ids = set()  # as mlx-lm's own benchmark does: never stop early
+        # A synthetic model may have more rows than its stand-in tokenizer has
+        # tokens (Gemma-2-2B's 256000 with Llama 2's 32000): mlx-lm's
+        # detokenizer fails on ids past the end, so it gets them modulo the
+        # tokenizer's size (detokenizing costs it the same).
+        n_tok = len(self.tokenizer._tokenizer)
+        if self.model.args.vocab_size > n_tok:
+            det = self.tokenizer._detokenizer
+
+            class InRange(type(det)):
+                def add_token(self, token):
+                    super().add_token(token % n_tok)
+
+            det.__class__ = InRange
         self.mx = mx
 
     def estimate_s(self, prompt_tokens, gens, runs, rounds):

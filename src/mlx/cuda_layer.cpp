@@ -51,8 +51,8 @@ const int kThreads = 512, kWarps = kThreads / 32;
 // (head_groups), clock stamps from 48, so at most 40 groups in all.
 const int kCtrlWords = 64, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
 // A layer's row of the table (TABLE_WORDS, T_*): its buffers' addresses in
-// this order, then the caches' capacity.
-const int kTableWords = 20, kTableCap = 18;
+// table_arrays' order, then the caches' capacity, then its slot and window.
+const int kTableArrays = 20, kTableWords = 22, kTableCap = 20, kTableSlot = 21;
 const int kMaxLayers = 512;
 const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
@@ -65,7 +65,7 @@ std::atomic<int> g_enabled{env_enabled()};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int>, Kernel> g_kernels;
+std::map<std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int, int>, Kernel> g_kernels;
 
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
@@ -95,10 +95,10 @@ int sm_count() {
 }
 
 struct Dims {
-    int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad;
+    int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;
     bool operator==(const Dims &o) const {
-        return std::tie(hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad) ==
-               std::tie(o.hidden, o.n_heads, o.n_kv, o.head_dim, o.ff, o.gs, o.half, o.bias, o.trad);
+        return std::tie(hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma) ==
+               std::tie(o.hidden, o.n_heads, o.n_kv, o.head_dim, o.ff, o.gs, o.half, o.bias, o.trad, o.gemma);
     }
 };
 
@@ -143,10 +143,13 @@ int rows_a(const Dims &d) {
     return rows / 2 <= warps && rows / 4 < warps / 2 ? 2 : 4;
 }
 
+// Control words, q, the attention's partial sums, its output, the MLP's
+// activation and Gemma 2's two residual vectors (the source's layout).
 size_t scratch_words(const Dims &d, int grid) {
+    auto halves = [](size_t n) { return ((n + 7) & ~(size_t)7) / 2; };
     size_t qd = (size_t)d.n_heads * d.head_dim;
-    return kCtrlWords + ((qd + 3) & ~(size_t)3) + (size_t)d.n_heads * grid * (d.head_dim + 2) +
-           ((qd + 7) & ~(size_t)7) / 2 + ((size_t)d.ff + 1) / 2 + 16;
+    return kCtrlWords + ((qd + 3) & ~(size_t)3) + (size_t)d.n_heads * grid * (d.head_dim + 2) + halves(qd) +
+           halves((size_t)d.ff) + 2 * halves((size_t)d.hidden) + 16;
 }
 
 // Groups a kv head's query heads are split into in the attention, a block
@@ -205,8 +208,10 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (!g_enabled.load()) return "off (GOMLX_CUDA_LAYER=0)";
     if (!mc::cu::is_available()) return "no CUDA backend";
     if (t != mc::bfloat16 && t != mc::float16) return "activations not bfloat16 or float16";
-    if (s->post_attn_norm || s->post_mlp_norm || s->gelu || s->softcap > 0)
-        return "Gemma 2's extra norms, GeGLU or soft-capping";
+    const bool gemma = s->post_attn_norm || s->post_mlp_norm || s->gelu;
+    if (gemma && !(s->post_attn_norm && s->post_mlp_norm && s->gelu))
+        return "post-norms without GeGLU or GeGLU without them (Gemma 2 has both)";
+    if (!(s->softcap >= 0)) return "a negative soft-cap";
     if (!s->attn_norm || !s->mlp_norm || !s->inv_freq) return "missing norms or RoPE table";
     if (need_cache && (!s->k_cache || !s->v_cache)) return "missing caches";
     int hd = s->head_dim, nh = s->n_heads, nkv = s->n_kv_heads;
@@ -222,9 +227,9 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
         (why = linear_misfit(s->gate_up, t, 2 * ff, hidden, gs, false)) ||
         (why = linear_misfit(s->down, t, hidden, ff, gs, false)))
         return why;
-    if (hidden % 2 || s->mlp_norm->a.size() != (size_t)hidden || s->attn_norm->a.dtype() != t ||
-        s->mlp_norm->a.dtype() != t)
-        return "norm weights' shape or dtype";
+    for (mx_array nw : {s->mlp_norm, s->post_attn_norm, s->post_mlp_norm})
+        if (nw && (nw->a.size() != (size_t)hidden || nw->a.dtype() != t)) return "norm weights' shape or dtype";
+    if (hidden % 2 || s->attn_norm->a.dtype() != t) return "norm weights' shape or dtype";
     if (s->inv_freq->a.dtype() != mc::float32 || s->inv_freq->a.size() != (size_t)hd / 2)
         return "RoPE table";
     if (need_cache) {
@@ -233,22 +238,25 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
             kc.dtype() != t || vc.dtype() != t)
             return "cache shape or dtype";
     }
-    *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0};
+    *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0, gemma};
     if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }
 
-// n layers like s[0], each fit for the kernel; with caches, at the same
-// slot and first.
+// n layers like s[0], each fit for the kernel (one eps, score scale and
+// soft-cap: kernel arguments); with caches, each slot in its cache.
 const char *layers_misfit(const mx_layer_step *s, int n, mc::Dtype t, Dims *d, bool need_cache) {
     if (n < 1 || n > kMaxLayers) return "layer count (1 to 512)";
     for (int i = 0; i < n; i++) {
         Dims di;
         if (const char *why = misfit(s + i, t, &di, need_cache)) return why;
         if (i && !(di == *d)) return "the layers differ in shape";
-        if (i && need_cache && (s[i].slot != s[0].slot || s[i].first != s[0].first))
-            return "the layers' caches are at different slots";
+        if (i && (s[i].eps != s[0].eps || s[i].attn_scale != s[0].attn_scale || s[i].softcap != s[0].softcap))
+            return "the layers differ in eps, score scale or soft-cap";
+        if (need_cache && !(s[i].first >= 0 && s[i].first <= s[i].slot && s[i].slot < s[i].k_cache->a.shape(2)))
+            return "a cache slot out of range";
+        if (need_cache && s[i].position != s[0].position) return "the layers' positions differ";
         *d = di;
     }
     return nullptr;
@@ -256,14 +264,14 @@ const char *layers_misfit(const mx_layer_step *s, int n, mc::Dtype t, Dims *d, b
 
 // A layer's arrays in table order (no q|k|v bias: nullptr, 0 in the table);
 // no allocation, as the per-token step walks every layer's twice.
-using TableArrays = std::array<const array *, kTableCap>;
+using TableArrays = std::array<const array *, kTableArrays>;
 TableArrays table_arrays(const mx_layer_step *s) {
-    return {&s->attn_norm->a, &s->qkv.w->a, &s->qkv.scales->a, &s->qkv.biases->a,
-            s->qkv.bias ? &s->qkv.bias->a : nullptr,
+    auto opt = [](mx_array a) { return a ? &a->a : nullptr; };
+    return {&s->attn_norm->a, &s->qkv.w->a, &s->qkv.scales->a, &s->qkv.biases->a, opt(s->qkv.bias),
             &s->o.w->a, &s->o.scales->a, &s->o.biases->a, &s->mlp_norm->a,
             &s->gate_up.w->a, &s->gate_up.scales->a, &s->gate_up.biases->a,
             &s->down.w->a, &s->down.scales->a, &s->down.biases->a,
-            &s->inv_freq->a, &s->k_cache->a, &s->v_cache->a};
+            &s->inv_freq->a, &s->k_cache->a, &s->v_cache->a, opt(s->post_attn_norm), opt(s->post_mlp_norm)};
 }
 
 // MLX 0.32's CUDA buffer (cu::CudaBuffer in mlx/backend/cuda/allocator.h,
@@ -283,7 +291,10 @@ uint64_t device_address(const array &a) {
 }
 
 // The table's rows for s[0..n): every array must have a buffer (evaluated
-// or scheduled, see schedule()).
+// or scheduled, see schedule()). A layer's slot is kept as its distance from
+// s[0]'s and its first key as a window (first = slot - window + 1; 0: all
+// keys), so the rows stay the same from token to token until a cache grows
+// or a sliding layer's cache drops its oldest keys.
 std::vector<uint64_t> table_rows(const mx_layer_step *s, int n) {
     std::vector<uint64_t> rows((size_t)n * kTableWords, 0);
     for (int i = 0; i < n; i++) {
@@ -292,6 +303,8 @@ std::vector<uint64_t> table_rows(const mx_layer_step *s, int n) {
         for (size_t j = 0; j < arrays.size(); j++)
             if (arrays[j]) row[j] = device_address(*arrays[j]);
         row[kTableCap] = (uint64_t)s[i].k_cache->a.shape(2);
+        const uint32_t window = s[i].first > 0 ? (uint32_t)(s[i].slot - s[i].first + 1) : 0;
+        row[kTableSlot] = (uint32_t)(s[0].slot - s[i].slot) | (uint64_t)window << 32;
     }
     return rows;
 }
@@ -352,7 +365,7 @@ array call(const Kernel &k, const std::string &code, const Dims &d, const array 
     const int grid = sm_count();
     return mc::fast::precompiled_cuda_kernel(
         k.name, code, std::move(in), {h.shape()}, {h.dtype()},
-        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].first, s[0].position, s[0].eps, s[0].attn_scale},
+        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].position, s[0].eps, s[0].attn_scale, s[0].softcap},
         {grid * kThreads, 1, 1}, {kThreads, 1, 1}, shared_bytes(d), std::nullopt, false)[0];
 }
 
@@ -378,7 +391,8 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
         "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
         "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
         "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
-        "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)), "TCR_E=" + std::to_string(use_tcr_e(d))};
+        "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)), "TCR_E=" + std::to_string(use_tcr_e(d)),
+        "GEMMA=" + std::to_string(d.gemma)};
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -410,7 +424,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
 const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
     std::lock_guard<std::mutex> lock(g_mu);
     auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n, rows_a(d),
-                               head_groups(d), heads_per_round(d), use_tc(d), tc_team(d), 2 * use_tcr_c(d) + use_tcr_e(d));
+                               head_groups(d), heads_per_round(d), use_tc(d), tc_team(d), 2 * use_tcr_c(d) + use_tcr_e(d), d.gemma);
     auto it = g_kernels.find(key);
     if (it == g_kernels.end()) {
         it = g_kernels.emplace(key, Kernel{}).first;
@@ -421,7 +435,8 @@ const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtyp
                  std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
                  "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_s" +
                  std::to_string(head_groups(d)) + "_h" + std::to_string(heads_per_round(d)) + "_c" +
-                 std::to_string(kTiming) + "_tc" + std::to_string(use_tc(d)) + "_" + std::to_string(tc_team(d)) + "_" + std::to_string(use_tcr_c(d)) + std::to_string(use_tcr_e(d));
+                 std::to_string(kTiming) + "_tc" + std::to_string(use_tc(d)) + "_" + std::to_string(tc_team(d)) + "_" + std::to_string(use_tcr_c(d)) + std::to_string(use_tcr_e(d)) +
+                 (d.gemma ? "_gemma" : "");
         build(k, d, protos, n, t);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;
@@ -488,10 +503,6 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
         if (n != c->n || !(d == c->d))
             throw std::invalid_argument("mx_cuda_layers_step: not the layers this state was made for");
         if (ha.size() != (size_t)d.hidden) throw std::invalid_argument("mx_cuda_layers_step: h is not one token");
-        // Every layer is at s[0]'s slot and first (layers_misfit).
-        bool in_range = s[0].slot >= 0 && s[0].first >= 0 && s[0].first <= s[0].slot;
-        for (int i = 0; i < n; i++) in_range = in_range && s[0].slot < s[i].k_cache->a.shape(2);
-        if (!in_range) throw std::invalid_argument("mx_cuda_layers_step: cache slot out of range");
         if (!c->kernel) c->kernel = kernel(d, s, n, ha.dtype());
         const Kernel *k = c->kernel;
         if (!k) throw std::runtime_error(std::string("mx_cuda_layers_step: ") + mx_cuda_layer_status());

@@ -19,6 +19,17 @@
 //   D  act = silu(g) * u, g|u = rms_norm(h1) Wgu^T
 //   E  out = h1 + act Wdown^T, the next layer's h
 //
+// Gemma 2 (GEMMA) norms the attention's and the MLP's outputs before each
+// residual add, which needs the whole output first: C and E write it to
+// the scratch (p), and the phase after, whose blocks read the whole vector
+// for their own norm anyway, each completes the add (h1 = h + norm(p) in
+// D, the next h = h1 + norm(p) in the next layer's A or after the last
+// layer), block 0 writing the sum. Its MLP is GeGLU (tanh).
+//
+// Each layer has its own cache slot and first key (Gemma 2's sliding
+// layers trim their caches; the others keep all keys): the table holds
+// its slot's distance from the first layer's and its window.
+//
 // A table (one row of device addresses per layer, TABLE_WORDS) says where
 // each layer's weights and caches are; the arrays themselves are inputs
 // too (LAYER_ARRAYS, unused by the code), so MLX orders the node after
@@ -43,7 +54,8 @@
 // for tools/c/bench_cuda_layer.c), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
 // its items, each taking a share of K: 1, 2 or 4), TCR_C and TCR_E (1:
-// phase C or E on tensor cores likewise, a block a 16-row tile).
+// phase C or E on tensor cores likewise, a block a 16-row tile), GEMMA (1:
+// Gemma 2's post-norms and GeGLU).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -172,6 +184,49 @@ __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
     __syncthreads();
 }
 
+// Gemma 2's residual add after its post-norm, element k: h + rms_norm(p) * pw
+// as MLX rounds them (pw holds 1 + w already; inv is p's 1 / rms).
+__device__ __forceinline__ float post_norm_sum(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, float inv,
+                                               int k) {
+    const float hv = h_cg ? load_cg_half(h + k) : load_half(h + k);
+    return round_half(hv + round_half(load_half(pw + k) * round_half(load_cg_half(p + k) * inv)));
+}
+
+// hn = h + rms_norm(p) * pw (post_norm_sum) for the n elements, block 0
+// writing them to h_out; then, with nw, xs = rms_norm(hn) * nw as
+// norm_to_shared writes it. Every block computes all of hn: the norm after
+// needs the whole vector.
+template <bool PERM = false>
+__device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, u16 *h_out, const u16 *nw,
+                              u16 *xs, int n, float eps, float *part) {
+    float ss = 0.f;
+    for (int k = threadIdx.x; k < n; k += LT) {
+        const float v = load_cg_half(p + k);
+        ss += v * v;
+    }
+    const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
+    float ss2 = 0.f;
+    for (int k = threadIdx.x; k < n; k += LT) {
+        const float hn = post_norm_sum(h, h_cg, p, pw, inv, k);
+        ss2 += hn * hn;
+        if (blockIdx.x == 0) h_out[k] = store_half(hn);
+    }
+    if (!nw) return;
+    const float inv2 = rsqrtf(block_sum(ss2, part) / (float)n + eps);
+    for (int k = threadIdx.x; k < n; k += LT)
+        xs[PERM ? tc_pos(k) : k] = store_half(load_half(nw + k) * round_half(post_norm_sum(h, h_cg, p, pw, inv, k) * inv2));
+    __syncthreads();
+}
+
+// The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
+__device__ __forceinline__ float gate_act(float g) {
+#if GEMMA
+    return 0.5f * g * (1.f + tanhf(0.7978845608028654f * (g + 0.044715f * g * g * g)));
+#else
+    return g / (1.f + __expf(-g));
+#endif
+}
+
 // The warp's sums of R rows of a 4-bit matrix with x (shared memory), as
 // cuda_qmv_source.h computes them: scale * sum(q x) + bias * sum(x) per
 // group. A lane issues the loads of U chunks of every row before using
@@ -233,6 +288,7 @@ __device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scal
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
 // (phases C and E); res is read through L2 when another block wrote it.
+// Without res (Gemma 2), out[r] = round(x W[r]^T).
 __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                               const u16 *biases, int K, const u16 *res, bool res_cg,
                                               u16 *out, int n) {
@@ -244,7 +300,7 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
         if (lane) continue;
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            const float h = res_cg ? load_cg_half(res + rows[r]) : load_half(res + rows[r]);
+            const float h = !res ? 0.f : res_cg ? load_cg_half(res + rows[r]) : load_half(res + rows[r]);
             out[rows[r]] = store_half(h + round_half(a[r]));
         }
     }
@@ -432,8 +488,8 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
         if (warp == 0) {
             for (int m = 1; m < NWARPS; m++) a_lo += x.team[m * 64 + lane], a_hi += x.team[m * 64 + 32 + lane];
             if ((lane & 3) == 0) {
-                const float r_lo = res_cg ? load_cg_half(res + lo) : load_half(res + lo);
-                const float r_hi = res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+                const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
+                const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
                 out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
             }
         }
@@ -464,7 +520,9 @@ __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *s
 }
 
 // A layer's entry in the table (u64 words, TABLE_WORDS a layer): device
-// addresses of its weights and caches, then the caches' capacity.
+// addresses of its weights and caches (and Gemma 2's post-norms), then the
+// caches' capacity, then its cache slot as slot0 minus the low word and
+// its window (0: all keys; first = slot - window + 1) in the high word.
 #define T_ATTN_NW 0
 #define T_QKV 1 // w, scales, biases, bias (0 without)
 #define T_O 5   // w, scales, biases
@@ -474,32 +532,31 @@ __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *s
 #define T_INV_FREQ 15
 #define T_K_CACHE 16
 #define T_V_CACHE 17
-#define T_CAP 18
-#define TABLE_WORDS 20
+#define T_POST_ATTN_NW 18
+#define T_POST_MLP_NW 19
+#define T_CAP 20
+#define T_SLOT 21
+#define TABLE_WORDS 22
 
 extern "C" __global__ void __launch_bounds__(LT, 1)
 KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
-            LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot, int first,
-            float position, float eps, float attn_scale) {
+            LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot0,
+            float position, float eps, float attn_scale, float softcap) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float part[32];
     u16 *xs = reinterpret_cast<u16 *>(smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
-    const int n_keys = slot - first + 1;
-    // Chunks of at least KC keys, at most one block per chunk of a kv head's
-    // HS groups of query heads.
-    int chunks = (int)gridDim.x / (n_kv * HS);
-    if (chunks < 1) chunks = 1;
-    if (chunks > (n_keys + KC - 1) / KC) chunks = (n_keys + KC - 1) / KC;
-    const int per_chunk = (n_keys + chunks - 1) / chunks;
 
     u32 *ctrl = scratch;
     float *q_buf = reinterpret_cast<float *>(scratch + CTRL_WORDS);                 // [qd]
     float *parts = q_buf + ((qd + 3) & ~3);                                         // [n_heads][grid][HD + 2]
     u16 *o_buf = reinterpret_cast<u16 *>(parts + (size_t)n_heads * gridDim.x * (HD + 2)); // [qd]
     u16 *act = o_buf + ((qd + 7) & ~7);                                             // [ff]
+    u16 *p_buf = act + ((ff + 7) & ~7);   // [hidden]: Gemma 2's attention or MLP output
+    u16 *h1_buf = p_buf + ((hidden + 7) & ~7); // [hidden]: Gemma 2's h1
+    const u16 *prev_post_mlp = nullptr;   // Gemma 2: the layer before's MLP post-norm
 
     // Each layer's row of the table is copied to shared memory while the
     // layer before runs (a phase that began with a load from the table
@@ -519,8 +576,17 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (layer + 1 < NL && tid < TABLE_WORDS) rows[(layer + 1) & 1][tid] = table[(layer + 1) * TABLE_WORDS + tid];
     u16 *k_cache = TABLE(u16 *, T_K_CACHE), *v_cache = TABLE(u16 *, T_V_CACHE);
     const int cap = (int)tw[T_CAP];
+    const int slot = slot0 - (int)(u32)tw[T_SLOT], window = (int)(u32)(tw[T_SLOT] >> 32);
+    const int first = window > 0 && slot - window + 1 > 0 ? slot - window + 1 : 0;
     const u16 *x_in = layer ? out : h;
     const bool x_cg = layer > 0;
+    // Chunks of at least KC keys, at most one block per chunk of a kv head's
+    // HS groups of query heads.
+    const int n_keys = slot - first + 1;
+    int chunks = (int)gridDim.x / (n_kv * HS);
+    if (chunks < 1) chunks = 1;
+    if (chunks > (n_keys + KC - 1) / KC) chunks = (n_keys + KC - 1) / KC;
+    const int per_chunk = (n_keys + chunks - 1) / chunks;
 
     // ---- A: q|k|v, RoPE, cache writes ----
     if (!layer) stamp(ctrl, 0);
@@ -531,6 +597,11 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     const u16 *qkv_bias = TABLE(const u16 *, T_QKV + 3);
 #endif
     const float *inv_freq = TABLE(const float *, T_INV_FREQ);
+#if GEMMA
+    if (layer) // out = h1 + the layer before's normed MLP output, this layer's h
+        post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
+    else
+#endif
     norm_to_shared(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
     // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
     // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
@@ -632,6 +703,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #pragma unroll
                     for (int e = 0; e < EPL; e++) s += qv[r][e] * kf[kk][e];
                     s = warp_sum(s);
+                    if (softcap > 0.f) s = softcap * tanhf(s / softcap);
                     const float mn = fmaxf(m[r], s), corr = __expf(m[r] - mn), p = __expf(s - mn);
                     l[r] = l[r] * corr + p;
 #pragma unroll
@@ -716,8 +788,13 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (!layer) stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
+#if GEMMA
+    residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
+                   nullptr, false, p_buf, hidden);
+#else
     residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                    x_in, x_cg, out, hidden);
+#endif
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 3);
 
@@ -729,7 +806,12 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     {
         // An item is 8 gate rows (A's rows g) and their up rows (g + 8)
         // (the host asks for TC only when ff is a multiple of 8).
+#if GEMMA
+        post_norm_add<true>(x_in, x_cg, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW),
+                            xs, hidden, eps, part);
+#else
         norm_to_shared<true>(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
+#endif
         const TcX x = tc_finish_x(xs, hidden);
         // A team of TS warps takes an item, each warp a share of K. Items
         // are dealt to the blocks in turn, so every SM gets work when
@@ -742,12 +824,17 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us);
             if (!tc_team_sum(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
-            act[r] = store_half(g / (1.f + __expf(-g)) * up);
+            act[r] = store_half(gate_act(g) * up);
         }
     }
 #else
   {
+#if GEMMA
+    post_norm_add(x_in, x_cg, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW), xs,
+                  hidden, eps, part);
+#else
     norm_to_shared(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
+#endif
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];
@@ -762,7 +849,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #pragma unroll
         for (int p = 0; p < ROWS_D / 2; p++) {
             const float g = round_half(a[2 * p]), up = round_half(a[2 * p + 1]);
-            act[rows[2 * p]] = store_half(g / (1.f + __expf(-g)) * up);
+            act[rows[2 * p]] = store_half(gate_act(g) * up);
         }
     }
   }
@@ -772,10 +859,21 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (!layer) stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
+#if GEMMA
+    residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
+                   ff, nullptr, false, p_buf, hidden);
+    prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
+#else
     residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, out, true, out, hidden);
+#endif
     if (!layer) stamp(ctrl, 5);
   }
+#if GEMMA
+    // The last layer's MLP output, normed, added to its h1.
+    grid_sync(ctrl);
+    if (blockIdx.x == 0) post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, nullptr, nullptr, hidden, eps, part);
+#endif
 }
 )CUDA";
 

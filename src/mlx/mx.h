@@ -220,10 +220,11 @@ mx_array mx_cpu_layer_step(mx_array h, const mx_layer_step *s);
 
 /* ---- a step's layers for one token on NVIDIA GPUs (src/mlx/cuda_layer.cpp) ----
  * One kernel, one graph node, for all the layers of a decode step of a
- * Llama-family model (no Gemma 2 extras): 4-bit affine projections stacked
- * as in mx_layer_step, bfloat16 or float16 activations. s[0..n) are the
- * layers in order; they must share their shapes, and in a step their slot
- * and first. GOMLX_CUDA_LAYER=0 (or mx_set_cuda_layer(0)) turns it off. */
+ * Llama-family or Gemma 2 model: 4-bit affine projections stacked as in
+ * mx_layer_step, bfloat16 or float16 activations. s[0..n) are the layers
+ * in order; they must share their shapes, eps, score scale and soft-cap
+ * (each has its own cache, slot and first). GOMLX_CUDA_LAYER=0 (or
+ * mx_set_cuda_layer(0)) turns it off. */
 /* NULL when n layers like s (caches may be NULL) can run through the
  * kernel, compiling it and running it once now; else why not. */
 const char *mx_cuda_layers_ready(const mx_layer_step *s, int n);

@@ -64,18 +64,15 @@ static int build_rope_table(gm_model *m) {
 }
 
 /* The CUDA layers kernel takes all layers (compiled and tried now, so a
- * missing NVRTC shows here as the op-by-op graph, not mid-generation).
- * Its layers share one cache slot a step: the same attention window. */
+ * missing NVRTC shows here as the op-by-op graph, not mid-generation). */
 static int cuda_prepare(gm_model *m) {
     if (!mx_cuda_layer_on() || !mx_cuda_available()) return 0;
     int n = m->cfg.num_layers;
-    for (int i = 1; i < n; i++)
-        if (gm_layer_window(m, &m->layers[i]) != gm_layer_window(m, &m->layers[0])) return 0;
     int rc = build_rope_table(m);
     if (rc) return rc;
     mx_layer_step *s = malloc((size_t)n * sizeof *s);
     if (!s) return gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
-    for (int i = 0; i < n; i++) s[i] = step_args(m, &m->layers[i], 0);
+    for (int i = 0; i < n; i++) s[i] = step_args(m, &m->layers[i], m->gelu_mlp);
     /* Why not is left in mx_cuda_layer_status(). */
     if (!mx_cuda_layers_ready(s, n)) m->fused_step = FUSED_CUDA;
     free(s);
@@ -143,10 +140,16 @@ mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache) {
     }
     mx_array out = NULL;
     int i = 0;
-    while (i < n && !layer_step(m, i, cache, 0, &s[i])) i++;
+    while (i < n && !layer_step(m, i, cache, m->gelu_mlp, &s[i])) i++;
     /* Per session: the kernel's blocks exchange values through its scratch. */
     if (i == n && !cache->cuda_layers) cache->cuda_layers = mx_cuda_layers_new(s, n);
     if (i == n && cache->cuda_layers) out = mx_cuda_layers_step(cache->cuda_layers, h, s, n);
     free(s);
     return out;
+}
+
+void gm_walk_fused_all(gm_layer_walk *w, const gm_model *m, mx_array h, int t, gm_kv_cache *cache) {
+    gm_walk_begin(w, h, t, 1);
+    gm_walk_open(w);
+    gm_walk_close(w, gm_fused_layers(m, w->h, cache), 0);
 }

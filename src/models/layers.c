@@ -355,6 +355,13 @@ void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers) {
     w->eval_every = tokens > 1 && mx_device_is_gpu() ? WALK_EVAL_EVERY : 0;
 }
 
+void gm_walk_eval_every(gm_layer_walk *w, int n) {
+    /* GOMLX_PREFILL_EVAL_EVERY overrides (A/B runs). */
+    const char *e = getenv("GOMLX_PREFILL_EVAL_EVERY");
+    if (e && atoi(e) > 0) n = atoi(e);
+    if (w->eval_every) w->eval_every = n;
+}
+
 void gm_walk_open(gm_layer_walk *w) { w->scope = mx_scope_open(); }
 
 int gm_walk_close(gm_layer_walk *w, mx_array out, int i) {

@@ -60,6 +60,9 @@ typedef struct gm_layer_walk {
     mx_scope *scope; /* the open layer's */
 } gm_layer_walk;
 void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers);
+/* Evaluates a GPU prefill every n layers instead of the default 4 (a
+ * model whose layers leave more behind in a batch). */
+void gm_walk_eval_every(gm_layer_walk *w, int n);
 void gm_walk_open(gm_layer_walk *w);
 /* Takes the layer's output as the new h; -1 (h NULL) when out is NULL or
  * an evaluation fails. */
@@ -86,6 +89,9 @@ int gm_fused_step_usable(const gm_model *m, int t);
 /* Every layer for one token h [1, 1, hidden] in one node (an NVIDIA GPU),
  * the caches written in place. */
 mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache);
+/* gm_walk_begin for a one-token step whose layers all run as one node
+ * (GM_FUSED_ALL): the walk holds their output. */
+void gm_walk_fused_all(gm_layer_walk *w, const gm_model *m, mx_array h, int t, gm_kv_cache *cache);
 /* Layer li for one token h [1, 1, hidden] on the CPU: the whole residual
  * block (attention and MLP, with Gemma 2's extra norms when the layer has
  * them), the cache written in place. gelu selects GeGLU. */

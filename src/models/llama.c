@@ -42,9 +42,7 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
     int t = mx_dim(ids, 1), fused = gm_fused_step_usable(m, t);
     gm_layer_walk w;
     if (fused == GM_FUSED_ALL) {
-        gm_walk_begin(&w, h, t, 1);
-        gm_walk_open(&w);
-        gm_walk_close(&w, gm_fused_layers(m, w.h, cache), 0);
+        gm_walk_fused_all(&w, m, h, t, cache);
     } else {
         gm_walk_begin(&w, h, t, m->cfg.num_layers);
         for (int i = 0; i < m->cfg.num_layers && w.h; i++) {

@@ -84,6 +84,7 @@ struct gm_model {
      * when a float16 model keeps float32 norm weights. */
     mx_dtype embed_dtype;
     int norm_plus_one;             /* Gemma: RMSNorm weight is (1 + w) */
+    int gelu_mlp;                  /* Gemma: the MLP is GeGLU (tanh), else SwiGLU */
     gm_tokenizer *tok;
     char *chat_template;           /* the model's Jinja template, or NULL */
     char format[8];                /* "mlx" or "gguf" */

@@ -11,7 +11,10 @@
  * The cache row written in place is checked too, and the rows around it
  * are left as they were. Three layers in one kernel are checked against
  * three op-by-op layers, with a cache moved to a new buffer between steps
- * (the kernel's table of addresses must follow). Needs an NVIDIA GPU and MLX's CUDA
+ * (the kernel's table of addresses must follow). Gemma 2 layers (post-norms,
+ * GeGLU, soft-capped scores, a score scale of its own) likewise, three of
+ * them with windows and slots of their own (a sliding layer whose cache
+ * dropped its oldest keys). Needs an NVIDIA GPU and MLX's CUDA
  * backend; elsewhere it exits 77, which ctest reports as skipped. */
 #include <math.h>
 #include <stdint.h>
@@ -83,12 +86,19 @@ typedef struct shape {
     mx_dtype dt;
     int keys;      /* keys in the cache before the first step (0: 200) */
     int attn_only; /* MLP weights zero and h small: the output is the attention's */
+    int gemma;     /* Gemma 2: post-norms, GeGLU, scores soft-capped at 50 */
+    float qscalar; /* scores scaled by 1/sqrt(this) (0: head_dim) */
 } shape;
 
 typedef struct layer {
     mx_qlinear qkv, o, gu, down;
     mx_array attn_norm, mlp_norm, inv_freq;
+    mx_array post_attn_norm, post_mlp_norm; /* gemma */
 } layer;
+
+static float score_scale(const shape *sh) {
+    return 1.0f / sqrtf(sh->qscalar > 0 ? sh->qscalar : (float)sh->head_dim);
+}
 
 static mx_qlinear quantized(int out, int in, const shape *sh, int bias, float scale) {
     mx_qlinear l = {0};
@@ -110,6 +120,8 @@ static layer make_layer(const shape *sh) {
     L.down = quantized(sh->hidden, sh->ff, sh, 0, sh->attn_only ? 0.0f : 0.04f);
     L.attn_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
     L.mlp_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
+    L.post_attn_norm = sh->gemma ? random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f) : NULL;
+    L.post_mlp_norm = sh->gemma ? random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f) : NULL;
     /* RoPE base 10000, as MLX computes the angles from a base */
     float step = logf(10000.0f) / (float)half;
     L.inv_freq = mx_exp(mx_multiply(mx_arange(0, -half, -1, MX_FLOAT32), mx_scalar(step, MX_FLOAT32)));
@@ -124,12 +136,24 @@ static mx_array linear(const mx_qlinear *l, mx_array x, mx_dtype t) {
     return l->bias ? mx_add(y, as(l->bias, t)) : y;
 }
 
-/* MLX's op-by-op layer in dtype t; *kc, *vc are replaced by the updated
- * caches; *k_new is the rotated key [1, n_kv, 1, d]. */
-static mx_array reference(const shape *sh, const layer *L, mx_array h, mx_array *kc, mx_array *vc,
-                          int slot, int first, mx_dtype t, mx_array *k_new) {
+/* Gemma 2's attention as gomlx's graph builds it (layers.c): q scaled,
+ * scores soft-capped in the dtype, then softmax in float32. */
+static mx_array softcapped_attention(const shape *sh, mx_array q, mx_array k, mx_array v, float scale) {
+    int rep = sh->n_heads / sh->n_kv, d = sh->head_dim;
+    q = mx_reshape(mx_multiply(q, mx_scalar(scale, mx_get_dtype(q))), (int[]){1, sh->n_kv, rep, 1, d}, 5);
+    mx_array scores = mx_matmul(q, mx_swapaxes(mx_expand_dims(k, 2), -1, -2));
+    mx_array cap = mx_scalar(50.0, mx_get_dtype(scores));
+    scores = mx_multiply(mx_tanh(mx_divide(scores, cap)), cap);
+    mx_array o = mx_matmul(mx_softmax(scores, -1, 1), mx_expand_dims(v, 2));
+    return mx_reshape(o, (int[]){1, sh->n_heads, 1, d}, 4);
+}
+
+/* MLX's op-by-op layer in dtype t for the token at `pos`; *kc, *vc are
+ * replaced by the updated caches; *k_new is the rotated key [1, n_kv, 1, d]. */
+static mx_array reference_at(const shape *sh, const layer *L, mx_array h, mx_array *kc, mx_array *vc,
+                             int slot, int first, int pos, mx_dtype t, mx_array *k_new) {
     int d = sh->head_dim, qd = sh->n_heads * d, kvd = sh->n_kv * d;
-    float eps = 1e-5f, scale = 1.0f / sqrtf((float)d);
+    float eps = 1e-5f, scale = score_scale(sh);
     h = as(h, t);
     mx_array x = mx_rms_norm(h, as(L->attn_norm, t), eps);
     mx_array qkv = linear(&L->qkv, x, t);
@@ -139,17 +163,38 @@ static mx_array reference(const shape *sh, const layer *L, mx_array h, mx_array 
                             (int[]){1, sh->n_kv, 1, d}, 4);
     mx_array v = mx_reshape(mx_slice(qkv, (int[]){0, 0, qd + kvd}, (int[]){1, 1, qd + 2 * kvd}, NULL, 3),
                             (int[]){1, sh->n_kv, 1, d}, 4);
-    q = mx_rope(q, d, sh->trad, 10000.0f, 1.0f, slot, NULL);
-    k = mx_rope(k, d, sh->trad, 10000.0f, 1.0f, slot, NULL);
+    q = mx_rope(q, d, sh->trad, 10000.0f, 1.0f, pos, NULL);
+    k = mx_rope(k, d, sh->trad, 10000.0f, 1.0f, pos, NULL);
     *k_new = k;
     *kc = mx_slice_update(as(*kc, t), k, (int[]){0, 0, slot, 0}, (int[]){1, sh->n_kv, slot + 1, d}, 4);
     *vc = mx_slice_update(as(*vc, t), v, (int[]){0, 0, slot, 0}, (int[]){1, sh->n_kv, slot + 1, d}, 4);
     mx_array keys = mx_slice(*kc, (int[]){0, 0, first}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
     mx_array vals = mx_slice(*vc, (int[]){0, 0, first}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
-    mx_array o = mx_reshape(mx_sdpa(q, keys, vals, scale, 0, NULL), (int[]){1, 1, qd}, 3);
-    mx_array h1 = mx_add(h, linear(&L->o, o, t));
-    mx_array act = mx_gated_stacked(linear(&L->gu, mx_rms_norm(h1, as(L->mlp_norm, t), eps), t), 0);
-    return mx_add(h1, linear(&L->down, act, t));
+    mx_array o = sh->gemma ? softcapped_attention(sh, q, keys, vals, scale) : mx_sdpa(q, keys, vals, scale, 0, NULL);
+    mx_array a = linear(&L->o, mx_reshape(o, (int[]){1, 1, qd}, 3), t);
+    if (sh->gemma) a = mx_rms_norm(a, as(L->post_attn_norm, t), eps);
+    mx_array h1 = mx_add(h, a);
+    mx_array act = mx_gated_stacked(linear(&L->gu, mx_rms_norm(h1, as(L->mlp_norm, t), eps), t), sh->gemma);
+    mx_array f = linear(&L->down, act, t);
+    if (sh->gemma) f = mx_rms_norm(f, as(L->post_mlp_norm, t), eps);
+    return mx_add(h1, f);
+}
+
+static mx_array reference(const shape *sh, const layer *L, mx_array h, mx_array *kc, mx_array *vc,
+                          int slot, int first, mx_dtype t, mx_array *k_new) {
+    return reference_at(sh, L, h, kc, vc, slot, first, slot, t, k_new);
+}
+
+static mx_layer_step step_of(const shape *sh, const layer *L) {
+    mx_layer_step s = {
+        .attn_norm = L->attn_norm, .mlp_norm = L->mlp_norm,
+        .post_attn_norm = L->post_attn_norm, .post_mlp_norm = L->post_mlp_norm,
+        .qkv = L->qkv, .o = L->o, .gate_up = L->gu, .down = L->down, .gelu = sh->gemma,
+        .n_heads = sh->n_heads, .n_kv_heads = sh->n_kv, .head_dim = sh->head_dim, .eps = 1e-5f,
+        .inv_freq = L->inv_freq, .rope_traditional = sh->trad,
+        .attn_scale = score_scale(sh), .softcap = sh->gemma ? 50.0f : 0.0f,
+    };
+    return s;
 }
 
 static void check_shape(const shape *sh) {
@@ -163,14 +208,8 @@ static void check_shape(const shape *sh) {
     mx_array k_ours = from_values(kv0, cshape, 4, sh->dt), v_ours = from_values(vv0, cshape, 4, sh->dt);
     mx_array k_mlx = from_values(kv0, cshape, 4, sh->dt), v_mlx = from_values(vv0, cshape, 4, sh->dt);
     mx_array k_f32 = from_values(kv0, cshape, 4, MX_FLOAT32), v_f32 = from_values(vv0, cshape, 4, MX_FLOAT32);
-    mx_layer_step s = {
-        .attn_norm = L.attn_norm, .mlp_norm = L.mlp_norm,
-        .qkv = L.qkv, .o = L.o, .gate_up = L.gu, .down = L.down,
-        .n_heads = sh->n_heads, .n_kv_heads = sh->n_kv, .head_dim = d, .eps = 1e-5f,
-        .inv_freq = L.inv_freq, .rope_traditional = sh->trad,
-        .k_cache = k_ours, .v_cache = v_ours,
-        .attn_scale = 1.0f / sqrtf((float)d),
-    };
+    mx_layer_step s = step_of(sh, &L);
+    s.k_cache = k_ours, s.v_cache = v_ours;
     const char *why = mx_cuda_layers_ready(&s, 1);
     CHECK_MSG(why == NULL, "%s: not ready: %s", sh->name, why ? why : "");
     mx_cuda_layers *c = mx_cuda_layers_new(&s, 1);
@@ -224,39 +263,35 @@ static void check_shape(const shape *sh) {
 /* Three layers of different weights in one kernel against three MLX
  * layers, three steps; before the last, layer 1's caches move to new
  * buffers (as when the cache grows). One bias is still lazy at the first
- * step. */
-static void test_three_layers(void) {
+ * step. With `window`, layers 0 and 2 see only the last `window` keys and
+ * layer 0's cache has dropped its oldest 40 (its slot is 40 lower), as
+ * Gemma 2's sliding layers do. */
+static void three_layers(const shape *sh, int window) {
     enum { N = 3 };
     mx_scope *scope = mx_scope_open();
-    const shape sh = {"three layers", 1024, 8, 2, 128, 2816, 64, 1, 0, 0, MX_BFLOAT16, 0, 0};
-    int d = sh.head_dim, cap = 300;
-    const int cshape[4] = {1, sh.n_kv, cap, d};
-    size_t cache_n = (size_t)sh.n_kv * cap * d;
+    int d = sh->head_dim, cap = 300;
+    const int cshape[4] = {1, sh->n_kv, cap, d};
+    size_t cache_n = (size_t)sh->n_kv * cap * d;
     layer L[N];
     mx_layer_step s[N];
     mx_array k_mlx[N], v_mlx[N], k_f32[N], v_f32[N];
     for (int i = 0; i < N; i++) {
-        L[i] = make_layer(&sh);
+        L[i] = make_layer(sh);
         /* a weight not computed yet: the step must compute it first */
-        if (i == 2) L[i].qkv.bias = mx_add(L[i].qkv.bias, mx_scalar(0.0, MX_BFLOAT16));
+        if (i == 2 && L[i].qkv.bias) L[i].qkv.bias = mx_add(L[i].qkv.bias, mx_scalar(0.0, MX_BFLOAT16));
         float *kv0 = random_values(cache_n, 1.0f, 0.0f), *vv0 = random_values(cache_n, 1.0f, 0.0f);
-        s[i] = (mx_layer_step){
-            .attn_norm = L[i].attn_norm, .mlp_norm = L[i].mlp_norm,
-            .qkv = L[i].qkv, .o = L[i].o, .gate_up = L[i].gu, .down = L[i].down,
-            .n_heads = sh.n_heads, .n_kv_heads = sh.n_kv, .head_dim = d, .eps = 1e-5f,
-            .inv_freq = L[i].inv_freq, .attn_scale = 1.0f / sqrtf((float)d),
-            .k_cache = from_values(kv0, cshape, 4, sh.dt), .v_cache = from_values(vv0, cshape, 4, sh.dt),
-        };
-        k_mlx[i] = from_values(kv0, cshape, 4, sh.dt), v_mlx[i] = from_values(vv0, cshape, 4, sh.dt);
+        s[i] = step_of(sh, &L[i]);
+        s[i].k_cache = from_values(kv0, cshape, 4, sh->dt), s[i].v_cache = from_values(vv0, cshape, 4, sh->dt);
+        k_mlx[i] = from_values(kv0, cshape, 4, sh->dt), v_mlx[i] = from_values(vv0, cshape, 4, sh->dt);
         k_f32[i] = from_values(kv0, cshape, 4, MX_FLOAT32), v_f32[i] = from_values(vv0, cshape, 4, MX_FLOAT32);
         free(kv0);
         free(vv0);
     }
     const char *why = mx_cuda_layers_ready(s, N);
-    CHECK_MSG(why == NULL, "not ready: %s", why ? why : "");
+    CHECK_MSG(why == NULL, "%s: not ready: %s", sh->name, why ? why : "");
     mx_cuda_layers *c = why ? NULL : mx_cuda_layers_new(s, N);
     for (int step = 0; c && step < 3; step++) {
-        int slot = 200 + step;
+        int pos = 200 + step;
         mx_array old_k = NULL, old_ref = k_mlx[1];
         if (step == 2) {
             /* Same contents, new buffers: the old ones must stay as they were. */
@@ -266,52 +301,73 @@ static void test_three_layers(void) {
             mx_array moved[2] = {s[1].k_cache, s[1].v_cache};
             CHECK(mx_eval(moved, 2) == 0);
         }
-        mx_array h = random_array((int[]){1, 1, sh.hidden}, 3, sh.dt, 2.0f, 0.0f);
-        for (int i = 0; i < N; i++) s[i].slot = slot, s[i].first = 0, s[i].position = (float)slot;
+        mx_array h = random_array((int[]){1, 1, sh->hidden}, 3, sh->dt, 2.0f, 0.0f);
+        for (int i = 0; i < N; i++) {
+            int sliding = window && i != 1;
+            s[i].slot = window && i == 0 ? pos - 40 : pos;
+            s[i].first = sliding && s[i].slot - window + 1 > 0 ? s[i].slot - window + 1 : 0;
+            s[i].position = (float)pos;
+        }
         mx_array ours = mx_cuda_layers_step(c, h, s, N);
         CHECK_MSG(ours != NULL, "%s", mx_error());
         mx_array mlx = h, f32 = h, kn_mlx, kn_f32;
         for (int i = 0; i < N; i++) {
-            mlx = reference(&sh, &L[i], mlx, &k_mlx[i], &v_mlx[i], slot, 0, sh.dt, &kn_mlx);
-            f32 = reference(&sh, &L[i], f32, &k_f32[i], &v_f32[i], slot, 0, MX_FLOAT32, &kn_f32);
+            mlx = reference_at(sh, &L[i], mlx, &k_mlx[i], &v_mlx[i], s[i].slot, s[i].first, pos, sh->dt, &kn_mlx);
+            f32 = reference_at(sh, &L[i], f32, &k_f32[i], &v_f32[i], s[i].slot, s[i].first, pos, MX_FLOAT32, &kn_f32);
         }
         mx_array all[3] = {ours, mlx, f32};
         CHECK(mx_eval(all, 3) == 0);
         CHECK(mx_cuda_layers_timed_out(c) == 0);
         if (old_k) {
-            mx_array row = mx_slice(old_k, (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
-            mx_array row_ref = mx_slice(old_ref, (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
+            mx_array row = mx_slice(old_k, (int[]){0, 0, pos}, (int[]){1, sh->n_kv, pos + 1}, NULL, 3);
+            mx_array row_ref = mx_slice(old_ref, (int[]){0, 0, pos}, (int[]){1, sh->n_kv, pos + 1}, NULL, 3);
             CHECK_MSG(rel_diff(row, row_ref) == 0, "the old cache buffer was written");
         }
         double e_ours = rel_diff(ours, f32), e_mlx = rel_diff(mlx, f32);
-        CHECK_MSG(e_ours <= 2 * e_mlx + 1.0 / 256, "step %d: ours %.3g from float32, MLX's ops %.3g", step,
-                  e_ours, e_mlx);
+        CHECK_MSG(e_ours <= 2 * e_mlx + 1.0 / 256, "%s step %d: ours %.3g from float32, MLX's ops %.3g", sh->name,
+                  step, e_ours, e_mlx);
         for (int i = 0; i < N; i++) {
-            mx_array vo = mx_slice(s[i].v_cache, (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
-            mx_array vf = mx_slice(v_f32[i], (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
-            mx_array vm = mx_slice(v_mlx[i], (int[]){0, 0, slot}, (int[]){1, sh.n_kv, slot + 1}, NULL, 3);
-            CHECK_MSG(rel_diff(vo, vf) <= 2 * rel_diff(vm, vf) + 1.0 / 256, "step %d: layer %d's value row", step, i);
+            int sl = s[i].slot;
+            mx_array vo = mx_slice(s[i].v_cache, (int[]){0, 0, sl}, (int[]){1, sh->n_kv, sl + 1}, NULL, 3);
+            mx_array vf = mx_slice(v_f32[i], (int[]){0, 0, sl}, (int[]){1, sh->n_kv, sl + 1}, NULL, 3);
+            mx_array vm = mx_slice(v_mlx[i], (int[]){0, 0, sl}, (int[]){1, sh->n_kv, sl + 1}, NULL, 3);
+            CHECK_MSG(rel_diff(vo, vf) <= 2 * rel_diff(vm, vf) + 1.0 / 256, "%s step %d: layer %d's value row",
+                      sh->name, step, i);
         }
-        fprintf(stderr, "  three layers step %d: to float32 ours %.2e, MLX's ops %.2e\n", step, e_ours, e_mlx);
+        fprintf(stderr, "  %-26s step %d: to float32 ours %.2e, MLX's ops %.2e\n", sh->name, step, e_ours, e_mlx);
     }
     mx_cuda_layers_free(c);
     mx_scope_close(scope);
 }
 
+static void test_three_layers(void) {
+    const shape llama = {"three layers", 1024, 8, 2, 128, 2816, 64, 1, 0, 0, MX_BFLOAT16, 0, 0, 0, 0};
+    three_layers(&llama, 0);
+    /* windows of 150: at slot 160 layer 0 drops keys, the others not yet */
+    const shape gemma = {"three gemma layers", 1152, 4, 1, 256, 2304, 64, 0, 0, 0, MX_BFLOAT16, 0, 0, 1, 256};
+    three_layers(&gemma, 150);
+}
+
 static void test_shapes(void) {
     static const shape shapes[] = {
         /* name, hidden, heads, kv heads, head dim, ff, group, bias, trad, window, dtype, keys, attention only */
-        {"llama-3.2-3b-like", 3072, 24, 8, 128, 8192, 64, 0, 0, 0, MX_BFLOAT16, 0, 0},
-        {"qwen2.5-3b-like (bias)", 2048, 16, 2, 128, 11008, 64, 1, 0, 0, MX_BFLOAT16, 0, 0},
-        {"qwen2.5-0.5b-like", 896, 14, 2, 64, 4864, 32, 1, 0, 0, MX_BFLOAT16, 0, 0},
-        {"window 37, traditional", 1024, 8, 8, 128, 2816, 128, 0, 1, 37, MX_BFLOAT16, 0, 0},
-        {"float16, MHA", 1024, 8, 8, 128, 2048, 64, 0, 0, 0, MX_FLOAT16, 0, 0},
-        {"float16, GQA 4", 2048, 16, 4, 128, 5632, 32, 1, 0, 0, MX_FLOAT16, 0, 0},
+        {"llama-3.2-3b-like", 3072, 24, 8, 128, 8192, 64, 0, 0, 0, MX_BFLOAT16, 0, 0, 0, 0},
+        {"qwen2.5-3b-like (bias)", 2048, 16, 2, 128, 11008, 64, 1, 0, 0, MX_BFLOAT16, 0, 0, 0, 0},
+        {"qwen2.5-0.5b-like", 896, 14, 2, 64, 4864, 32, 1, 0, 0, MX_BFLOAT16, 0, 0, 0, 0},
+        {"window 37, traditional", 1024, 8, 8, 128, 2816, 128, 0, 1, 37, MX_BFLOAT16, 0, 0, 0, 0},
+        {"float16, MHA", 1024, 8, 8, 128, 2048, 64, 0, 0, 0, MX_FLOAT16, 0, 0, 0, 0},
+        {"float16, GQA 4", 2048, 16, 4, 128, 5632, 32, 1, 0, 0, MX_FLOAT16, 0, 0, 0, 0},
         /* the attention alone (a dropped key or chunk shows), and 2112+ keys
          * over 2 kv heads: as many chunks as blocks allow, the last empty */
-        {"attention only, 8 kv heads", 3072, 24, 8, 128, 1024, 64, 0, 0, 0, MX_BFLOAT16, 300, 1},
-        {"attention only, 2112 keys", 2048, 16, 2, 128, 1024, 64, 1, 0, 0, MX_BFLOAT16, 2112, 1},
-        {"2112 keys, window 1000", 2048, 16, 2, 128, 1024, 64, 1, 0, 1000, MX_BFLOAT16, 2112, 1},
+        {"attention only, 8 kv heads", 3072, 24, 8, 128, 1024, 64, 0, 0, 0, MX_BFLOAT16, 300, 1, 0, 0},
+        {"attention only, 2112 keys", 2048, 16, 2, 128, 1024, 64, 1, 0, 0, MX_BFLOAT16, 2112, 1, 0, 0},
+        {"2112 keys, window 1000", 2048, 16, 2, 128, 1024, 64, 1, 0, 1000, MX_BFLOAT16, 2112, 1, 0, 0},
+        /* Gemma 2: gemma-2-2b's shape; 27b's head dim 128 with scores scaled
+         * by 1/sqrt(144); float16; the attention alone over 2112 keys */
+        {"gemma-2-2b-like", 2304, 8, 4, 256, 9216, 64, 0, 0, 0, MX_BFLOAT16, 0, 0, 1, 256},
+        {"gemma, head dim 128, 1/12", 1152, 8, 4, 128, 3072, 64, 0, 0, 0, MX_BFLOAT16, 0, 0, 1, 144},
+        {"gemma, float16", 1024, 8, 8, 128, 2048, 32, 0, 0, 0, MX_FLOAT16, 0, 0, 1, 0},
+        {"gemma, attention only", 2304, 8, 4, 256, 1024, 64, 0, 0, 0, MX_BFLOAT16, 2112, 1, 1, 256},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) check_shape(&shapes[i]);
     /* "in use", or "in use (its code goes with every call)" with an MLX
@@ -323,7 +379,7 @@ static void test_shapes(void) {
  * with a slot outside the cache fails with an error instead of running. */
 static void test_misfits(void) {
     mx_scope *scope = mx_scope_open();
-    shape sh = {"misfit", 256, 4, 2, 64, 512, 64, 0, 0, 0, MX_BFLOAT16, 0, 0};
+    shape sh = {"misfit", 256, 4, 2, 64, 512, 64, 0, 0, 0, MX_BFLOAT16, 0, 0, 0, 0};
     layer L = make_layer(&sh);
     mx_layer_step s = {
         .attn_norm = L.attn_norm, .mlp_norm = L.mlp_norm,
@@ -363,17 +419,25 @@ static void test_misfits(void) {
     mx_array f32h = mx_astype(h, MX_FLOAT32);
     CHECK(mx_cuda_layers_step(c, f32h, &s, 1) == NULL);
     mx_clear_error();
-    /* two layers for a state made for one; layers at different slots */
+    /* two layers for a state made for one; the second layer's slot past its
+     * cache (each layer has its own); the layers at different positions */
     two[0] = s, two[1] = s;
     CHECK(mx_cuda_layers_step(c, h, two, 2) == NULL);
     CHECK(strstr(mx_error(), "not the layers") != NULL);
     mx_clear_error();
     mx_cuda_layers *c2 = mx_cuda_layers_new(two, 2);
     CHECK(c2 != NULL);
-    two[1].slot = 4;
+    two[1].slot = 16;
     CHECK(mx_cuda_layers_step(c2, h, two, 2) == NULL);
-    CHECK(strstr(mx_error(), "slots") != NULL);
+    CHECK(strstr(mx_error(), "slot") != NULL);
     mx_clear_error();
+    two[1].slot = 4, two[1].position = 5;
+    CHECK(mx_cuda_layers_step(c2, h, two, 2) == NULL);
+    CHECK(strstr(mx_error(), "positions") != NULL);
+    mx_clear_error();
+    bad = s;
+    bad.post_attn_norm = L.mlp_norm, bad.post_mlp_norm = L.attn_norm; /* post-norms without GeGLU */
+    CHECK(mx_cuda_layers_ready(&bad, 1) != NULL);
     mx_array ok = mx_cuda_layers_step(c, h, &s, 1);
     CHECK(ok != NULL && mx_eval(&ok, 1) == 0);
     mx_cuda_layers_free(c2);

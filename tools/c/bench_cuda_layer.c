@@ -20,6 +20,7 @@
 typedef struct shape {
     const char *name;
     int hidden, n_heads, n_kv, head_dim, ff, layers, bias;
+    int gemma; /* Gemma 2's post-norms, GeGLU and soft-capped scores */
 } shape;
 
 static uint32_t rng_state = 11;
@@ -78,8 +79,13 @@ static int run(const shape *sh, int keys) {
             .v_cache = random_array((int[]){1, sh->n_kv, cap, d}, 4, 1.0f, 0.0f),
             .slot = keys - 1, .first = 0, .position = (float)(keys - 1),
         };
-        mx_array e[4] = {s.attn_norm, s.mlp_norm, s.k_cache, s.v_cache};
-        if (!s.qkv.w || !s.o.w || !s.gate_up.w || !s.down.w || mx_eval(e, 4)) {
+        if (sh->gemma) {
+            s.post_attn_norm = random_array((int[]){sh->hidden}, 1, 0.2f, 1.0f);
+            s.post_mlp_norm = random_array((int[]){sh->hidden}, 1, 0.2f, 1.0f);
+            s.gelu = 1, s.softcap = 50.0f;
+        }
+        mx_array e[6] = {s.attn_norm, s.mlp_norm, s.k_cache, s.v_cache, s.post_attn_norm, s.post_mlp_norm};
+        if (!s.qkv.w || !s.o.w || !s.gate_up.w || !s.down.w || mx_eval(e, sh->gemma ? 6 : 4)) {
             fprintf(stderr, "%s: could not make layer %d: %s\n", sh->name, i, mx_error());
             goto fail;
         }
@@ -160,9 +166,10 @@ int main(int argc, char **argv) {
         return 2;
     }
     static const shape shapes[] = {
-        {"Llama-3.2-3B", 3072, 24, 8, 128, 8192, 28, 0},
-        {"Qwen2.5-3B", 2048, 16, 2, 128, 11008, 36, 1},
-        {"Mistral-7B", 4096, 32, 8, 128, 14336, 32, 0},
+        {"Llama-3.2-3B", 3072, 24, 8, 128, 8192, 28, 0, 0},
+        {"Qwen2.5-3B", 2048, 16, 2, 128, 11008, 36, 1, 0},
+        {"Mistral-7B", 4096, 32, 8, 128, 14336, 32, 0, 0},
+        {"Gemma-2-2B", 2304, 8, 4, 256, 9216, 26, 0, 1},
     };
     int rc = 0;
     for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) rc |= run(&shapes[i], keys);
