@@ -125,6 +125,7 @@ V512_INLINE mv_pass mv_pass_start(const gm_qmm_ctx *c, int n, const int NN, cons
     p.lane_group = _mm512_srli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                                      __builtin_ctz(16 / p.per_run));
     p.tail_mask = (((__mmask64)1 << (row_bytes % 64)) - 1);
+    qmm_prefetch_group_rows(c->a->biases, (size_t)c->groups, qmm_sb_size(c->a), n, NN);
     return p;
 }
 
@@ -134,6 +135,9 @@ V512_INLINE __m512i mv_pass_run(const gm_qmm_ctx *c, const mv_pass *p, int n, in
                                 const int GS, __m512 *scales) {
     const int E = BITS == 4 ? 128 : 64, g0 = q * E / GS;
     const int ng = c->groups - g0 < p->per_run ? c->groups - g0 : p->per_run;
+    const size_t sb = qmm_sb_size(c->a);
+    _mm_prefetch((const char *)c->a->scales + ((size_t)(n + j) * c->groups + g0) * sb + QMM_PREFETCH_SCALES,
+                 _MM_HINT_T0);
     *scales = run_scales(c, n + j, g0, ng, p->per_run, p->lane_group);
     return _mm512_maskz_loadu_epi8(q < p->full_runs ? ~(__mmask64)0 : p->tail_mask, p->wrow[j] + (size_t)q * 64);
 }

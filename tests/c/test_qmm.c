@@ -223,6 +223,30 @@ static void test_bigger_shape(void) {
     problem_free(&p);
 }
 
+/* Long rows through the mat-vec's pairs of rows (x of 1 or 2 rows): 4-bit
+ * rows of 1040 bytes with 65 groups, each row's scales and biases
+ * prefetched past its end, an odd row count, float32 x (digits on avx512)
+ * and bfloat16 x, every ISA. */
+static void test_long_rows(void) {
+    gm_pool_set_threads(0);
+    for (size_t ii = 0; ii < sizeof isas / sizeof *isas; ii++) {
+        if (gm_qmm_set_isa(isas[ii]) != 0) continue;
+        for (int M = 1; M <= 2; M++)
+            for (int d = 0; d < 2; d++) {
+                problem p = {0};
+                p.M = M, p.N = 75, p.K = 2080, p.bits = 4, p.gs = 32;
+                p.xt = p.st = p.yt = d ? GM_BF16 : GM_F32;
+                problem_make(&p);
+                gm_qmm_args a = {p.x, p.w, p.scales, p.biases, p.y, p.M, p.N, p.K,
+                                 p.bits, p.gs, p.xt, p.st, p.yt};
+                CHECK_EQ_INT(gm_qmm(&a), 0);
+                CHECK_EQ_INT(problem_check(&p, isas[ii]), 0);
+                problem_free(&p);
+            }
+    }
+    gm_qmm_set_isa(NULL);
+}
+
 /* float32 x that needs one, two or three bfloat16 terms (the avx512
  * mat-vec splits x into the fewest that are exact, or takes three-term x
  * as 8-bit digits), magnitudes from 2^-110 to 2^100, zero runs, and rows
@@ -528,6 +552,7 @@ int main(void) {
     RUN(test_kernels_1_thread);
     RUN(test_kernels_n_threads);
     RUN(test_bigger_shape);
+    RUN(test_long_rows);
     RUN(test_x_terms);
     RUN(test_x_not_finite);
     RUN(test_concurrent_callers);

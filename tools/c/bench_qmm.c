@@ -374,14 +374,16 @@ static void step_shape(const step_model *m, int i, int n, int *N, int *K) {
     else *N = m->hidden, *K = m->ff;
 }
 
-/* Median seconds of a whole step and the weight bytes it reads. Every
+/* Median seconds of a whole step and the weight bytes it reads, and the
+ * GB/s of each kind of call (q|k|v, o, gate|up, down, unembedding) over the
+ * timed steps. Every
  * layer's weights are distinct, and whole copies of the model are rotated
  * until > 256 MB are in play, so they stream from DRAM as in decoding
  * even on CPUs with a large last-level cache. The per-matrix table above
  * times each shape alone; this is what a token costs, the per-call
  * overheads of the small matrices included. Returns -1 when out of memory
  * or a call fails. */
-static double run_step(const step_model *m, int gs, const opts *o, double *bytes_out) {
+static double run_step(const step_model *m, int gs, const opts *o, double *bytes_out, double kind_gbps[5]) {
     const int per_layer = 4;
     int n_mats = m->layers * per_layer + 1;
     double bytes = 0, t = -1;
@@ -416,7 +418,7 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
         gm_qmm_args a = {x, w, s, b, y, 1, N, K, 4, gs, o->dt, o->dt, o->dt};
         calls[i] = a;
     }
-    double ts[20];
+    double ts[20], per_call[5] = {0};
     int n = o->quick ? 3 : 11;
     for (int r = -1; r < n; r++) {
         const gm_qmm_args *set = calls + (size_t)((r + 1) % sets) * n_mats;
@@ -426,7 +428,9 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
              * as layer_step.c keeps them. */
             int layer_call = i < n_mats - 1 ? i % per_layer : -1;
             if (layer_call == 0) gm_pool_burst_begin();
+            double c0 = now_s();
             int rc = gm_qmm(&set[i]);
+            if (r >= 0) per_call[i < n_mats - 1 ? i % per_layer : 4] += now_s() - c0;
             if (layer_call == per_layer - 1 || (rc != 0 && layer_call >= 0)) gm_pool_burst_end();
             if (rc != 0) goto out;
         }
@@ -434,6 +438,12 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     }
     qsort(ts, (size_t)n, sizeof *ts, cmp_double);
     t = ts[n / 2];
+    for (int k = 0; k < 5; k++) {
+        int N, K;
+        step_shape(m, k == 4 ? n_mats - 1 : k, n_mats, &N, &K);
+        double b = (double)N * K / 2 + 2.0 * N * (K / gs) * dsz(o->dt), calls = k == 4 ? n : (double)n * m->layers;
+        kind_gbps[k] = per_call[k] > 0 ? b * calls / per_call[k] / 1e9 : 0;
+    }
 out:
     if (bufs)
         for (size_t i = 0; i < total * 3; i++) free(bufs[i]);
@@ -448,19 +458,21 @@ out:
 static void print_steps(const opts *o, double roof) {
     static const int gss[] = {64, 32};
     printf("\none decode step's mat-vecs (all layers + unembedding, weights from DRAM, back to back):\n");
-    printf("%-13s %3s | %9s %9s %7s %6s\n", "model", "gs", "step ms", "MB read", "GB/s", "%roof");
+    printf("%-13s %3s | %9s %9s %7s %6s | %s\n", "model", "gs", "step ms", "MB read", "GB/s", "%roof",
+           " q|k|v      o gate|up   down unembed (GB/s a call)");
     for (size_t mi = 0; mi < sizeof step_models / sizeof *step_models; mi++)
         for (int gi = 0; gi < 2; gi++) {
             int gs = o->only_gs > 0 ? o->only_gs : gss[gi];
             if (o->only_gs > 0 && gi) continue;
-            double bytes = 0, t = run_step(&step_models[mi], gs, o, &bytes);
+            double bytes = 0, kinds[5] = {0}, t = run_step(&step_models[mi], gs, o, &bytes, kinds);
             if (t <= 0) {
                 printf("%-13s %3d | failed (out of memory or a kernel error)\n", step_models[mi].name, gs);
                 continue;
             }
             double gbps = bytes / t / 1e9;
-            printf("%-13s %3d | %9.3f %9.1f %7.2f %5.0f%%\n", step_models[mi].name, gs, t * 1e3,
-                   bytes / 1e6, gbps, roof > 0 ? 100 * gbps / roof : 0);
+            printf("%-13s %3d | %9.3f %9.1f %7.2f %5.0f%% | %6.1f %6.1f %7.1f %6.1f %7.1f\n", step_models[mi].name,
+                   gs, t * 1e3, bytes / 1e6, gbps, roof > 0 ? 100 * gbps / roof : 0, kinds[0], kinds[1], kinds[2],
+                   kinds[3], kinds[4]);
             fflush(stdout);
         }
 }
