@@ -350,7 +350,8 @@ static void test_three_layers(void) {
 
 static void test_shapes(void) {
     static const shape shapes[] = {
-        /* name, hidden, heads, kv heads, head dim, ff, group, bias, trad, window, dtype, keys, attention only */
+        /* name, hidden, heads, kv heads, head dim, ff, group, bias, trad, window, dtype, keys,
+         * attention only, gemma, query_pre_attn_scalar */
         {"llama-3.2-3b-like", 3072, 24, 8, 128, 8192, 64, 0, 0, 0, MX_BFLOAT16, 0, 0, 0, 0},
         {"qwen2.5-3b-like (bias)", 2048, 16, 2, 128, 11008, 64, 1, 0, 0, MX_BFLOAT16, 0, 0, 0, 0},
         {"qwen2.5-0.5b-like", 896, 14, 2, 64, 4864, 32, 1, 0, 0, MX_BFLOAT16, 0, 0, 0, 0},
