@@ -140,6 +140,10 @@ mx_array mx_geglu(mx_array gate, mx_array up);
  * gelu 0 SwiGLU, 1 GeGLU. On the CPU with our kernels one pass of ours
  * (no intermediates), else the ops above on the two halves. */
 mx_array mx_gated_stacked(mx_array gu, int gelu);
+/* cap * tanh(x / cap) in x's dtype (each op rounded to it), and where keep
+ * is given (broadcast to x) -inf where it is false: one fused kernel on
+ * the GPU (Gemma 2's attention scores). */
+mx_array mx_softcap_masked(mx_array x, float cap, mx_array keep);
 /* x * scalar, keeping x's dtype (the scalar is cast to it) */
 mx_array mx_scale(mx_array x, double s);
 

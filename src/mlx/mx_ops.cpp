@@ -2,6 +2,10 @@
 // reductions, linear algebra and quantization, fused transformer pieces
 // and random sampling, each a thin exception-safe call into mlx::core.
 #include <atomic>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
@@ -196,6 +200,45 @@ mx_array fused(mx_array g, mx_array u, gated_impl impl) {
 
 mx_array mx_swiglu(mx_array gate, mx_array up) { return fused(gate, up, swiglu_impl); }
 mx_array mx_geglu(mx_array gate, mx_array up) { return fused(gate, up, geglu_impl); }
+
+namespace {
+// x, then keep (x's shape) when masked; cap a constant of the trace.
+std::vector<mc::array> softcap_impl(const std::vector<mc::array> &in, float cap) {
+    const mc::array c(cap, in[0].dtype());
+    mc::array y = mc::multiply(mc::tanh(mc::divide(in[0], c)), c);
+    if (in.size() > 1) y = mc::where(in[1], y, mc::array(-std::numeric_limits<float>::infinity(), y.dtype()));
+    return {y};
+}
+
+using compiled_fn = std::function<std::vector<mc::array>(const std::vector<mc::array> &)>;
+
+// One compiled function per cap (a model has one or two), shapeless: a
+// prefill's chunks and a decode's growing key count reuse one trace.
+const compiled_fn &softcap_compiled(float cap) {
+    static std::mutex mu;
+    static std::map<float, compiled_fn> fns;
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = fns.find(cap);
+    if (it == fns.end())
+        it = fns.emplace(cap, mc::compile([cap](const std::vector<mc::array> &in) { return softcap_impl(in, cap); },
+                                          true)).first;
+    return it->second;
+}
+}  // namespace
+
+mx_array mx_softcap_masked(mx_array x, float cap, mx_array keep) {
+    if (!x) return nullptr;
+    return guard([&]() -> mc::array {
+        std::vector<mc::array> in = {x->a};
+        // The mask at x's full shape (a view): a shapeless trace must not
+        // hold a broadcast of one key count.
+        if (keep) in.push_back(mc::broadcast_to(keep->a, x->a.shape()));
+        if (!mx_device_is_gpu()) return softcap_impl(in, cap)[0];
+        // Its temporaries are score-sized (heads x T x S a layer in a
+        // prefill), so one kernel saves memory as much as launches.
+        return softcap_compiled(cap)(in)[0];
+    });
+}
 
 mx_array mx_gated_stacked(mx_array gu, int gelu) {
     if (!gu) return nullptr;

@@ -82,12 +82,14 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
         gm_walk_fused_all(&w, m, h, t, cache);
     } else {
         gm_walk_begin(&w, h, t, m->cfg.num_layers);
-        /* Its prefill attention materializes the soft-capped scores, heads
-         * x T x T a temporary and several a layer (MLX has no fused kernel
-         * that caps them), all held until their batch has run: every 2
-         * layers holds half of 4's (Gemma-2-2B, 512 tokens, on an H200:
-         * peak 1.12 -> 1.05 x needed, prompt 16.4K -> 15.3K tok/s). */
-        gm_walk_eval_every(&w, 2);
+        /* Its prefill attention materializes the soft-capped scores (heads x
+         * T x S, three a layer: MLX has no attention kernel that caps them),
+         * all held until their batch has run: every 2 layers holds half of
+         * 4's (Gemma-2-2B, 512 tokens, on an H200: peak 1.12 -> 1.05 x
+         * needed, prompt 16.4K -> 15.3K tok/s), and once a layer's scores
+         * pass 16 MB (a chunk deep into a long prompt) every layer. */
+        double scores = (double)m->cfg.num_heads * t * (cache->offset + t) * mx_dtype_size(gm_model_dtype(m));
+        gm_walk_eval_every(&w, scores > 16e6 ? 1 : 2);
         for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
             const gm_layer *l = &m->layers[i];
             gm_walk_open(&w);

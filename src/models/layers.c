@@ -223,9 +223,9 @@ static mx_array attention_mask(int offset, int t, int key_start, int s, int wind
 }
 
 mx_array gm_softcap(mx_array x, float cap) {
-    /* Divide rather than multiply by 1/cap, so bf16 rounds as the references do. */
-    mx_array c = mx_scalar(cap, mx_get_dtype(x));
-    return mx_multiply(mx_tanh(mx_divide(x, c)), c);
+    /* It divides rather than multiplies by 1/cap, so bf16 rounds as the
+     * references do. */
+    return mx_softcap_masked(x, cap, NULL);
 }
 
 /* Attention by hand, for what the fused kernel cannot do (logit soft-capping). */
@@ -238,11 +238,7 @@ static mx_array attention_softcapped(const gm_model *m, mx_array q, mx_array k, 
     k = mx_expand_dims(k, 2);
     v = mx_expand_dims(v, 2);
     mx_array scores = mx_matmul(q, mx_swapaxes(k, -1, -2)); /* [1, kvh, rep, t, s] */
-    scores = gm_softcap(scores, cap);
-    if (keep) {
-        mx_array neg = mx_scalar(-INFINITY, mx_get_dtype(scores));
-        scores = mx_where(keep, scores, neg);
-    }
+    scores = mx_softcap_masked(scores, cap, keep);
     mx_array p = mx_softmax(scores, -1, 1);
     mx_array o = mx_matmul(p, v);
     (void)s;
