@@ -357,16 +357,23 @@ out:
 typedef struct step_model {
     const char *name;
     int hidden, q_dim, kv_dim, ff, layers, vocab;
+    int vocab_bits; /* the unembedding's bits (the layers' are 4) */
+    int f16_scales; /* scales and biases float16 whatever x is; else x's dtype */
+    int gs;         /* its one group size; 0: 64 and 32 */
 } step_model;
 
 static const step_model step_models[] = {
-    {"SmolLM2-135M", 576, 576, 192, 1536, 30, 49152},
-    {"Qwen2.5-0.5B", 896, 896, 128, 4864, 24, 151936},
+    {"SmolLM2-135M", 576, 576, 192, 1536, 30, 49152, 4, 0, 0},
+    {"Qwen2.5-0.5B", 896, 896, 128, 4864, 24, 151936, 4, 0, 0},
+    /* the default model as it loads: Q4_1 layers (group 32), a Q8_0
+     * embedding tied as the unembedding, float16 scales */
+    {"SmolLM2 GGUF", 576, 576, 192, 1536, 30, 49152, 8, 1, 32},
 };
 
 /* Shape of the i-th of a step's n mat-vecs (the last is the unembedding). */
-static void step_shape(const step_model *m, int i, int n, int *N, int *K) {
+static void step_shape(const step_model *m, int i, int n, int *N, int *K, int *bits) {
     int j = i % 4;
+    *bits = i == n - 1 ? m->vocab_bits : 4;
     if (i == n - 1) *N = m->vocab, *K = m->hidden;
     else if (j == 0) *N = m->q_dim + 2 * m->kv_dim, *K = m->hidden;
     else if (j == 1) *N = m->hidden, *K = m->q_dim;
@@ -388,10 +395,11 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     int n_mats = m->layers * per_layer + 1;
     double bytes = 0, t = -1;
     size_t xmax = 0, ymax = 0;
+    gm_fdtype sbt = m->f16_scales ? GM_F16 : o->dt;
     for (int i = 0; i < n_mats; i++) {
-        int N, K;
-        step_shape(m, i, n_mats, &N, &K);
-        bytes += (double)N * K / 2 + 2.0 * N * (K / gs) * dsz(o->dt);
+        int N, K, bits;
+        step_shape(m, i, n_mats, &N, &K, &bits);
+        bytes += (double)N * K * bits / 8 + 2.0 * N * (K / gs) * dsz(sbt);
         if ((size_t)K > xmax) xmax = (size_t)K;
         if ((size_t)N > ymax) ymax = (size_t)N;
     }
@@ -405,17 +413,17 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     if (!calls || !bufs || !x || !y) goto out;
     fill(x, xmax, o->dt, 1.0f, 0.0f);
     for (size_t i = 0; i < total; i++) {
-        int N, K;
-        step_shape(m, (int)(i % (size_t)n_mats), n_mats, &N, &K);
-        size_t words = (size_t)N * K / 8, sn = (size_t)N * (K / gs);
+        int N, K, bits;
+        step_shape(m, (int)(i % (size_t)n_mats), n_mats, &N, &K, &bits);
+        size_t words = (size_t)N * K * bits / 32, sn = (size_t)N * (K / gs);
         uint32_t *w = malloc(words * 4);
-        void *s = malloc(sn * dsz(o->dt)), *b = malloc(sn * dsz(o->dt));
+        void *s = malloc(sn * dsz(sbt)), *b = malloc(sn * dsz(sbt));
         bufs[3 * i] = w, bufs[3 * i + 1] = s, bufs[3 * i + 2] = b;
         if (!w || !s || !b) goto out;
         for (size_t k = 0; k < words; k++) w[k] = rnd();
-        fill(s, sn, o->dt, 0.002f, 0.006f);
-        fill(b, sn, o->dt, 0.01f, -0.05f);
-        gm_qmm_args a = {x, w, s, b, y, 1, N, K, 4, gs, o->dt, o->dt, o->dt};
+        fill(s, sn, sbt, 0.002f, 0.006f);
+        fill(b, sn, sbt, 0.01f, -0.05f);
+        gm_qmm_args a = {x, w, s, b, y, 1, N, K, bits, gs, o->dt, sbt, o->dt};
         calls[i] = a;
     }
     double ts[20], per_call[5] = {0};
@@ -439,9 +447,9 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     qsort(ts, (size_t)n, sizeof *ts, cmp_double);
     t = ts[n / 2];
     for (int k = 0; k < 5; k++) {
-        int N, K;
-        step_shape(m, k == 4 ? n_mats - 1 : k, n_mats, &N, &K);
-        double b = (double)N * K / 2 + 2.0 * N * (K / gs) * dsz(o->dt), calls = k == 4 ? n : (double)n * m->layers;
+        int N, K, bits;
+        step_shape(m, k == 4 ? n_mats - 1 : k, n_mats, &N, &K, &bits);
+        double b = (double)N * K * bits / 8 + 2.0 * N * (K / gs) * dsz(sbt), calls = k == 4 ? n : (double)n * m->layers;
         kind_gbps[k] = per_call[k] > 0 ? b * calls / per_call[k] / 1e9 : 0;
     }
 out:
@@ -462,8 +470,9 @@ static void print_steps(const opts *o, double roof) {
            " q|k|v      o gate|up   down unembed (GB/s a call)");
     for (size_t mi = 0; mi < sizeof step_models / sizeof *step_models; mi++)
         for (int gi = 0; gi < 2; gi++) {
-            int gs = o->only_gs > 0 ? o->only_gs : gss[gi];
-            if (o->only_gs > 0 && gi) continue;
+            const step_model *sm = &step_models[mi];
+            int gs = sm->gs ? sm->gs : o->only_gs > 0 ? o->only_gs : gss[gi];
+            if ((o->only_gs > 0 || sm->gs) && gi) continue;
             double bytes = 0, kinds[5] = {0}, t = run_step(&step_models[mi], gs, o, &bytes, kinds);
             if (t <= 0) {
                 printf("%-13s %3d | failed (out of memory or a kernel error)\n", step_models[mi].name, gs);
