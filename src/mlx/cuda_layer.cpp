@@ -65,7 +65,7 @@ std::atomic<int> g_enabled{env_enabled()};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<std::tuple<int, int, int, int, int, int, int, int, int, int, int, int, int, int>, Kernel> g_kernels;
+std::map<std::string, Kernel> g_kernels; // by name (kernel())
 
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
@@ -381,18 +381,23 @@ array new_scratch(const Dims &d) { return mc::zeros({(int)scratch_words(d, sm_co
 // Compiles the variant and runs it once (cuda_jit::prepare) on the
 // layers' weights with h and one-slot caches zero. Leaves k.ptx empty (and
 // why in g_status) when it cannot run. Called under g_mu.
-void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
-    const std::vector<std::string> defines = {
-        "NL=" + std::to_string(n),
-        "XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
-        "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
-        "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
-        "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
-        "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
-        "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
-        "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
-        "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)), "TCR_E=" + std::to_string(use_tcr_e(d)),
-        "GEMMA=" + std::to_string(d.gemma)};
+// The source's defines for n layers of shape d: everything a variant
+// compiles differently for (its name and cache key are made from them).
+std::vector<std::string> variant_defines(const Dims &d, int n) {
+    return {"NL=" + std::to_string(n),
+            "XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
+            "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
+            "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
+            "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
+            "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
+            "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
+            "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
+            "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
+            "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma)};
+}
+
+void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,
+           const std::vector<std::string> &defines) {
     try {
         array scratch = new_scratch(d);
         std::vector<mx_array_s> caches;
@@ -421,23 +426,22 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
     }
 }
 
+// The variant's name holds its defines (gomlx_layers_NL28_XT0_GS64_...),
+// which makes it unique and a key of the compiled kernels too.
 const Kernel *kernel(const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t) {
+    const std::vector<std::string> defines = variant_defines(d, n);
+    std::string name = "gomlx_layers";
+    for (const std::string &def : defines) {
+        name += '_';
+        for (char ch : def)
+            if (ch != '=') name += ch;
+    }
     std::lock_guard<std::mutex> lock(g_mu);
-    auto key = std::make_tuple(d.half, d.gs, d.head_dim, d.n_heads / d.n_kv, d.bias, d.trad, n, rows_a(d),
-                               head_groups(d), heads_per_round(d), use_tc(d), tc_team(d), 2 * use_tcr_c(d) + use_tcr_e(d), d.gemma);
-    auto it = g_kernels.find(key);
+    auto it = g_kernels.find(name);
     if (it == g_kernels.end()) {
-        it = g_kernels.emplace(key, Kernel{}).first;
-        Kernel &k = it->second;
-        k.name = "gomlx_layers" + std::to_string(n) + "_" + std::string(d.half ? "f16" : "bf16") + "_g" +
-                 std::to_string(d.gs) + "_d" + std::to_string(d.head_dim) + "_r" +
-                 std::to_string(d.n_heads / d.n_kv) + "_b" + std::to_string(d.bias) + "_t" +
-                 std::to_string(d.trad) + "_u" + std::to_string(kDotUnroll) + "_a" + std::to_string(rows_a(d)) +
-                 "_m" + std::to_string(kRowsD) + "_k" + std::to_string(kMinChunkKeys) + "_s" +
-                 std::to_string(head_groups(d)) + "_h" + std::to_string(heads_per_round(d)) + "_c" +
-                 std::to_string(kTiming) + "_tc" + std::to_string(use_tc(d)) + "_" + std::to_string(tc_team(d)) + "_" + std::to_string(use_tcr_c(d)) + std::to_string(use_tcr_e(d)) +
-                 (d.gemma ? "_gemma" : "");
-        build(k, d, protos, n, t);
+        it = g_kernels.emplace(name, Kernel{}).first;
+        it->second.name = name;
+        build(it->second, d, protos, n, t, defines);
     }
     return it->second.ptx.empty() ? nullptr : &it->second;
 }

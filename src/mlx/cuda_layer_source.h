@@ -218,6 +218,21 @@ __device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *
     __syncthreads();
 }
 
+// Phase D's normed input xs: h1 = h + o Wo^T is `h1` (phase C added it),
+// or for Gemma 2 h + rms_norm(p) * post_nw, computed here and written by
+// block 0 to h1_buf (post_norm_add).
+template <bool PERM = false>
+__device__ __forceinline__ void mlp_input(const u16 *h, bool h_cg, const u16 *h1, const u16 *p, const u16 *post_nw,
+                                          u16 *h1_buf, const u16 *nw, u16 *xs, int n, float eps, float *part) {
+#if GEMMA
+    (void)h1;
+    post_norm_add<PERM>(h, h_cg, p, post_nw, h1_buf, nw, xs, n, eps, part);
+#else
+    (void)h, (void)h_cg, (void)p, (void)post_nw, (void)h1_buf;
+    norm_to_shared<PERM>(h1, true, nw, xs, n, eps, part);
+#endif
+}
+
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA
@@ -788,13 +803,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (!layer) stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
-#if GEMMA
+    // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
     residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
-                   nullptr, false, p_buf, hidden);
-#else
-    residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
-                   x_in, x_cg, out, hidden);
-#endif
+                   GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
     grid_sync(ctrl);
     if (!layer) stamp(ctrl, 3);
 
@@ -806,12 +817,8 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     {
         // An item is 8 gate rows (A's rows g) and their up rows (g + 8)
         // (the host asks for TC only when ff is a multiple of 8).
-#if GEMMA
-        post_norm_add<true>(x_in, x_cg, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW),
-                            xs, hidden, eps, part);
-#else
-        norm_to_shared<true>(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
-#endif
+        mlp_input<true>(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf,
+                        TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
         const TcX x = tc_finish_x(xs, hidden);
         // A team of TS warps takes an item, each warp a share of K. Items
         // are dealt to the blocks in turn, so every SM gets work when
@@ -829,12 +836,8 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     }
 #else
   {
-#if GEMMA
-    post_norm_add(x_in, x_cg, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW), xs,
-                  hidden, eps, part);
-#else
-    norm_to_shared(out, true, TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
-#endif
+    mlp_input(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW), xs,
+              hidden, eps, part);
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];
@@ -859,14 +862,10 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (!layer) stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
-#if GEMMA
+    // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
     residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
-                   ff, nullptr, false, p_buf, hidden);
+                   ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
-#else
-    residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
-                   ff, out, true, out, hidden);
-#endif
     if (!layer) stamp(ctrl, 5);
   }
 #if GEMMA

@@ -202,7 +202,9 @@ mx_array mx_swiglu(mx_array gate, mx_array up) { return fused(gate, up, swiglu_i
 mx_array mx_geglu(mx_array gate, mx_array up) { return fused(gate, up, geglu_impl); }
 
 namespace {
-// x, then keep (x's shape) when masked; cap a constant of the trace.
+// x, then keep (x's shape) when masked; cap a constant of the trace. It
+// divides rather than multiplies by 1/cap, so bf16 rounds as the
+// references do.
 std::vector<mc::array> softcap_impl(const std::vector<mc::array> &in, float cap) {
     const mc::array c(cap, in[0].dtype());
     mc::array y = mc::multiply(mc::tanh(mc::divide(in[0], c)), c);

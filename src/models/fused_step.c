@@ -36,14 +36,14 @@ static mx_qlinear qlinear(const gm_linear *l) {
 }
 
 /* Layer l's step arguments but for the cache (slot, position, buffers). */
-static mx_layer_step step_args(const gm_model *m, const gm_layer *l, int gelu) {
+static mx_layer_step step_args(const gm_model *m, const gm_layer *l) {
     const gm_config *c = &m->cfg;
     mx_layer_step s = {
         .attn_norm = l->attn_norm, .mlp_norm = l->mlp_norm,
         .post_attn_norm = l->post_attn_norm, .post_mlp_norm = l->post_mlp_norm,
         .qkv = qlinear(&l->wqkv), .o = qlinear(&l->wo),
         .gate_up = qlinear(&l->w_gate_up), .down = qlinear(&l->w_down),
-        .gelu = gelu,
+        .gelu = m->gelu_mlp,
         .n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
         .eps = c->rms_norm_eps,
         .inv_freq = m->rope_inv_freq,
@@ -72,7 +72,7 @@ static int cuda_prepare(gm_model *m) {
     if (rc) return rc;
     mx_layer_step *s = malloc((size_t)n * sizeof *s);
     if (!s) return gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
-    for (int i = 0; i < n; i++) s[i] = step_args(m, &m->layers[i], m->gelu_mlp);
+    for (int i = 0; i < n; i++) s[i] = step_args(m, &m->layers[i]);
     /* Why not is left in mx_cuda_layer_status(). */
     if (!mx_cuda_layers_ready(s, n)) m->fused_step = FUSED_CUDA;
     free(s);
@@ -108,7 +108,7 @@ int gm_fused_step_usable(const gm_model *m, int t) {
 }
 
 /* Layer li's step for the token at cache->offset, its cache slot reserved. */
-static int layer_step(const gm_model *m, int li, gm_kv_cache *cache, int gelu, mx_layer_step *s) {
+static int layer_step(const gm_model *m, int li, gm_kv_cache *cache, mx_layer_step *s) {
     const gm_layer *l = &m->layers[li];
     int window = gm_layer_window(m, l), slot, key_start;
     if (gm_kv_cache_reserve(cache, m, li, 1, window, gm_model_dtype(m), &slot, &key_start)) {
@@ -117,16 +117,16 @@ static int layer_step(const gm_model *m, int li, gm_kv_cache *cache, int gelu, m
     }
     /* A sliding layer's token sees the last `window` positions only. */
     int first = window > 0 ? cache->offset - window + 1 - key_start : 0;
-    *s = step_args(m, l, gelu);
+    *s = step_args(m, l);
     s->position = (float)cache->offset * m->rope_scale;
     s->k_cache = cache->k[li], s->v_cache = cache->v[li];
     s->slot = slot, s->first = first > 0 ? first : 0;
     return 0;
 }
 
-mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cache, int gelu) {
+mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cache) {
     mx_layer_step s;
-    if (!h || layer_step(m, li, cache, gelu, &s)) return NULL;
+    if (!h || layer_step(m, li, cache, &s)) return NULL;
     return mx_cpu_layer_step(h, &s);
 }
 
@@ -140,7 +140,7 @@ mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache) {
     }
     mx_array out = NULL;
     int i = 0;
-    while (i < n && !layer_step(m, i, cache, m->gelu_mlp, &s[i])) i++;
+    while (i < n && !layer_step(m, i, cache, &s[i])) i++;
     /* Per session: the kernel's blocks exchange values through its scratch. */
     if (i == n && !cache->cuda_layers) cache->cuda_layers = mx_cuda_layers_new(s, n);
     if (i == n && cache->cuda_layers) out = mx_cuda_layers_step(cache->cuda_layers, h, s, n);

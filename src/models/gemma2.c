@@ -95,11 +95,11 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
             gm_walk_open(&w);
             mx_array x = w.h;
             if (fused == GM_FUSED_LAYER) {
-                x = gm_fused_layer(m, i, x, cache, m->gelu_mlp);
+                x = gm_fused_layer(m, i, x, cache);
             } else {
                 mx_array a = gm_self_attention(m, l, i, gm_rms_norm(m, x, l->attn_norm), cache);
                 x = mx_add(x, gm_rms_norm(m, a, l->post_attn_norm));
-                mx_array f = gm_mlp(l, gm_rms_norm(m, x, l->mlp_norm), 1);
+                mx_array f = gm_mlp(l, gm_rms_norm(m, x, l->mlp_norm), m->gelu_mlp);
                 x = mx_add(x, gm_rms_norm(m, f, l->post_mlp_norm));
             }
             if (gm_walk_close(&w, x, i)) break;
@@ -108,7 +108,7 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
     h = gm_walk_finish(&w, cache, t, logits);
     if (!h || logits == GM_LOGITS_NONE) return h;
     mx_array out = gm_unembed(m, h);
-    if (m->cfg.final_logit_softcapping > 0) out = gm_softcap(out, m->cfg.final_logit_softcapping);
+    if (m->cfg.final_logit_softcapping > 0) out = mx_softcap_masked(out, m->cfg.final_logit_softcapping, NULL);
     return out;
 }
 

@@ -222,12 +222,6 @@ static mx_array attention_mask(int offset, int t, int key_start, int s, int wind
     return keep;
 }
 
-mx_array gm_softcap(mx_array x, float cap) {
-    /* It divides rather than multiplies by 1/cap, so bf16 rounds as the
-     * references do. */
-    return mx_softcap_masked(x, cap, NULL);
-}
-
 /* Attention by hand, for what the fused kernel cannot do (logit soft-capping). */
 static mx_array attention_softcapped(const gm_model *m, mx_array q, mx_array k, mx_array v,
                                      float scale, mx_array keep) {
@@ -352,10 +346,10 @@ void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers) {
 }
 
 void gm_walk_eval_every(gm_layer_walk *w, int n) {
+    if (!w->eval_every) return; /* not a GPU prefill */
     /* GOMLX_PREFILL_EVAL_EVERY overrides (A/B runs). */
     const char *e = getenv("GOMLX_PREFILL_EVAL_EVERY");
-    if (e && atoi(e) > 0) n = atoi(e);
-    if (w->eval_every) w->eval_every = n;
+    w->eval_every = e && atoi(e) > 0 ? atoi(e) : n;
 }
 
 void gm_walk_open(gm_layer_walk *w) { w->scope = mx_scope_open(); }

@@ -35,8 +35,6 @@ mx_array gm_self_attention(const gm_model *m, const gm_layer *layer, int li, mx_
                       gm_kv_cache *cache);
 /* down(act(gate(x)) * up(x)): act is silu, or gelu_tanh when gelu != 0 (Gemma). */
 mx_array gm_mlp(const gm_layer *l, mx_array x, int gelu);
-/* cap * tanh(x / cap) in x's dtype (Gemma 2 logit soft-capping). */
-mx_array gm_softcap(mx_array x, float cap);
 /* Final norm and unembedding (tied or not) of hidden [1, T, hidden]. */
 mx_array gm_unembed(const gm_model *m, mx_array h);
 /* Llama 3 rope frequencies (periods per rotated pair) or NULL. */
@@ -94,7 +92,7 @@ mx_array gm_fused_layers(const gm_model *m, mx_array h, gm_kv_cache *cache);
 void gm_walk_fused_all(gm_layer_walk *w, const gm_model *m, mx_array h, int t, gm_kv_cache *cache);
 /* Layer li for one token h [1, 1, hidden] on the CPU: the whole residual
  * block (attention and MLP, with Gemma 2's extra norms when the layer has
- * them), the cache written in place. gelu selects GeGLU. */
-mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cache, int gelu);
+ * them, and its GeGLU where m->gelu_mlp), the cache written in place. */
+mx_array gm_fused_layer(const gm_model *m, int li, mx_array h, gm_kv_cache *cache);
 
 #endif

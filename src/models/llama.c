@@ -50,7 +50,7 @@ static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int
             gm_walk_open(&w);
             mx_array x = w.h;
             if (fused == GM_FUSED_LAYER) {
-                x = gm_fused_layer(m, i, x, cache, 0);
+                x = gm_fused_layer(m, i, x, cache);
             } else {
                 x = mx_add(x, gm_self_attention(m, l, i, gm_rms_norm(m, x, l->attn_norm), cache));
                 x = mx_add(x, gm_mlp(l, gm_rms_norm(m, x, l->mlp_norm), 0));
