@@ -78,7 +78,7 @@ const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
 const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
-const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 1);
+const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
 const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
 const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 // Tensor cores for phase D's products (sm_80+; 0: the FMA loop) and the

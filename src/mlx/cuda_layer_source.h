@@ -51,7 +51,8 @@
 // head are split into, a block of the attention taking one), RH (query
 // heads whose attention sums a block combines at once), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
-// for tools/c/bench_cuda_layer.c), TC (1: phase D's products on tensor
+// for tools/c/bench_cuda_layer.c; 2: eight more grid barriers in the first
+// layer's phase E, to time them), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
 // its items, each taking a share of K: 1, 2 or 4), TCR_C and TCR_E (1:
 // phase C or E on tensor cores likewise, a block a 16-row tile), GEMMA (1:
@@ -65,13 +66,12 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define EPL (HD / 32) // head elements per lane
 #define RB (REP / HS)  // query heads a block of the attention takes
 
-// Scratch words (u32): barrier count, generation, timeout flag, then one
-// arrival counter per group of a kv head's query heads (at most 40): the
-// count and counters are back at 0 when the kernel ends (the generation
-// only counts up).
+// Scratch words (u32): barrier count, blocks done, timeout flag, then one
+// arrival counter per group of a kv head's query heads (at most 40): all
+// are back at 0 when the kernel ends.
 #define CTRL_WORDS 64
 #define BAR_COUNT 0
-#define BAR_GEN 1
+#define BAR_DONE 1
 #define BAR_TIMEOUT 2
 #define KV_COUNT 8
 #define STAMPS 48 // with TIMING: 6 stamps of 64 bits, words 48..59
@@ -118,52 +118,93 @@ __device__ __forceinline__ float block_sum(float v, float *part) {
 }
 
 // Every block waits here until all have arrived; writes before it are seen
-// by every block after it. A block that waits ~seconds (the grid cannot all
-// be resident: another of these kernels running at once) gives up and
-// raises the timeout flag rather than hang the GPU.
-__device__ void grid_sync(u32 *ctrl) {
+// by every block after it. The count only grows during a kernel: barrier n
+// (bar_n, counted by each block) is passed once it reaches n * grid, so an
+// arrival is one release-add and a wait one acquire-load a poll, with no
+// reset or second word on the way (grid_end zeroes it). A block that waits
+// ~seconds (the grid cannot all be resident: another of these kernels
+// running at once) gives up and raises the timeout flag rather than hang
+// the GPU.
+__device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
     __syncthreads();
+    bar_n++;
     if (threadIdx.x == 0) {
-        volatile u32 *gen = ctrl + BAR_GEN;
-        const u32 g = *gen;
-        __threadfence();
-        if (atomicAdd(ctrl + BAR_COUNT, 1u) == gridDim.x - 1) {
-            atomicExch(ctrl + BAR_COUNT, 0u);
-            __threadfence();
-            atomicAdd(ctrl + BAR_GEN, 1u);
-        } else {
-            long long spins = 0;
-            while (*gen == g) {
-                if (++spins > 1024) __nanosleep(100);
-                if (spins > (1ll << 25)) {
-                    atomicExch(ctrl + BAR_TIMEOUT, 1u);
-                    break;
-                }
+        const u32 target = bar_n * gridDim.x;
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; red.release.gpu.global.add.u32 [g], 1; }"
+                     ::"l"(ctrl + BAR_COUNT) : "memory");
+        long long spins = 0;
+        for (;;) {
+            u32 n;
+            asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.acquire.gpu.global.u32 %0, [g]; }"
+                         : "=r"(n) : "l"(ctrl + BAR_COUNT) : "memory");
+            if ((int)(n - target) >= 0) break;
+            if (++spins > 1024) __nanosleep(100);
+            if (spins > (1ll << 25)) {
+                atomicExch(ctrl + BAR_TIMEOUT, 1u);
+                break;
             }
         }
-        __threadfence();
     }
     __syncthreads();
+}
+
+// After a block's last barrier: the last block to get here zeroes the count
+// (every block has stopped reading it by then) for the next kernel.
+__device__ void grid_end(u32 *ctrl) {
+    if (threadIdx.x == 0 && atomicAdd(ctrl + BAR_DONE, 1u) == gridDim.x - 1) {
+        atomicExch(ctrl + BAR_COUNT, 0u);
+        atomicExch(ctrl + BAR_DONE, 0u);
+    }
 }
 
 // Where element k of x sits in the tensor cores' order (tc_dot): each run
 // of 8 as 0 4 1 5 2 6 3 7, so that one 16-byte load gives a lane its x pairs.
 __device__ __forceinline__ int tc_pos(int k) { return (k & ~7) | (k & 3) << 1 | (k >> 2 & 1); }
 
+__device__ __forceinline__ V4 load_cg16(const u16 *p) {
+    V4 v;
+    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %4; ld.global.cg.v4.u32 {%0, %1, %2, %3}, [g]; }"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "l"(p));
+    return v;
+}
+
+// 8 elements at p, through L2, one at a time (p not 16-byte aligned).
+__device__ __forceinline__ V4 load_cg_run(const u16 *p) {
+    u32 e[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) e[i] = (u32)store_half(load_cg_half(p + 2 * i)) | (u32)store_half(load_cg_half(p + 2 * i + 1)) << 16;
+    return V4{e[0], e[1], e[2], e[3]};
+}
+
 // xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
-// rounded, times w, rounded (with PERM, in tc_pos order).
+// rounded, times w, rounded (with PERM, in tc_pos order). x (n a multiple
+// of 8) is read once, 16 bytes a load, into xs as it is; each thread then
+// norms the runs of 8 it read, in place (tc_pos stays within a run).
 template <bool PERM = false>
 __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
                                float *part) {
     float ss = 0.f;
-    for (int k = threadIdx.x; k < n; k += LT) {
-        float v = x_cg ? load_cg_half(x + k) : load_half(x + k);
-        ss += v * v;
+    const bool aligned = ((size_t)x & 15) == 0; // h may be a view; our buffers are aligned
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        const V4 v = x_cg && aligned ? load_cg16(x + 8 * c) : x_cg ? load_cg_run(x + 8 * c) : load16(x + 8 * c, aligned);
+        *(V4 *)(xs + 8 * c) = v;
+        const u32 words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float f = half_at(words[i / 2], i & 1);
+            ss += f * f;
+        }
     }
     const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
-    for (int k = threadIdx.x; k < n; k += LT) {
-        float v = x_cg ? load_cg_half(x + k) : load_half(x + k);
-        xs[PERM ? tc_pos(k) : k] = store_half(load_half(w + k) * round_half(v * inv));
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
+        const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int k = 8 * c + i;
+            xs[PERM ? tc_pos(k) : k] =
+                store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv));
+        }
     }
     __syncthreads();
 }
@@ -565,6 +606,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
 
     u32 *ctrl = scratch;
+    u32 bar_n = 0; // grid barriers passed
     float *q_buf = reinterpret_cast<float *>(scratch + CTRL_WORDS);                 // [qd]
     float *parts = q_buf + ((qd + 3) & ~3);                                         // [n_heads][grid][HD + 2]
     u16 *o_buf = reinterpret_cast<u16 *>(parts + (size_t)n_heads * gridDim.x * (HD + 2)); // [qd]
@@ -587,7 +629,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // block: read through L2).
     const unsigned long long *tw = rows[layer & 1];
 #define TABLE(T, i) ((T)tw[i])
-    if (layer) grid_sync(ctrl); // also: no block reads the other row now
+    if (layer) grid_sync(ctrl, bar_n); // also: no block reads the other row now
     if (layer + 1 < NL && tid < TABLE_WORDS) rows[(layer + 1) & 1][tid] = table[(layer + 1) * TABLE_WORDS + tid];
     u16 *k_cache = TABLE(u16 *, T_K_CACHE), *v_cache = TABLE(u16 *, T_V_CACHE);
     const int cap = (int)tw[T_CAP];
@@ -671,7 +713,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
     }
   }
-    grid_sync(ctrl);
+    grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 1);
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
@@ -760,9 +802,11 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             }
         }
         __syncthreads();
-        if (tid == 0) {
-            __threadfence();
-            merge = atomicAdd(ctrl + KV_COUNT + kvh * HS + g, 1u) == (u32)chunks - 1;
+        if (tid == 0) { // release this block's partials, acquire the others' (for the last)
+            u32 arrived;
+            asm volatile("{ .reg .u64 a; cvta.to.global.u64 a, %1; atom.acq_rel.gpu.global.add.u32 %0, [a], 1; }"
+                         : "=r"(arrived) : "l"(ctrl + KV_COUNT + kvh * HS + g) : "memory");
+            merge = arrived == (u32)chunks - 1;
         }
         __syncthreads();
         if (!merge) continue;
@@ -799,14 +843,14 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
         if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
-    grid_sync(ctrl);
+    grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
     residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                    GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
-    grid_sync(ctrl);
+    grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 3);
 
     // ---- D: act = silu(g) * u ----
@@ -858,7 +902,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
   }
 #endif
   }
-    grid_sync(ctrl);
+    grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
@@ -866,13 +910,18 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
+#if TIMING == 2 // the barrier's cost: eight more in E's time
+    if (!layer)
+        for (int i = 0; i < 8; i++) grid_sync(ctrl, bar_n);
+#endif
     if (!layer) stamp(ctrl, 5);
   }
 #if GEMMA
     // The last layer's MLP output, normed, added to its h1.
-    grid_sync(ctrl);
+    grid_sync(ctrl, bar_n);
     if (blockIdx.x == 0) post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, nullptr, nullptr, hidden, eps, part);
 #endif
+    grid_end(ctrl);
 }
 )CUDA";
 

@@ -7,7 +7,9 @@
  * phase's end). Run with GOMLX_CUDA_LAYER_TIMING=1 for the split (the stamps cost
  * a few stores); on an NVIDIA GPU with MLX's CUDA backend.
  *
- *     GOMLX_CUDA_LAYER_TIMING=1 bench_cuda_layer [KEYS] */
+ *     GOMLX_CUDA_LAYER_TIMING=1 bench_cuda_layer [KEYS [SHAPE]]
+ *
+ * SHAPE picks one shape by the start of its name (e.g. Llama). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -162,7 +164,7 @@ int main(int argc, char **argv) {
     }
     int keys = argc > 1 ? atoi(argv[1]) : 600;
     if (keys < 1 || keys > 100000) {
-        fprintf(stderr, "usage: bench_cuda_layer [KEYS]\n");
+        fprintf(stderr, "usage: bench_cuda_layer [KEYS [SHAPE]]\n");
         return 2;
     }
     static const shape shapes[] = {
@@ -172,6 +174,8 @@ int main(int argc, char **argv) {
         {"Gemma-2-2B", 2304, 8, 4, 256, 9216, 26, 0, 1},
     };
     int rc = 0;
-    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) rc |= run(&shapes[i], keys);
+    const char *only = argc > 2 ? argv[2] : NULL;
+    for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+        if (!only || strncmp(shapes[i].name, only, strlen(only)) == 0) rc |= run(&shapes[i], keys);
     return rc;
 }
