@@ -176,6 +176,15 @@ __device__ __forceinline__ V4 load_cg_run(const u16 *p) {
     return V4{e[0], e[1], e[2], e[3]};
 }
 
+// 8 elements at p: 16 bytes a load where p is 16-byte aligned (our
+// buffers; h may be a view), through L2 with cg (written by other blocks).
+__device__ __forceinline__ V4 load_run(const u16 *p, bool cg, bool aligned) {
+    if (aligned) return cg ? load_cg16(p) : load16(p, true);
+    return cg ? load_cg_run(p) : load16(p, false);
+}
+
+__device__ __forceinline__ bool aligned16(const void *p) { return ((size_t)p & 15) == 0; }
+
 // xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
 // rounded, times w, rounded (with PERM, in tc_pos order). x (n a multiple
 // of 8) is read once, 16 bytes a load, into xs as it is; each thread then
@@ -184,9 +193,9 @@ template <bool PERM = false>
 __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
                                float *part) {
     float ss = 0.f;
-    const bool aligned = ((size_t)x & 15) == 0; // h may be a view; our buffers are aligned
+    const bool aligned = aligned16(x);
     for (int c = threadIdx.x; c < n / 8; c += LT) {
-        const V4 v = x_cg && aligned ? load_cg16(x + 8 * c) : x_cg ? load_cg_run(x + 8 * c) : load16(x + 8 * c, aligned);
+        const V4 v = load_run(x + 8 * c, x_cg, aligned);
         *(V4 *)(xs + 8 * c) = v;
         const u32 words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
@@ -209,53 +218,74 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
     __syncthreads();
 }
 
-// xs = x (n elements written by other blocks of this kernel; with PERM,
-// in tc_pos order).
+// xs = x (n elements, a multiple of 8, written by other blocks of this
+// kernel; with PERM, in tc_pos order).
 template <bool PERM = false>
 __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
-    const u32 *src = reinterpret_cast<const u32 *>(x);
-    u32 *dst = reinterpret_cast<u32 *>(xs);
-    for (int k = threadIdx.x; k < n / 2; k += LT) {
-        const u32 v = load_cg32(src + k);
-        if (PERM)
-            xs[tc_pos(2 * k)] = (u16)v, xs[tc_pos(2 * k + 1)] = (u16)(v >> 16);
-        else
-            dst[k] = v;
+    const bool aligned = aligned16(x);
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        const V4 v = load_run(x + 8 * c, true, aligned);
+        if (PERM) {
+            const u32 words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int i = 0; i < 8; i++) xs[tc_pos(8 * c + i)] = (u16)(words[i / 2] >> (16 * (i & 1)));
+        } else {
+            *(V4 *)(xs + 8 * c) = v;
+        }
     }
     __syncthreads();
 }
 
-// Gemma 2's residual add after its post-norm, element k: h + rms_norm(p) * pw
-// as MLX rounds them (pw holds 1 + w already; inv is p's 1 / rms).
-__device__ __forceinline__ float post_norm_sum(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, float inv,
-                                               int k) {
-    const float hv = h_cg ? load_cg_half(h + k) : load_half(h + k);
-    return round_half(hv + round_half(load_half(pw + k) * round_half(load_cg_half(p + k) * inv)));
-}
-
-// hn = h + rms_norm(p) * pw (post_norm_sum) for the n elements, block 0
-// writing them to h_out; then, with nw, xs = rms_norm(hn) * nw as
+// hn = h + rms_norm(p) * pw as MLX rounds it (pw holds 1 + w already), block
+// 0 writing it to h_out; then, with nw, xs = rms_norm(hn) * nw as
 // norm_to_shared writes it. Every block computes all of hn: the norm after
-// needs the whole vector.
+// needs the whole vector. p is read once into xs, and each thread keeps
+// to the runs of 8 it read (hn replaces p there, then the normed values
+// hn, in place: tc_pos stays within a run).
 template <bool PERM = false>
 __device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, u16 *h_out, const u16 *nw,
                               u16 *xs, int n, float eps, float *part) {
+    const bool p_al = aligned16(p), h_al = aligned16(h);
     float ss = 0.f;
-    for (int k = threadIdx.x; k < n; k += LT) {
-        const float v = load_cg_half(p + k);
-        ss += v * v;
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        const V4 v = load_run(p + 8 * c, true, p_al);
+        *(V4 *)(xs + 8 * c) = v;
+        const u32 words[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float f = half_at(words[i / 2], i & 1);
+            ss += f * f;
+        }
     }
     const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
     float ss2 = 0.f;
-    for (int k = threadIdx.x; k < n; k += LT) {
-        const float hn = post_norm_sum(h, h_cg, p, pw, inv, k);
-        ss2 += hn * hn;
-        if (blockIdx.x == 0) h_out[k] = store_half(hn);
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        const V4 pv = *(const V4 *)(xs + 8 * c), hv = load_run(h + 8 * c, h_cg, h_al), wv = load16(pw + 8 * c, true);
+        const u32 ps[4] = {pv.x, pv.y, pv.z, pv.w}, hs[4] = {hv.x, hv.y, hv.z, hv.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
+        u16 out8[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const float hn = round_half(half_at(hs[i / 2], i & 1) +
+                                        round_half(half_at(ws[i / 2], i & 1) * round_half(half_at(ps[i / 2], i & 1) * inv)));
+            ss2 += hn * hn;
+            out8[i] = store_half(hn);
+            if (blockIdx.x == 0) h_out[8 * c + i] = out8[i];
+        }
+        *(V4 *)(xs + 8 * c) = V4{out8[0] | (u32)out8[1] << 16, out8[2] | (u32)out8[3] << 16,
+                                 out8[4] | (u32)out8[5] << 16, out8[6] | (u32)out8[7] << 16};
     }
     if (!nw) return;
     const float inv2 = rsqrtf(block_sum(ss2, part) / (float)n + eps);
-    for (int k = threadIdx.x; k < n; k += LT)
-        xs[PERM ? tc_pos(k) : k] = store_half(load_half(nw + k) * round_half(post_norm_sum(h, h_cg, p, pw, inv, k) * inv2));
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(nw + 8 * c, true);
+        const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int k = 8 * c + i;
+            xs[PERM ? tc_pos(k) : k] =
+                store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv2));
+        }
+    }
     __syncthreads();
 }
 
@@ -919,7 +949,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #if GEMMA
     // The last layer's MLP output, normed, added to its h1.
     grid_sync(ctrl, bar_n);
-    if (blockIdx.x == 0) post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, nullptr, nullptr, hidden, eps, part);
+    if (blockIdx.x == 0) post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, nullptr, xs, hidden, eps, part);
 #endif
     grid_end(ctrl);
 }
