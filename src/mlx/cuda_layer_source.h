@@ -138,7 +138,12 @@ __device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
             asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.acquire.gpu.global.u32 %0, [g]; }"
                          : "=r"(n) : "l"(ctrl + BAR_COUNT) : "memory");
             if ((int)(n - target) >= 0) break;
-            if (++spins > 1024) __nanosleep(100);
+            if (++spins > 1024) {
+                __nanosleep(100);
+                // Once a block gave up, the others stop waiting too (one
+                // wait of seconds, not one at every barrier left).
+                if ((spins & 1023) == 0 && *(volatile u32 *)(ctrl + BAR_TIMEOUT)) break;
+            }
             if (spins > (1ll << 25)) {
                 atomicExch(ctrl + BAR_TIMEOUT, 1u);
                 break;
