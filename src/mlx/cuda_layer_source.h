@@ -190,15 +190,13 @@ __device__ __forceinline__ V4 load_run(const u16 *p, bool cg, bool aligned) {
 
 __device__ __forceinline__ bool aligned16(const void *p) { return ((size_t)p & 15) == 0; }
 
-// xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
-// rounded, times w, rounded (with PERM, in tc_pos order). x (n a multiple
-// of 8) is read once, 16 bytes a load, into xs as it is; each thread then
-// norms the runs of 8 it read, in place (tc_pos stays within a run).
-template <bool PERM = false>
-__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
-                               float *part) {
-    float ss = 0.f;
+// x's n elements (a multiple of 8), 16 bytes a load, into xs as they are;
+// this thread's sum of their squares. A thread keeps to the runs of 8 it
+// loaded here (runs c = thread, thread + LT, ...) until the next
+// __syncthreads, so it may rewrite them in place.
+__device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs, int n) {
     const bool aligned = aligned16(x);
+    float ss = 0.f;
     for (int c = threadIdx.x; c < n / 8; c += LT) {
         const V4 v = load_run(x + 8 * c, x_cg, aligned);
         *(V4 *)(xs + 8 * c) = v;
@@ -209,7 +207,14 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
             ss += f * f;
         }
     }
-    const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
+    return ss;
+}
+
+// This thread's runs of xs normed in place as MLX's rms_norm rounds them:
+// v * inv rounded, times w, rounded (with PERM, in tc_pos order, which
+// stays within a run).
+template <bool PERM>
+__device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float inv, int n) {
     for (int c = threadIdx.x; c < n / 8; c += LT) {
         const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
         const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
@@ -220,6 +225,15 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
                 store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv));
         }
     }
+}
+
+// xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
+// rounded, times w, rounded (with PERM, in tc_pos order). x is read once.
+template <bool PERM = false>
+__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
+                               float *part) {
+    const float inv = rsqrtf(block_sum(runs_to_shared(x, x_cg, xs, n), part) / (float)n + eps);
+    norm_runs_in_place<PERM>(xs, w, inv, n);
     __syncthreads();
 }
 
@@ -244,25 +258,13 @@ __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
 // hn = h + rms_norm(p) * pw as MLX rounds it (pw holds 1 + w already), block
 // 0 writing it to h_out; then, with nw, xs = rms_norm(hn) * nw as
 // norm_to_shared writes it. Every block computes all of hn: the norm after
-// needs the whole vector. p is read once into xs, and each thread keeps
-// to the runs of 8 it read (hn replaces p there, then the normed values
-// hn, in place: tc_pos stays within a run).
+// needs the whole vector. p is read once into xs, where each thread's runs
+// become hn, then the normed values.
 template <bool PERM = false>
 __device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, u16 *h_out, const u16 *nw,
                               u16 *xs, int n, float eps, float *part) {
-    const bool p_al = aligned16(p), h_al = aligned16(h);
-    float ss = 0.f;
-    for (int c = threadIdx.x; c < n / 8; c += LT) {
-        const V4 v = load_run(p + 8 * c, true, p_al);
-        *(V4 *)(xs + 8 * c) = v;
-        const u32 words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const float f = half_at(words[i / 2], i & 1);
-            ss += f * f;
-        }
-    }
-    const float inv = rsqrtf(block_sum(ss, part) / (float)n + eps);
+    const float inv = rsqrtf(block_sum(runs_to_shared(p, true, xs, n), part) / (float)n + eps);
+    const bool h_al = aligned16(h);
     float ss2 = 0.f;
     for (int c = threadIdx.x; c < n / 8; c += LT) {
         const V4 pv = *(const V4 *)(xs + 8 * c), hv = load_run(h + 8 * c, h_cg, h_al), wv = load16(pw + 8 * c, true);
@@ -280,17 +282,7 @@ __device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *
                                  out8[4] | (u32)out8[5] << 16, out8[6] | (u32)out8[7] << 16};
     }
     if (!nw) return;
-    const float inv2 = rsqrtf(block_sum(ss2, part) / (float)n + eps);
-    for (int c = threadIdx.x; c < n / 8; c += LT) {
-        const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(nw + 8 * c, true);
-        const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
-#pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const int k = 8 * c + i;
-            xs[PERM ? tc_pos(k) : k] =
-                store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv2));
-        }
-    }
+    norm_runs_in_place<PERM>(xs, nw, rsqrtf(block_sum(ss2, part) / (float)n + eps), n);
     __syncthreads();
 }
 
