@@ -1,0 +1,98 @@
+"""The CUDA C our GPU kernels are built from compiles, on a machine without a GPU.
+
+The kernels (src/mlx/cuda_*_source.h) are compiled with NVRTC when a model
+first runs on an NVIDIA GPU, so a mistake in them would otherwise show only
+there. Here NVRTC from the pinned nvidia-cuda-nvrtc wheel compiles the same
+source, with the defines cuda_layer.cpp and cuda_qmv.cpp pass, for the
+variants the benchmark shapes pick and for the edges of each define: SASS
+for sm_90 (H100/H200) and sm_80, and the compute_75 PTX every GPU falls back
+to. Whether the kernels compute the right thing is test_cuda_layer's and
+test_cuda_qmv's job on a GPU.
+"""
+import ctypes
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SRC = ROOT / "src" / "mlx"
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="NVIDIA's NVRTC wheels are for Linux only"
+)
+
+
+def cuda_source(header, name):
+    text = (SRC / header).read_text()
+    m = re.search(name + r' = R"CUDA\((.*?)\)CUDA"', text, re.S)
+    assert m, f"{name} not found in {header}"
+    return m.group(1)
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+    assert spec and spec.submodule_search_locations, "nvidia-cuda-nvrtc-cu12 is not installed (requirements/test.txt)"
+    lib_dir = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    return ctypes.CDLL(str(lib_dir / "libnvrtc.so.12"))
+
+
+def compile_cuda(lib, source, arch, defines):
+    """NVRTC's result code and log for source compiled for arch."""
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"k.cu", 0, None, None) == 0
+    opts = [f"--gpu-architecture={arch}", "--std=c++17", "-DKERNEL_NAME=k"] + [f"-D{d}" for d in defines]
+    arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
+    rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    return rc, log.value.decode(errors="replace")
+
+
+# The layer kernel's defines as variant_defines() (cuda_layer.cpp) writes
+# them; the first four are what the benchmark shapes pick on an H100.
+LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
+                  KC=32, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCR_C=0, TCR_E=0, GEMMA=0)
+LAYER_VARIANTS = {
+    "llama-3.2-3b": dict(NL=28),
+    "qwen2.5-3b": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=1),
+    "gemma-2-2b": dict(NL=26, HD=256, REP=2, HS=2, RH=1, TC=1, TS=1, GEMMA=1),
+    "mistral-7b": dict(NL=32, REP=4, RH=4, TC=1, TS=1),
+    "float16-g32-traditional-rope-timing": dict(NL=1, XT=1, GS=32, HD=64, REP=1, RH=1, ROPE_TRAD=1, TIMING=2,
+                                                DOT_U=2, ROWS_D=2),
+    "g128-teams-of-4-tc-residuals": dict(NL=2, GS=128, HD=192, REP=6, RH=6, TC=1, TS=4, TCR_C=1, TCR_E=1,
+                                         TIMING=1),
+    "gemma-float16-fma": dict(NL=3, XT=1, HD=256, REP=2, RH=2, GEMMA=1, TC=0),
+}
+
+
+def layer_source(nl):
+    params = "".join(f" , const void *a{i}" for i in range(2 * nl))
+    return (f"#define LAYER_ARRAYS{params}\n" + cuda_source("cuda_common_source.h", "kCudaCommonSource") +
+            cuda_source("cuda_layer_source.h", "kCudaLayerSource"))
+
+
+LAYER_CASES = [(v, "sm_90") for v in LAYER_VARIANTS] + [
+    (v, arch) for v in ("llama-3.2-3b", "gemma-2-2b") for arch in ("sm_80", "compute_75")]
+
+
+@pytest.mark.parametrize("variant,arch", LAYER_CASES)
+def test_layer_kernel_compiles(nvrtc, variant, arch):
+    defines = {**LAYER_BASE, **LAYER_VARIANTS[variant]}
+    rc, log = compile_cuda(nvrtc, layer_source(defines["NL"]), arch, [f"{k}={v}" for k, v in defines.items()])
+    assert rc == 0, f"{variant} for {arch}:\n{log}"
+
+
+@pytest.mark.parametrize("xt,gs,rows,unroll", [(0, 64, 2, 1), (1, 32, 4, 1), (0, 128, 4, 2), (1, 64, 2, 4)])
+def test_qmv_kernel_compiles(nvrtc, xt, gs, rows, unroll):
+    source = cuda_source("cuda_common_source.h", "kCudaCommonSource") + cuda_source("cuda_qmv_source.h",
+                                                                                    "kCudaQmvSource")
+    for arch in ("sm_90", "compute_75"):
+        rc, log = compile_cuda(nvrtc, source, arch, [f"XT={xt}", f"QMV_GS={gs}", f"QMV_R={rows}", f"QMV_U={unroll}"])
+        assert rc == 0, f"XT={xt} GS={gs} R={rows} U={unroll} for {arch}:\n{log}"
