@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "generate/prefill_memory.h"
 #include "generate/sampler.h"
 #include "generate/stop.h"
 #include "util/buf.h"
@@ -141,6 +142,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     int n_generated = 0, stopped_by_callback = 0;
     gomlx_stop_reason reason = GOMLX_STOP_NONE;
     mx_array y = NULL, next = NULL;
+    int prefill_bound = 0; /* gm_prefill_memory_begin's, until the prompt is handed to MLX */
     if (!generated || (m->tok && !detok)) {
         rc = gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
         goto done;
@@ -163,6 +165,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
 
     int chunk = p->prefill_chunk > 0 ? p->prefill_chunk : 512;
     size_t pos = common;
+    prefill_bound = gm_prefill_memory_begin(m, n_prompt - pos, chunk);
     if (cancel && atomic_load(cancel)) {
         reason = GOMLX_STOP_CANCELLED;
         goto done;
@@ -193,6 +196,10 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             mx_free(logits);
             if (!y || mx_async_eval(&y, 1)) rc = gm_fail_mlx("sampling");
         }
+        /* The prompt's nodes are all handed to MLX (their outputs
+         * allocated) once async_eval returns. */
+        gm_prefill_memory_end(prefill_bound);
+        prefill_bound = 0;
         if (rc) goto fail_session;
     }
 
@@ -307,6 +314,7 @@ fail_session:
     /* The cache may hold half a step: start the next call from scratch. */
     gm_session_clear(s);
 done:
+    gm_prefill_memory_end(prefill_bound);
     mx_free(y);
     mx_free(next);
     if (!rc && reason == GOMLX_STOP_CANCELLED) rc = gm_fail(GOMLX_ERR_CANCELLED, "generation was cancelled");

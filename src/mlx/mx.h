@@ -62,6 +62,10 @@ size_t mx_cache_memory(void);
 void mx_reset_peak_memory(void);
 void mx_clear_cache(void);
 size_t mx_set_cache_limit(size_t bytes);
+/* MLX's memory limit (process-wide): past it, MLX's scheduler waits for
+ * queued work to finish before it allocates the outputs of more. Returns
+ * the previous limit. */
+size_t mx_set_memory_limit(size_t bytes);
 size_t mx_set_wired_limit(size_t bytes);  /* no-op where unsupported */
 
 /* ---- inspection ---- */

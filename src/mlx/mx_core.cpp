@@ -235,6 +235,10 @@ void mx_clear_cache(void) {
     });
 }
 
+size_t mx_set_memory_limit(size_t bytes) {
+    return guard_ret<size_t>(0, [&] { return mlx_ns::set_memory_limit(bytes); });
+}
+
 size_t mx_set_cache_limit(size_t bytes) {
     return guard_ret<size_t>(0, [&] { return mlx_ns::set_cache_limit(bytes); });
 }

@@ -12,6 +12,8 @@
 
 #include "check.h"
 #include "gomlx.h"
+#include "generate/prefill_memory.h"
+#include "mlx/mx.h" /* MLX's memory limit */
 
 static char fixture[512];
 static const int32_t PROMPT[12] = {5, 17, 42, 99, 150, 7, 3, 250, 31, 64, 128, 11};
@@ -176,6 +178,49 @@ static void test_memory_returns_to_baseline(void) {
               (unsigned long long)after_free.active, (unsigned long long)before.active);
 }
 
+/* A CPU prefill bounds MLX's memory limit while its graph is handed over
+ * (generate/prefill_memory.h) and puts the caller's limit back after: on
+ * success, in chunks, cancelled mid-decode, with max_tokens 0 and on
+ * sessions of several threads at once. */
+static void test_memory_limit_restored(void) {
+    const size_t mark = (size_t)3 << 40; /* not MLX's default */
+    size_t original = mx_set_memory_limit(mark);
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    int32_t out[16];
+    gomlx_generate_params p = greedy(8);
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, out), 8);
+    CHECK_EQ_INT(gm_prefill_memory_open(), 0);
+    CHECK(mx_set_memory_limit(mark) == mark);
+    p.prefill_chunk = 5;
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, out), 8);
+    p = greedy(0);
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, out), 0);
+    gomlx_session *s = NULL;
+    gomlx_session_new(m, &s);
+    p = greedy(64);
+    stopper st = {s, 0, 2, 1};
+    p.on_token = on_token;
+    p.user = &st;
+    gomlx_result r = {0};
+    CHECK_EQ_INT(gomlx_generate_ids(s, PROMPT, 12, &p, &r), GOMLX_ERR_CANCELLED);
+    gomlx_result_free(&r);
+    gomlx_session_free(s);
+    pthread_t th[3];
+    thread_job jobs[3];
+    for (int i = 0; i < 3; i++) {
+        jobs[i] = (thread_job){m, {0}, 0};
+        pthread_create(&th[i], NULL, thread_main, &jobs[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        CHECK_EQ_INT(jobs[i].n, 12);
+    }
+    gomlx_model_free(m);
+    CHECK_EQ_INT(gm_prefill_memory_open(), 0);
+    CHECK(mx_set_memory_limit(original) == mark);
+}
+
 /* The per-token time split (host, MLX's dispatch, waiting on the token)
  * is filled in and accounts for disjoint parts of the call: summed over
  * the tokens it fits in the call's total time. */
@@ -221,6 +266,7 @@ int main(void) {
         RUN(test_cancel_and_callback_stop);
         RUN(test_threads_agree);
         RUN(test_memory_returns_to_baseline);
+        RUN(test_memory_limit_restored);
         RUN(test_time_split);
         RUN(test_use_after_close);
     }
