@@ -14,6 +14,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/gated.h"
+#include "kernels/mlx_trig.h"
 #include "kernels/half.h"
 #include "kernels/pool.h"
 #include "kernels/qmm_impl.h" /* qmm_load, qmm_store */
@@ -44,16 +45,17 @@ static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t
     return 0;
 }
 
-/* MLX's RoPE fallback, one position: cos and sin rounded to the dtype, and
- * each product and sum rounded as its own op. q's and k's heads (x holds
- * them back to back, as the stacked projection does) share the angles. */
+/* MLX's RoPE fallback, one position: cos and sin (MLX's own, not libm's:
+ * kernels/mlx_trig.h) rounded to the dtype, and each product and sum
+ * rounded as its own op. q's and k's heads (x holds them back to back, as
+ * the stacked projection does) share the angles. */
 static void rope(float *x, int n_heads, int d, const gm_layer_step_args *a) {
     int half = d / 2;
     float c[GM_ATTN_MAX_D / 2], s[GM_ATTN_MAX_D / 2];
     for (int i = 0; i < half; i++) {
         float theta = a->position * a->inv_freq[i];
-        c[i] = gm_round_to(cosf(theta), a->dtype);
-        s[i] = gm_round_to(sinf(theta), a->dtype);
+        c[i] = gm_round_to(gm_mlx_cosf(theta), a->dtype);
+        s[i] = gm_round_to(gm_mlx_sinf(theta), a->dtype);
     }
     for (int h = 0; h < n_heads; h++) {
         float *v = x + (size_t)h * d;

@@ -125,6 +125,8 @@ mx_array mx_log(mx_array a);
 mx_array mx_sqrt(mx_array a);
 mx_array mx_rsqrt(mx_array a);
 mx_array mx_tanh(mx_array a);
+mx_array mx_sin(mx_array a);
+mx_array mx_cos(mx_array a);
 mx_array mx_sigmoid(mx_array a);
 mx_array mx_erf(mx_array a);
 mx_array mx_abs(mx_array a);

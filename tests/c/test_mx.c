@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "kernels/mlx_trig.h"
 #include "mlx/mx.h"
 
 /* Deterministic values in [-1, 1) so failures reproduce. */
@@ -515,6 +516,39 @@ static double gated_ref(double g, double u, int gelu) {
  * ops on the two halves, each against the double-precision formula, in
  * every float dtype; several pool tasks; a non-contiguous input; an odd
  * last dimension is refused. */
+/* gm_mlx_sinf/cosf (the fused decode step's RoPE angles) against MLX's own
+ * sin and cos on the CPU, bit for bit: RoPE's angles (positions up to
+ * 8191 times Llama/Qwen-style frequencies), both signs, the quadrant
+ * boundaries, tiny values, and arguments past 2^23 that MLX hands to libm. */
+static void test_mlx_trig(void) {
+    enum { N = 8192 * 4 + 64 };
+    static float x[N], ms[N], mc[N];
+    int n = 0;
+    for (int p = 0; p < 8192; p++) {
+        x[n++] = (float)p * 1.0f;             /* inv_freq 1 */
+        x[n++] = (float)p * 0.1778279410f;    /* 10000^(-3/16) */
+        x[n++] = -(float)p * 0.0131352139f;   /* a later frequency, negative */
+        x[n++] = (float)p * 2.31012970e-5f;   /* the slowest of base 500000 */
+    }
+    const float special[] = {0.0f, -0.0f, 1e-30f, -1e-20f, 0.78539816f, 1.57079633f, 2.35619449f, 3.14159265f,
+                             -3.14159265f, 4.71238898f, 6.28318531f, 100.0f, 1e5f, -7e6f, 8388607.0f, 8388609.0f,
+                             1e9f, -3e10f, 123456.789f, 0.5f};
+    for (size_t i = 0; i < sizeof special / sizeof *special; i++) x[n++] = special[i];
+    mx_array a = f32(x, (int[]){n}, 1);
+    CHECK(readf(mx_sin(a), ms, (size_t)n) == 0);
+    CHECK(readf(mx_cos(a), mc, (size_t)n) == 0);
+    int bad_s = 0, bad_c = 0, libm_differs = 0;
+    for (int i = 0; i < n; i++) {
+        float s = gm_mlx_sinf(x[i]), c = gm_mlx_cosf(x[i]);
+        if (memcmp(&s, &ms[i], 4)) bad_s++;
+        if (memcmp(&c, &mc[i], 4)) bad_c++;
+        if (cosf(x[i]) != mc[i]) libm_differs++;
+    }
+    CHECK_MSG(bad_s == 0 && bad_c == 0, "%d sines and %d cosines of %d differ from MLX's", bad_s, bad_c, n);
+    /* Why this exists: libm is not MLX (the check above is not vacuous). */
+    CHECK_MSG(libm_differs > n / 50, "libm's cosf differs from MLX's on only %d of %d", libm_differs, n);
+}
+
 static void test_gated(void) {
     mx_scope *s = mx_scope_open();
     static const mx_dtype dts[] = {MX_FLOAT32, MX_FLOAT16, MX_BFLOAT16};
@@ -871,6 +905,7 @@ int main(void) {
     RUN(test_rms_norm);
     RUN(test_rope);
     RUN(test_sdpa);
+    RUN(test_mlx_trig);
     RUN(test_gated);
     RUN(test_quantize);
     RUN(test_random);

@@ -1,0 +1,15 @@
+/* mlx_trig.h - float32 sine and cosine as MLX's CPU backend computes them.
+ *
+ * MLX's CPU ops do not call libm's sinf/cosf: they reduce the argument by
+ * multiples of pi/4 (Cephes' three-part constant) and evaluate one of two
+ * polynomials, with fused multiply-adds where MLX has them. libm differs in
+ * the last bit for about 15% of RoPE's angles, so a RoPE computed with
+ * libm is not MLX's (the fused CPU decode step's was not, for float32
+ * models). Arguments beyond 2^23 go to libm, as MLX sends them. */
+#ifndef GM_MLX_TRIG_H
+#define GM_MLX_TRIG_H
+
+float gm_mlx_sinf(float x);
+float gm_mlx_cosf(float x);
+
+#endif
