@@ -534,9 +534,11 @@ static void test_mlx_trig(void) {
                              -3.14159265f, 4.71238898f, 6.28318531f, 100.0f, 1e5f, -7e6f, 8388607.0f, 8388609.0f,
                              1e9f, -3e10f, 123456.789f, 0.5f};
     for (size_t i = 0; i < sizeof special / sizeof *special; i++) x[n++] = special[i];
+    mx_scope *scope = mx_scope_open();
     mx_array a = f32(x, (int[]){n}, 1);
     CHECK(readf(mx_sin(a), ms, (size_t)n) == 0);
     CHECK(readf(mx_cos(a), mc, (size_t)n) == 0);
+    mx_scope_close(scope);
     int bad_s = 0, bad_c = 0, libm_differs = 0;
     for (int i = 0; i < n; i++) {
         float s = gm_mlx_sinf(x[i]), c = gm_mlx_cosf(x[i]);
