@@ -138,7 +138,7 @@ extern const gm_qmm_backend gm_qmm_scalar;
 #if defined(__x86_64__)
 extern const gm_qmm_backend gm_qmm_avx2;
 extern const gm_qmm_backend gm_qmm_avx512;
-/* The tiled product for bfloat16 x and 4-bit weights on AVX-512 BF16
+/* The tiled product for bfloat16 x and 4- or 8-bit weights on AVX-512 BF16
  * (qmm_tiled_bf16.c), its results stored through store_be's store: 0, -1
  * out of memory, -2 when it does not take the product. */
 int gm_qmm_tiled_bf16(const gm_qmm_ctx *c, const gm_qmm_backend *store_be);

@@ -1,5 +1,5 @@
-/* qmm_tiled_bf16.c - the tiled (prefill) product for bfloat16 x and 4-bit
- * weights on AVX-512 BF16 (Zen 4, Sapphire Rapids).
+/* qmm_tiled_bf16.c - the tiled (prefill) product for bfloat16 x and 4- or
+ * 8-bit weights on AVX-512 BF16 (Zen 4, Sapphire Rapids).
  *
  * The float tiled path (qmm.c, qmm_avx2.c) dequantizes every weight to
  * float32 and spends an FMA per weight and x row: on Zen 4 its micro-kernel
@@ -13,7 +13,8 @@
  *
  * A byte of 4-bit weights holds two consecutive k (low nibble first), so a
  * table of 256 pairs of bfloat16 turns it into one 32-bit operand, which a
- * broadcast spreads over the 16 lanes of x rows. A micro-tile is NR weight
+ * broadcast spreads over the 16 lanes of x rows; two 8-bit weights take a
+ * table of 256 single values each. A micro-tile is NR weight
  * rows by a panel of 32 x rows (two vectors): 2*NR sums and 2*NR group
  * partials in registers. The results go through the float path's scratch
  * and its transposing store. */
@@ -32,11 +33,21 @@
 #define TB_NR 6  /* weight rows a micro-tile */
 #define TB_MP 32 /* x rows a panel */
 
-/* byte -> bfloat16(low nibble) | bfloat16(high nibble) << 16 */
+/* byte -> bfloat16(low nibble) | bfloat16(high nibble) << 16, and byte ->
+ * bfloat16(byte) */
 static uint32_t g_pair[256];
-static void init_pairs(void) {
-    for (int b = 0; b < 256; b++)
+static uint16_t g_byte[256];
+static void init_tables(void) {
+    for (int b = 0; b < 256; b++) {
         g_pair[b] = (uint32_t)gm_f32_to_bf16((float)(b & 15)) | (uint32_t)gm_f32_to_bf16((float)(b >> 4)) << 16;
+        g_byte[b] = gm_f32_to_bf16((float)b);
+    }
+}
+
+/* Weights k = 2p, 2p + 1 of a row as a bfloat16 pair. */
+static inline uint32_t weight_pair(const uint8_t *row, int p, int bits) {
+    if (bits == 4) return g_pair[row[p]];
+    return (uint32_t)g_byte[row[2 * p]] | (uint32_t)g_byte[row[2 * p + 1]] << 16;
 }
 
 typedef struct tb_job {
@@ -72,10 +83,11 @@ static void pack_x(void *ctx, int p, int worker) {
 
 /* acc rows n0..n0+NR-1 (ldc apart), panel columns 0..31 = sum over K of the
  * rows' weights times the panel's x rows. */
-TB_INLINE void micro(const tb_job *j, int n0, const uint32_t *xp, const float *xs, float *acc, const int NR) {
+TB_INLINE void micro(const tb_job *j, int n0, const uint32_t *xp, const float *xs, float *acc, const int NR,
+                     const int BITS) {
     const gm_qmm_args *a = j->c->a;
-    const int K = a->K, gs = a->group_size, G = j->c->groups, ldc = j->mpad;
-    const uint8_t *w = (const uint8_t *)a->w + (size_t)n0 * (K / 2);
+    const int K = a->K, gs = a->group_size, G = j->c->groups, ldc = j->mpad, row_bytes = K * BITS / 8;
+    const uint8_t *w = (const uint8_t *)a->w + (size_t)n0 * row_bytes;
     __m512 sum[TB_NR][2];
     #pragma GCC unroll 6
     for (int i = 0; i < NR; i++) sum[i][0] = sum[i][1] = _mm512_setzero_ps();
@@ -90,7 +102,7 @@ TB_INLINE void micro(const tb_job *j, int n0, const uint32_t *xp, const float *x
             const __m512bh x1 = (__m512bh)_mm512_loadu_si512(xp + (size_t)p * TB_MP + 16);
             #pragma GCC unroll 6
             for (int i = 0; i < NR; i++) {
-                const __m512bh q = (__m512bh)_mm512_set1_epi32((int)g_pair[w[(size_t)i * (K / 2) + p]]);
+                const __m512bh q = (__m512bh)_mm512_set1_epi32((int)weight_pair(w + (size_t)i * row_bytes, p, BITS));
                 part[i][0] = _mm512_dpbf16_ps(part[i][0], x0, q);
                 part[i][1] = _mm512_dpbf16_ps(part[i][1], x1, q);
             }
@@ -123,13 +135,25 @@ TB_FN static void task(void *ctx, int t, int worker) {
         const float *xs = j->xsum + (size_t)p * G * TB_MP;
         for (int i0 = 0; i0 < nrows; i0 += TB_NR) {
             float *out = acc + (size_t)i0 * j->mpad + (size_t)p * TB_MP;
-            switch (nrows - i0 < TB_NR ? nrows - i0 : TB_NR) {
-            case 1: micro(j, n0 + i0, xp, xs, out, 1); break;
-            case 2: micro(j, n0 + i0, xp, xs, out, 2); break;
-            case 3: micro(j, n0 + i0, xp, xs, out, 3); break;
-            case 4: micro(j, n0 + i0, xp, xs, out, 4); break;
-            case 5: micro(j, n0 + i0, xp, xs, out, 5); break;
-            default: micro(j, n0 + i0, xp, xs, out, 6); break;
+            const int nr = nrows - i0 < TB_NR ? nrows - i0 : TB_NR;
+            if (a->bits == 4) {
+                switch (nr) {
+                case 1: micro(j, n0 + i0, xp, xs, out, 1, 4); break;
+                case 2: micro(j, n0 + i0, xp, xs, out, 2, 4); break;
+                case 3: micro(j, n0 + i0, xp, xs, out, 3, 4); break;
+                case 4: micro(j, n0 + i0, xp, xs, out, 4, 4); break;
+                case 5: micro(j, n0 + i0, xp, xs, out, 5, 4); break;
+                default: micro(j, n0 + i0, xp, xs, out, 6, 4); break;
+                }
+            } else {
+                switch (nr) {
+                case 1: micro(j, n0 + i0, xp, xs, out, 1, 8); break;
+                case 2: micro(j, n0 + i0, xp, xs, out, 2, 8); break;
+                case 3: micro(j, n0 + i0, xp, xs, out, 3, 8); break;
+                case 4: micro(j, n0 + i0, xp, xs, out, 4, 8); break;
+                case 5: micro(j, n0 + i0, xp, xs, out, 5, 8); break;
+                default: micro(j, n0 + i0, xp, xs, out, 6, 8); break;
+                }
             }
         }
     }
@@ -140,9 +164,9 @@ TB_FN static void task(void *ctx, int t, int worker) {
 
 TB_FN int gm_qmm_tiled_bf16(const gm_qmm_ctx *c, const gm_qmm_backend *store_be) {
     const gm_qmm_args *a = c->a;
-    if (a->bits != 4 || a->x_dtype != GM_BF16 || a->K % 2 || !store_be->store) return -2;
+    if ((a->bits != 4 && a->bits != 8) || a->x_dtype != GM_BF16 || a->K % 2 || !store_be->store) return -2;
     static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, init_pairs);
+    pthread_once(&once, init_tables);
     const int threads = gm_pool_threads();
     tb_job j = {.c = c, .store_be = store_be};
     j.npanels = (a->M + TB_MP - 1) / TB_MP;
