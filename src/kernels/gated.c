@@ -4,23 +4,16 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "kernels/mlx_math.h"
 #include "kernels/pool.h"
 #include "kernels/qmm_impl.h" /* qmm_load_row, qmm_store_row */
 
-/* MLX's sigmoid of x (a value of dtype t): y = 1 / (1 + e^|x|) with its own
- * exp, rounded to t as the exp op's result is, then y or 1 - y in float32
- * (the caller rounds the op's result). */
-static float sigmoid(float x, gm_fdtype t) {
-    float y = 1.0f / (1.0f + gm_round_to(gm_mlx_expf(fabsf(x)), t));
-    return x < 0 ? y : 1.0f - y;
-}
+static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* silu(g) * u is written g * sigmoid(g) * u; GeGLU as mx_geglu writes it. */
 void gm_gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
 #define R(v) gm_round_to((v), t)
     if (!gelu) {
-        for (int i = 0; i < n; i++) out[i] = R(R(g[i] * R(sigmoid(g[i], t))) * u[i]);
+        for (int i = 0; i < n; i++) out[i] = R(R(g[i] * R(sigmoid(g[i]))) * u[i]);
         return;
     }
     float k1 = R(0.044715f), k2 = R(0.7978845608028654f), half = R(0.5f);
