@@ -102,8 +102,9 @@ void gm_qmm_set_x_digits(int on) { atomic_store(&g_x_digits, on < 0 ? -1 : !!on)
 
 long gm_qmm_digit_calls(void) { return atomic_load(&g_digit_calls); }
 
-/* GOMLX_QMM_TILED_BF16=0: bfloat16 x takes the float tiled path too (A/B). */
-static int tiled_bf16_enabled(void) {
+/* GOMLX_QMM_TILED_BF16=0: a backend's own tiled path (AVX-512's for
+ * bfloat16 x) gives way to the dequantizing one (A/B). */
+static int backend_tiled_enabled(void) {
     static int on = -1;
     if (on < 0) {
         const char *e = getenv("GOMLX_QMM_TILED_BF16");
@@ -407,11 +408,9 @@ int gm_qmm(const gm_qmm_args *a) {
     c.wrow = (size_t)a->K * a->bits / 32;
     const gm_qmm_backend *be = gm_qmm_backend_in_use();
     if (a->M <= gm_qmm_mv_max()) return run_matvec(&c, be);
-#if defined(__x86_64__)
-    if (be == &gm_qmm_avx512 && tiled_bf16_enabled()) {
-        int rc = gm_qmm_tiled_bf16(&c, be);
+    if (be->tiled && backend_tiled_enabled()) {
+        int rc = be->tiled(&c);
         if (rc != -2) return rc;
     }
-#endif
     return run_tiled(&c, be);
 }

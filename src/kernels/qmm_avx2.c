@@ -407,6 +407,6 @@ AVX2_FN static void store(const gm_qmm_ctx *c, const float *acc, int n0, int nro
             qmm_store(a->y, (size_t)m * N + n0 + i0, acc[(size_t)i0 * ldc + m], a->y_dtype);
 }
 
-const gm_qmm_backend gm_qmm_avx2 = {"avx2", mv, dequant, micro, store, 0, NULL};
+const gm_qmm_backend gm_qmm_avx2 = {"avx2", mv, dequant, micro, store, 0, NULL, NULL};
 
 #endif

@@ -430,6 +430,8 @@ static void store(const gm_qmm_ctx *c, const float *acc, int n0, int nrows) {
     gm_qmm_avx2.store(c, acc, n0, nrows);
 }
 
-const gm_qmm_backend gm_qmm_avx512 = {"avx512", mv, dequant, micro, store, 1, x_digits};
+static int tiled(const gm_qmm_ctx *c) { return gm_qmm_tiled_bf16(c, &gm_qmm_avx512); }
+
+const gm_qmm_backend gm_qmm_avx512 = {"avx512", mv, dequant, micro, store, 1, x_digits, tiled};
 
 #endif

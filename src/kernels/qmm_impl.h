@@ -125,6 +125,10 @@ typedef struct gm_qmm_backend {
      * them below 2^-100 in magnitude): then it gets bfloat16 terms. NULL
      * for backends without such a matvec. */
     int (*x_digits)(const float *x, int runs, int bits, int8_t *dst, float *lane_scale);
+    /* The whole tiled product where the backend has a path of its own for
+     * it: 0, -1 out of memory, -2 when it does not take this one (then the
+     * dequantizing path above runs). NULL: none. */
+    int (*tiled)(const gm_qmm_ctx *c);
 } gm_qmm_backend;
 
 /* Bytes of one run of x as digits (above). */
@@ -138,9 +142,8 @@ extern const gm_qmm_backend gm_qmm_scalar;
 #if defined(__x86_64__)
 extern const gm_qmm_backend gm_qmm_avx2;
 extern const gm_qmm_backend gm_qmm_avx512;
-/* The tiled product for bfloat16 x and 4- or 8-bit weights on AVX-512 BF16
- * (qmm_tiled_bf16.c), its results stored through store_be's store: 0, -1
- * out of memory, -2 when it does not take the product. */
+/* The AVX-512 backend's tiled hook: bfloat16 x and 4- or 8-bit weights
+ * (qmm_tiled_bf16.c), its results stored through store_be's store. */
 int gm_qmm_tiled_bf16(const gm_qmm_ctx *c, const gm_qmm_backend *store_be);
 #endif
 #if defined(__aarch64__)

@@ -187,6 +187,6 @@ static void micro(const float *wt, int ldw, const float *xp, int width, int kc, 
         micro_nv(wt, ldw, xp, kc, acc, ldc, nr, first, 2);
 }
 
-const gm_qmm_backend gm_qmm_neon = {"neon", mv, dequant, micro, NULL, 0, NULL};
+const gm_qmm_backend gm_qmm_neon = {"neon", mv, dequant, micro, NULL, 0, NULL, NULL};
 
 #endif

@@ -81,4 +81,4 @@ static void micro(const float *wt, int ldw, const float *xp, int width, int kc, 
     }
 }
 
-const gm_qmm_backend gm_qmm_scalar = {"scalar", mv, dequant, micro, NULL, 0, NULL};
+const gm_qmm_backend gm_qmm_scalar = {"scalar", mv, dequant, micro, NULL, 0, NULL, NULL};

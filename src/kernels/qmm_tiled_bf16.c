@@ -51,31 +51,35 @@ static inline uint32_t weight_pair(const uint8_t *row, int p, int bits) {
 }
 
 typedef struct tb_job {
-    const gm_qmm_ctx *c;
+    gm_qmm_ctx c; /* the caller's, with mpad set: what the store reads */
     const gm_qmm_backend *store_be;
     uint32_t *xpair; /* per panel [K/2][TB_MP]: x[m][2p] | x[m][2p+1] << 16 */
     float *xsum;     /* per panel [groups][TB_MP] */
     float *acc;      /* per worker [nc][mpad] */
-    int npanels, mpad, nc;
+    int npanels, nc;
 } tb_job;
 
 /* Panel p of x: its pairs and group sums, zero past M. */
 static void pack_x(void *ctx, int p, int worker) {
     (void)worker;
     const tb_job *j = ctx;
-    const gm_qmm_args *a = j->c->a;
-    const int K = a->K, gs = a->group_size, G = j->c->groups;
+    const gm_qmm_args *a = j->c.a;
+    const int K = a->K, gs = a->group_size, G = j->c.groups;
     uint32_t *dst = j->xpair + (size_t)p * (K / 2) * TB_MP;
     float *sum = j->xsum + (size_t)p * G * TB_MP;
     const uint16_t *x = a->x;
     for (int i = 0; i < TB_MP; i++) {
         int m = p * TB_MP + i;
-        const uint16_t *row = m < a->M ? x + (size_t)m * K : NULL;
-        for (int q = 0; q < K / 2; q++)
-            dst[(size_t)q * TB_MP + i] = row ? (uint32_t)row[2 * q] | (uint32_t)row[2 * q + 1] << 16 : 0;
+        if (m >= a->M) { /* padding rows */
+            for (int q = 0; q < K / 2; q++) dst[(size_t)q * TB_MP + i] = 0;
+            for (int g = 0; g < G; g++) sum[(size_t)g * TB_MP + i] = 0.0f;
+            continue;
+        }
+        const uint16_t *row = x + (size_t)m * K;
+        for (int q = 0; q < K / 2; q++) dst[(size_t)q * TB_MP + i] = (uint32_t)row[2 * q] | (uint32_t)row[2 * q + 1] << 16;
         for (int g = 0; g < G; g++) {
             float s = 0.0f;
-            for (int k = 0; row && k < gs; k++) s += gm_bf16_to_f32(row[g * gs + k]);
+            for (int k = 0; k < gs; k++) s += gm_bf16_to_f32(row[g * gs + k]);
             sum[(size_t)g * TB_MP + i] = s;
         }
     }
@@ -85,8 +89,8 @@ static void pack_x(void *ctx, int p, int worker) {
  * rows' weights times the panel's x rows. */
 TB_INLINE void micro(const tb_job *j, int n0, const uint32_t *xp, const float *xs, float *acc, const int NR,
                      const int BITS) {
-    const gm_qmm_args *a = j->c->a;
-    const int K = a->K, gs = a->group_size, G = j->c->groups, ldc = j->mpad, row_bytes = K * BITS / 8;
+    const gm_qmm_args *a = j->c.a;
+    const int K = a->K, gs = a->group_size, G = j->c.groups, ldc = j->c.mpad, row_bytes = K * BITS / 8;
     const uint8_t *w = (const uint8_t *)a->w + (size_t)n0 * row_bytes;
     __m512 sum[TB_NR][2];
     #pragma GCC unroll 6
@@ -126,40 +130,31 @@ TB_INLINE void micro(const tb_job *j, int n0, const uint32_t *xp, const float *x
 
 TB_FN static void task(void *ctx, int t, int worker) {
     const tb_job *j = ctx;
-    const gm_qmm_args *a = j->c->a;
-    const int K = a->K, G = j->c->groups;
+    const gm_qmm_args *a = j->c.a;
+    const int K = a->K, G = j->c.groups;
     const int n0 = t * j->nc, nrows = a->N - n0 < j->nc ? a->N - n0 : j->nc;
-    float *acc = j->acc + (size_t)worker * j->nc * j->mpad;
+    float *acc = j->acc + (size_t)worker * j->nc * j->c.mpad;
     for (int p = 0; p < j->npanels; p++) {
         const uint32_t *xp = j->xpair + (size_t)p * (K / 2) * TB_MP;
         const float *xs = j->xsum + (size_t)p * G * TB_MP;
         for (int i0 = 0; i0 < nrows; i0 += TB_NR) {
-            float *out = acc + (size_t)i0 * j->mpad + (size_t)p * TB_MP;
+            float *out = acc + (size_t)i0 * j->c.mpad + (size_t)p * TB_MP;
             const int nr = nrows - i0 < TB_NR ? nrows - i0 : TB_NR;
-            if (a->bits == 4) {
-                switch (nr) {
-                case 1: micro(j, n0 + i0, xp, xs, out, 1, 4); break;
-                case 2: micro(j, n0 + i0, xp, xs, out, 2, 4); break;
-                case 3: micro(j, n0 + i0, xp, xs, out, 3, 4); break;
-                case 4: micro(j, n0 + i0, xp, xs, out, 4, 4); break;
-                case 5: micro(j, n0 + i0, xp, xs, out, 5, 4); break;
-                default: micro(j, n0 + i0, xp, xs, out, 6, 4); break;
-                }
-            } else {
-                switch (nr) {
-                case 1: micro(j, n0 + i0, xp, xs, out, 1, 8); break;
-                case 2: micro(j, n0 + i0, xp, xs, out, 2, 8); break;
-                case 3: micro(j, n0 + i0, xp, xs, out, 3, 8); break;
-                case 4: micro(j, n0 + i0, xp, xs, out, 4, 8); break;
-                case 5: micro(j, n0 + i0, xp, xs, out, 5, 8); break;
-                default: micro(j, n0 + i0, xp, xs, out, 6, 8); break;
-                }
+            /* NR and BITS as constants, so each micro-tile is unrolled */
+#define TB_MICRO(NR)                                                                        \
+    (a->bits == 4 ? micro(j, n0 + i0, xp, xs, out, NR, 4) : micro(j, n0 + i0, xp, xs, out, NR, 8))
+            switch (nr) {
+            case 1: TB_MICRO(1); break;
+            case 2: TB_MICRO(2); break;
+            case 3: TB_MICRO(3); break;
+            case 4: TB_MICRO(4); break;
+            case 5: TB_MICRO(5); break;
+            default: TB_MICRO(6); break;
             }
+#undef TB_MICRO
         }
     }
-    gm_qmm_ctx c = *j->c;
-    c.mpad = j->mpad;
-    j->store_be->store(&c, acc, n0, nrows);
+    j->store_be->store(&j->c, acc, n0, nrows);
 }
 
 TB_FN int gm_qmm_tiled_bf16(const gm_qmm_ctx *c, const gm_qmm_backend *store_be) {
@@ -168,15 +163,15 @@ TB_FN int gm_qmm_tiled_bf16(const gm_qmm_ctx *c, const gm_qmm_backend *store_be)
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, init_tables);
     const int threads = gm_pool_threads();
-    tb_job j = {.c = c, .store_be = store_be};
+    tb_job j = {.c = *c, .store_be = store_be};
     j.npanels = (a->M + TB_MP - 1) / TB_MP;
-    j.mpad = j.npanels * TB_MP;
+    j.c.mpad = j.npanels * TB_MP;
     /* Rows a task: enough tasks for every thread, a multiple of TB_NR. */
     int want = (a->N + 4 * threads - 1) / (4 * threads);
     j.nc = want < 96 ? (want + TB_NR - 1) / TB_NR * TB_NR : 96;
     size_t xpair_words = (size_t)j.npanels * (a->K / 2) * TB_MP;
     size_t xsum_floats = (size_t)j.npanels * c->groups * TB_MP;
-    size_t acc_floats = (size_t)threads * j.nc * j.mpad;
+    size_t acc_floats = (size_t)threads * j.nc * j.c.mpad;
     char *buf = aligned_alloc(64, ((xpair_words + xsum_floats + acc_floats) * 4 + 63) / 64 * 64);
     if (!buf) return -1;
     j.xpair = (uint32_t *)buf;
