@@ -45,6 +45,9 @@ using namespace gomlx::mx;
 
 namespace {
 
+// Threads a block (one block an SM): 512 leave each thread 128 registers.
+// 768 or 1024 (80 or 64 registers, spilling) made every weight phase
+// 1.2-2x slower on an H100 (docs/bench/h100-2026-11-27-s12-threads.txt).
 const int kThreads = 512, kWarps = kThreads / 32;
 // Scratch control words, as in the source (CTRL_WORDS, BAR_TIMEOUT): the
 // barrier at 0-2, one counter per group of a kv head's query heads from 8
@@ -53,6 +56,8 @@ const int kCtrlWords = 64, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
 // A layer's row of the table (TABLE_WORDS, T_*): its buffers' addresses in
 // table_arrays' order, then the caches' capacity, then its slot and window.
 const int kTableArrays = 20, kTableWords = 22, kTableCap = 20, kTableSlot = 21;
+const int kTableKCache = 16, kTableVCache = 17; // the caches' places in a row
+bool is_cache(size_t table_index) { return table_index == kTableKCache || table_index == kTableVCache; }
 const int kMaxLayers = 512;
 const int kMaxSharedBytes = 48 * 1024;    // without opting in to more
 
@@ -204,6 +209,15 @@ const char *linear_misfit(const mx_qlinear &l, mc::Dtype t, int N, int K, int gs
     return nullptr;
 }
 
+const char *cache_misfit(const mx_layer_step *s, mc::Dtype t) {
+    if (!s->k_cache || !s->v_cache) return "missing caches";
+    const array &kc = s->k_cache->a, &vc = s->v_cache->a;
+    if (kc.ndim() != 4 || kc.shape(0) != 1 || kc.shape(1) != s->n_kv_heads || kc.shape(3) != s->head_dim ||
+        vc.shape() != kc.shape() || kc.dtype() != t || vc.dtype() != t)
+        return "cache shape or dtype";
+    return nullptr;
+}
+
 const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache) {
     if (!g_enabled.load()) return "off (GOMLX_CUDA_LAYER=0)";
     if (!mc::cu::is_available()) return "no CUDA backend";
@@ -232,15 +246,18 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (hidden % 2 || s->attn_norm->a.dtype() != t) return "norm weights' shape or dtype";
     if (s->inv_freq->a.dtype() != mc::float32 || s->inv_freq->a.size() != (size_t)hd / 2)
         return "RoPE table";
-    if (need_cache) {
-        const array &kc = s->k_cache->a, &vc = s->v_cache->a;
-        if (kc.ndim() != 4 || kc.shape(0) != 1 || kc.shape(1) != nkv || kc.shape(3) != hd || vc.shape() != kc.shape() ||
-            kc.dtype() != t || vc.dtype() != t)
-            return "cache shape or dtype";
-    }
+    if (need_cache)
+        if (const char *why = cache_misfit(s, t)) return why;
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0, gemma};
     if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
+    return nullptr;
+}
+
+const char *slot_misfit(const mx_layer_step *s, int i) {
+    if (!(s[i].first >= 0 && s[i].first <= s[i].slot && s[i].slot < s[i].k_cache->a.shape(2)))
+        return "a cache slot out of range";
+    if (s[i].position != s[0].position) return "the layers' positions differ";
     return nullptr;
 }
 
@@ -254,9 +271,8 @@ const char *layers_misfit(const mx_layer_step *s, int n, mc::Dtype t, Dims *d, b
         if (i && !(di == *d)) return "the layers differ in shape";
         if (i && (s[i].eps != s[0].eps || s[i].attn_scale != s[0].attn_scale || s[i].softcap != s[0].softcap))
             return "the layers differ in eps, score scale or soft-cap";
-        if (need_cache && !(s[i].first >= 0 && s[i].first <= s[i].slot && s[i].slot < s[i].k_cache->a.shape(2)))
-            return "a cache slot out of range";
-        if (need_cache && s[i].position != s[0].position) return "the layers' positions differ";
+        if (need_cache)
+            if (const char *why = slot_misfit(s, i)) return why;
         *d = di;
     }
     return nullptr;
@@ -290,11 +306,21 @@ uint64_t device_address(const array &a) {
     return reinterpret_cast<uintptr_t>(buf->data) + a.offset();
 }
 
+// Layer i's words in its row that can change from token to token: the
+// caches' addresses and capacity, its slot as its distance from s[0]'s and
+// its first key as a window (first = slot - window + 1; 0: all keys), so
+// the row stays the same until a cache grows or a sliding layer's cache
+// drops its oldest keys.
+void cache_words(uint64_t *row, const mx_layer_step *s, int i) {
+    row[kTableKCache] = device_address(s[i].k_cache->a);
+    row[kTableVCache] = device_address(s[i].v_cache->a);
+    row[kTableCap] = (uint64_t)s[i].k_cache->a.shape(2);
+    const uint32_t window = s[i].first > 0 ? (uint32_t)(s[i].slot - s[i].first + 1) : 0;
+    row[kTableSlot] = (uint32_t)(s[0].slot - s[i].slot) | (uint64_t)window << 32;
+}
+
 // The table's rows for s[0..n): every array must have a buffer (evaluated
-// or scheduled, see schedule()). A layer's slot is kept as its distance from
-// s[0]'s and its first key as a window (first = slot - window + 1; 0: all
-// keys), so the rows stay the same from token to token until a cache grows
-// or a sliding layer's cache drops its oldest keys.
+// or scheduled, see schedule()).
 std::vector<uint64_t> table_rows(const mx_layer_step *s, int n) {
     std::vector<uint64_t> rows((size_t)n * kTableWords, 0);
     for (int i = 0; i < n; i++) {
@@ -302,9 +328,7 @@ std::vector<uint64_t> table_rows(const mx_layer_step *s, int n) {
         const TableArrays arrays = table_arrays(s + i);
         for (size_t j = 0; j < arrays.size(); j++)
             if (arrays[j]) row[j] = device_address(*arrays[j]);
-        row[kTableCap] = (uint64_t)s[i].k_cache->a.shape(2);
-        const uint32_t window = s[i].first > 0 ? (uint32_t)(s[i].slot - s[i].first + 1) : 0;
-        row[kTableSlot] = (uint32_t)(s[0].slot - s[i].slot) | (uint64_t)window << 32;
+        cache_words(row, s, i);
     }
     return rows;
 }
@@ -340,11 +364,15 @@ const char *layout_misfit(const mx_layer_step *s, int n) {
 
 // Arrays not computed yet (a cache in the first step after it was made, a
 // weight still lazy) get their buffers now.
-void schedule(const mx_layer_step *s, int n) {
+// With caches_only, only the caches (the rest were scheduled before).
+void schedule(const mx_layer_step *s, int n, bool caches_only) {
     std::vector<array> pending;
-    for (int i = 0; i < n; i++)
-        for (const array *a : table_arrays(s + i))
-            if (a && a->status() == array::Status::unscheduled) pending.push_back(*a);
+    for (int i = 0; i < n; i++) {
+        const TableArrays arrays = table_arrays(s + i);
+        for (size_t k = 0; k < arrays.size(); k++)
+            if (arrays[k] && (!caches_only || is_cache(k)) && arrays[k]->status() == array::Status::unscheduled)
+                pending.push_back(*arrays[k]);
+    }
     if (!pending.empty()) mc::eval(pending);
 }
 
@@ -408,7 +436,7 @@ void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dty
             s[i].k_cache = &caches[2 * i], s[i].v_cache = &caches[2 * i + 1];
             s[i].slot = 0, s[i].first = 0, s[i].position = 0;
         }
-        schedule(s.data(), n);
+        schedule(s.data(), n, false);
         if (const char *why = layout_misfit(s.data(), n)) throw std::invalid_argument(why);
         array table = table_array(table_rows(s.data(), n), s.data(), n);
         array h = mc::zeros({1, 1, d.hidden}, t);
@@ -451,13 +479,86 @@ mc::Dtype dtype_of(const mx_layer_step *s) { return s->attn_norm ? s->attn_norm-
 }  // namespace
 
 struct mx_cuda_layers {
+    mx_cuda_layers(const Dims &d_, int n_, array scratch_) : d(d_), n(n_), scratch(std::move(scratch_)) {}
     Dims d;
     int n;
     array scratch;
     array table = array(0);
     std::vector<uint64_t> rows;     // the table's contents; empty: no table yet
     const Kernel *kernel = nullptr; // for d and n, looked up at the first step
+    // The layers as the last full check (layers_misfit, layout_misfit)
+    // found them fit: the ids of their arrays but the caches (0: none) and
+    // those arrays, held so that no id is reused while remembered (the
+    // caches are not held, so that a grown one's old buffer goes at once),
+    // the activations' dtype and each layer's settings. A step whose layers
+    // match them checks only the caches, slots and positions.
+    std::vector<uintptr_t> checked_ids;
+    std::vector<array> checked;
+    mc::Dtype checked_t = mc::float32;
+    std::vector<mx_layer_step> checked_steps;
 };
+
+namespace {
+
+// Whether a and b differ only in what changes from token to token
+// (position, slot, first, caches) and in their arrays.
+bool same_settings(const mx_layer_step &a, const mx_layer_step &b) {
+    auto lin = [](const mx_qlinear &x, const mx_qlinear &y) {
+        return x.bits == y.bits && x.group_size == y.group_size;
+    };
+    return lin(a.qkv, b.qkv) && lin(a.o, b.o) && lin(a.gate_up, b.gate_up) && lin(a.down, b.down) &&
+           a.gelu == b.gelu && a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads &&
+           a.head_dim == b.head_dim && a.eps == b.eps && a.rope_traditional == b.rope_traditional &&
+           a.attn_scale == b.attn_scale && a.softcap == b.softcap;
+}
+
+// Visits the ids of s[0..n)'s arrays but the caches (0: none), in order,
+// until f returns false; whether all were visited.
+template <typename F>
+bool each_checked_id(const mx_layer_step *s, int n, F f) {
+    for (int i = 0; i < n; i++) {
+        const TableArrays arrays = table_arrays(s + i);
+        for (size_t k = 0; k < arrays.size(); k++)
+            if (!is_cache(k) && !f(arrays[k], arrays[k] ? arrays[k]->id() : (uintptr_t)0)) return false;
+    }
+    return true;
+}
+
+// Whether s[0..n) are the layers the last full check passed: the same
+// settings and, but for the caches, the same arrays in every place.
+bool checked_before(const mx_cuda_layers *c, const mx_layer_step *s, int n, mc::Dtype t) {
+    if (c->checked_steps.size() != (size_t)n || t != c->checked_t) return false;
+    for (int i = 0; i < n; i++)
+        if (!same_settings(s[i], c->checked_steps[i])) return false;
+    size_t j = 0;
+    return each_checked_id(s, n, [&](const array *, uintptr_t id) {
+        return j < c->checked_ids.size() && c->checked_ids[j++] == id;
+    }) && j == c->checked_ids.size();
+}
+
+void remember_checked(mx_cuda_layers *c, const mx_layer_step *s, int n, mc::Dtype t) {
+    c->checked_ids.clear();
+    c->checked.clear();
+    each_checked_id(s, n, [&](const array *a, uintptr_t id) {
+        c->checked_ids.push_back(id);
+        if (a) c->checked.push_back(*a);
+        return true;
+    });
+    c->checked_t = t;
+    c->checked_steps.assign(s, s + n);
+}
+
+// What a step checks when its layers passed before: the caches, the
+// slots and the positions.
+const char *token_misfit(const mx_layer_step *s, int n, mc::Dtype t) {
+    for (int i = 0; i < n; i++) {
+        const char *why = cache_misfit(s + i, t);
+        if (why || (why = slot_misfit(s, i))) return why;
+    }
+    return nullptr;
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -485,7 +586,7 @@ mx_cuda_layers *mx_cuda_layers_new(const mx_layer_step *s, int n) {
         Dims d;
         if (!s) throw std::invalid_argument("no layers");
         if (const char *why = layers_misfit(s, n, dtype_of(s), &d, false)) throw std::invalid_argument(why);
-        return new mx_cuda_layers{d, n, new_scratch(d), array(0), {}};
+        return new mx_cuda_layers(d, n, new_scratch(d));
     } catch (const std::exception &e) {
         record((std::string("mx_cuda_layers_new: ") + e.what()).c_str());
         return nullptr;
@@ -501,17 +602,31 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
     }
     return guard([&]() -> array {
         const array &ha = h->a;
-        Dims d;
-        if (const char *why = layers_misfit(s, n, ha.dtype(), &d, true))
-            throw std::invalid_argument(std::string("mx_cuda_layers_step: ") + why);
-        if (n != c->n || !(d == c->d))
-            throw std::invalid_argument("mx_cuda_layers_step: not the layers this state was made for");
+        const Dims &d = c->d;
+        // Checking every layer's arrays took a few us of host time a token;
+        // layers that passed before (same arrays, same settings) are
+        // checked only for what changes from token to token.
+        const bool known = g_enabled.load() && checked_before(c, s, n, ha.dtype());
+        if (known) {
+            if (const char *why = token_misfit(s, n, ha.dtype()))
+                throw std::invalid_argument(std::string("mx_cuda_layers_step: ") + why);
+        } else {
+            Dims now;
+            if (const char *why = layers_misfit(s, n, ha.dtype(), &now, true))
+                throw std::invalid_argument(std::string("mx_cuda_layers_step: ") + why);
+            if (n != c->n || !(now == c->d))
+                throw std::invalid_argument("mx_cuda_layers_step: not the layers this state was made for");
+        }
         if (ha.size() != (size_t)d.hidden) throw std::invalid_argument("mx_cuda_layers_step: h is not one token");
         if (!c->kernel) c->kernel = kernel(d, s, n, ha.dtype());
         const Kernel *k = c->kernel;
         if (!k) throw std::runtime_error(std::string("mx_cuda_layers_step: ") + mx_cuda_layer_status());
-        schedule(s, n);
-        std::vector<uint64_t> rows = table_rows(s, n);
+        schedule(s, n, known); // known arrays but the caches were scheduled when first checked
+        // Known arrays stay at their addresses (held in c->checked, so never
+        // donated): only the caches' and slots' words can have changed.
+        std::vector<uint64_t> rows = known ? c->rows : table_rows(s, n);
+        if (known)
+            for (int i = 0; i < n; i++) cache_words(rows.data() + (size_t)i * kTableWords, s, i);
         if (rows != c->rows) {
             // A cache grew or moved: a new table (the old one lives on in
             // the graph nodes that read it).
@@ -520,6 +635,7 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
             c->table = table_array(rows, s, n);
             c->rows = std::move(rows);
         }
+        if (!known) remember_checked(c, s, n, ha.dtype());
         g_calls.fetch_add(1);
         return call(*k, k->code(), d, ha, c->table, c->scratch, s, n);
     });
