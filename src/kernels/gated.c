@@ -1,19 +1,29 @@
-/* gated.c - the gated MLP activation (see gated.h). */
+/* gated.c - the gated MLP activation (see gated.h): the portable loop,
+ * which is also the statement of what gated_avx2.c computes 8 lanes at a
+ * time, and the rows spread over the pool. */
 #include "kernels/gated.h"
 
 #include <math.h>
 #include <stdlib.h>
 
+#include "kernels/mlx_math.h"
 #include "kernels/pool.h"
 #include "kernels/qmm_impl.h" /* qmm_load_row, qmm_store_row */
 
-static float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+/* MLX's sigmoid of x (a value of dtype t): y = 1 / (1 + e^|x|) with its own
+ * exp, rounded to t as the exp op's result is, then y or 1 - y in float32
+ * (the caller rounds the op's result). */
+static float sigmoid(float x, gm_fdtype t) {
+    float y = 1.0f / (1.0f + gm_round_to(gm_mlx_expf(fabsf(x)), t));
+    return x < 0 ? y : 1.0f - y;
+}
 
-/* silu(g) * u is written g * sigmoid(g) * u; GeGLU as mx_geglu writes it. */
-void gm_gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
+/* silu(g) * u is written g * sigmoid(g) * u; GeGLU as mx_geglu writes it
+ * (with libm's tanhf, which is what MLX's tanh op calls on the CPU). */
+void gm_gated_scalar(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
 #define R(v) gm_round_to((v), t)
     if (!gelu) {
-        for (int i = 0; i < n; i++) out[i] = R(R(g[i] * R(sigmoid(g[i]))) * u[i]);
+        for (int i = 0; i < n; i++) out[i] = R(R(g[i] * R(sigmoid(g[i], t))) * u[i]);
         return;
     }
     float k1 = R(0.044715f), k2 = R(0.7978845608028654f), half = R(0.5f);
@@ -25,6 +35,16 @@ void gm_gated(const float *g, const float *u, float *out, int n, int gelu, gm_fd
         out[i] = R(act * u[i]);
     }
 #undef R
+}
+
+void gm_gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t) {
+    int done = 0;
+#if defined(__x86_64__)
+    /* AVX2 whenever the matmul's backend has it (GOMLX_QMM_ISA=scalar turns
+     * both off); GeGLU's tanhf has no vector twin with libm's bits. */
+    if (!gelu && gm_qmm_backend_in_use() != &gm_qmm_scalar) done = gm_swiglu_avx2(g, u, out, n, t);
+#endif
+    gm_gated_scalar(g + done, u + done, out + done, n - done, gelu, t);
 }
 
 #define GATED_CHUNK 1024 /* elements per pass through the float buffers */

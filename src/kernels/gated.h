@@ -15,8 +15,18 @@ static inline float gm_round_to(float v, gm_fdtype t) {
 }
 
 /* out[i] = act(g[i]) * u[i] for i < n; float32 arrays holding values of
- * dtype t. */
+ * dtype t. SiLU's sigmoid is MLX's (1 / (1 + e^|x|) with MLX's exp, see
+ * kernels/mlx_math.h), so the result is MLX's ops' bit for bit. */
 void gm_gated(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t);
+
+/* The same one element at a time, on any machine (gm_gated's tail, and
+ * all of it without AVX2). */
+void gm_gated_scalar(const float *g, const float *u, float *out, int n, int gelu, gm_fdtype t);
+
+/* SwiGLU over the first n rounded down to 8 elements, 8 at a time, with
+ * gm_gated_scalar's bits; returns how many it did. x86-64 with AVX2, FMA
+ * and F16C only (the caller checks). */
+int gm_swiglu_avx2(const float *g, const float *u, float *out, int n, gm_fdtype t);
 
 /* The same over `rows` rows of a stacked projection gu [rows][2*ff] in
  * dtype t (gate first, then up) into out [rows][ff], spread over the

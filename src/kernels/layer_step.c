@@ -14,7 +14,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/gated.h"
-#include "kernels/mlx_trig.h"
+#include "kernels/mlx_math.h"
 #include "kernels/half.h"
 #include "kernels/pool.h"
 #include "kernels/qmm_impl.h" /* qmm_load, qmm_store */
@@ -46,7 +46,7 @@ static int linear(const gm_step_linear *l, const float *x, float *y, gm_fdtype t
 }
 
 /* MLX's RoPE fallback, one position: cos and sin (MLX's own, not libm's:
- * kernels/mlx_trig.h) rounded to the dtype, and each product and sum
+ * kernels/mlx_math.h) rounded to the dtype, and each product and sum
  * rounded as its own op. q's and k's heads (x holds them back to back, as
  * the stacked projection does) share the angles. */
 static void rope(float *x, int n_heads, int d, const gm_layer_step_args *a) {

@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "kernels/mlx_trig.h"
+#include "kernels/half.h"
+#include "kernels/mlx_math.h"
+#include "kernels/qmm.h"
 #include "mlx/mx.h"
 
 /* Deterministic values in [-1, 1) so failures reproduce. */
@@ -512,15 +514,12 @@ static double gated_ref(double g, double u, int gelu) {
     return 0.5 * g * (1.0 + tanh(0.7978845608028654 * (g + 0.044715 * g * g * g))) * u;
 }
 
-/* mx_gated_stacked: our CPU kernel (one pass over [.., 2*ff]) and MLX's
- * ops on the two halves, each against the double-precision formula, in
- * every float dtype; several pool tasks; a non-contiguous input; an odd
- * last dimension is refused. */
-/* gm_mlx_sinf/cosf (the fused decode step's RoPE angles) against MLX's own
- * sin and cos on the CPU, bit for bit: RoPE's angles (positions up to
+/* gm_mlx_sinf/cosf (the fused decode step's RoPE angles) and gm_mlx_expf
+ * (the gated activation's sigmoid) against MLX's own ops on the CPU, bit
+ * for bit. sin and cos: RoPE's angles (positions up to
  * 8191 times Llama/Qwen-style frequencies), both signs, the quadrant
  * boundaries, tiny values, and arguments past 2^23 that MLX hands to libm. */
-static void test_mlx_trig(void) {
+static void test_mlx_math(void) {
     enum { N = 8192 * 4 + 64 };
     static float x[N], ms[N], mc[N];
     int n = 0;
@@ -549,17 +548,79 @@ static void test_mlx_trig(void) {
     CHECK_MSG(bad_s == 0 && bad_c == 0, "%d sines and %d cosines of %d differ from MLX's", bad_s, bad_c, n);
     /* Why this exists: libm is not MLX (the check above is not vacuous). */
     CHECK_MSG(libm_differs > n / 50, "libm's cosf differs from MLX's on only %d of %d", libm_differs, n);
+
+    /* exp: a sweep of [-90, 90] (both cut-offs), tiny values, infinities. */
+    enum { E = 36000 + 8 };
+    static float ex[E], me[E];
+    int ne = 0;
+    for (int i = 0; i < 36000; i++) ex[ne++] = -90.0f + (float)i * 0.005f + 1e-4f * (float)(i % 7);
+    const float es[] = {0.0f, -0.0f, 88.0f, -88.0f, 88.000008f, -88.000008f, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof es / sizeof *es; i++) ex[ne++] = es[i];
+    scope = mx_scope_open();
+    CHECK(readf(mx_exp(f32(ex, (int[]){ne}, 1)), me, (size_t)ne) == 0);
+    mx_scope_close(scope);
+    int bad_e = 0, libm_e = 0;
+    for (int i = 0; i < ne; i++) {
+        float e = gm_mlx_expf(ex[i]);
+        if (memcmp(&e, &me[i], 4)) bad_e++;
+        if (expf(ex[i]) != me[i]) libm_e++;
+    }
+    CHECK_MSG(bad_e == 0, "%d of %d exponentials differ from MLX's", bad_e, ne);
+    CHECK_MSG(libm_e > ne / 50, "libm's expf differs from MLX's on only %d of %d", libm_e, ne);
 }
 
+/* Elements of a and b whose bits differ (n of them), a NaN matching any
+ * NaN: x86 hands on the first operand's NaN when both are NaN, and which
+ * operand of a product is first is each compiler's choice (MLX's, ours),
+ * so the sign and payload of a NaN are not part of the contract. Prints
+ * the first few. */
+static int bits_differ(const float *a, const float *b, size_t n, const char *what) {
+    int d = 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], 4) && !(isnan(a[i]) && isnan(b[i])) && d++ < 3)
+            fprintf(stderr, "  %s [%zu]: %a (0x%08x) vs MLX's %a (0x%08x)\n", what, i, a[i], gm_f32_bits(a[i]),
+                    b[i], gm_f32_bits(b[i]));
+    return d;
+}
+
+/* mx_gated_stacked(x, gelu) by MLX's ops into want, then by our kernel on
+ * the ISA this machine picks (AVX2 on x86-64, the scalar code elsewhere)
+ * and on the scalar one, each checked against want bit for bit. */
+static void gated_vs_mlx(mx_array x, int gelu, float *want, float *got, size_t n, const char *what) {
+    int saved = mx_cpu_kernels();
+    const char *isa = gm_qmm_isa();
+    mx_set_cpu_kernels(0);
+    CHECK(readf(mx_gated_stacked(x, gelu), want, n) == 0);
+    mx_set_cpu_kernels(1);
+    const char *isas[] = {isa, "scalar"};
+    for (int k = 0; k < 2; k++) {
+        CHECK_EQ_INT(gm_qmm_set_isa(isas[k]), 0);
+        CHECK(readf(mx_gated_stacked(x, gelu), got, n) == 0);
+        char tag[96];
+        snprintf(tag, sizeof tag, "%s gelu %d dtype %d isa %s", what, gelu, (int)mx_get_dtype(x), isas[k]);
+        int d = bits_differ(got, want, n, tag);
+        CHECK_MSG(d == 0, "%s: %d of %zu differ from MLX's ops", tag, d, n);
+    }
+    gm_qmm_set_isa(isa);
+    mx_set_cpu_kernels(saved);
+}
+
+/* mx_gated_stacked: MLX's ops against the double-precision formula, and our
+ * CPU kernel (one pass over [.., 2*ff]; its vector and scalar code) against
+ * MLX's ops bit for bit, in every float dtype: random values over 200 rows
+ * of ff = 1100 (several pool tasks, a chunk and a tail that is not a
+ * multiple of 8), then special values (signed zeros, subnormals, the exp
+ * cut-offs at +-88, float16's overflow, infinities, NaN) and a sweep of
+ * [-100, 100] in rows of 37. A non-contiguous input; an odd last dimension
+ * is refused. */
 static void test_gated(void) {
     mx_scope *s = mx_scope_open();
     static const mx_dtype dts[] = {MX_FLOAT32, MX_FLOAT16, MX_BFLOAT16};
     /* relative error of one rounding of the dtype, a few roundings deep */
     static const double tol[] = {4e-6, 4e-3, 3e-2};
     enum { ROWS = 200, FF = 1100 }; /* ff past one 1024-element chunk */
-    static float gu[ROWS * 2 * FF], got[ROWS * FF], ref[ROWS * FF];
+    static float gu[ROWS * 2 * FF], got[ROWS * FF], ref[ROWS * FF], want[ROWS * FF];
     for (size_t i = 0; i < (size_t)ROWS * 2 * FF; i++) gu[i] = 4.0f * rnd();
-    int saved = mx_cpu_kernels();
     for (int di = 0; di < 3; di++)
         for (int gelu = 0; gelu < 2; gelu++) {
             mx_array x = mx_astype(f32(gu, (int[]){2, ROWS / 2, 2 * FF}, 3), dts[di]);
@@ -568,23 +629,45 @@ static void test_gated(void) {
             for (int r = 0; r < ROWS; r++)
                 for (int i = 0; i < FF; i++)
                     ref[r * FF + i] = (float)gated_ref(xr[r * 2 * FF + i], xr[r * 2 * FF + FF + i], gelu);
-            for (int ours = 1; ours >= 0; ours--) {
-                mx_set_cpu_kernels(ours);
-                CHECK(readf(mx_gated_stacked(x, gelu), got, (size_t)ROWS * FF) == 0);
-                int bad = 0;
-                for (int r = 0; r < ROWS; r++)
-                    for (int i = 0; i < FF; i++) {
-                        /* GELU's 1 + tanh cancels for negative g: one rounding
-                         * of it is relative to g*u, not to the result. */
-                        double gu_mag = fabs((double)xr[r * 2 * FF + i] * xr[r * 2 * FF + FF + i]);
-                        double e = fabs(got[r * FF + i] - ref[r * FF + i]);
-                        if (!(e <= tol[di] * (fabs(ref[r * FF + i]) + (gelu ? 0.5 * gu_mag : 0) + 1e-2)))
-                            bad++;
-                    }
-                CHECK_MSG(bad == 0, "dtype %d gelu %d ours %d: %d off", di, gelu, ours, bad);
-            }
+            gated_vs_mlx(x, gelu, want, got, (size_t)ROWS * FF, "random");
+            int bad = 0;
+            for (int r = 0; r < ROWS; r++)
+                for (int i = 0; i < FF; i++) {
+                    /* GELU's 1 + tanh cancels for negative g: one rounding
+                     * of it is relative to g*u, not to the result. */
+                    double gu_mag = fabs((double)xr[r * 2 * FF + i] * xr[r * 2 * FF + FF + i]);
+                    double e = fabs(want[r * FF + i] - ref[r * FF + i]);
+                    if (!(e <= tol[di] * (fabs(ref[r * FF + i]) + (gelu ? 0.5 * gu_mag : 0) + 1e-2))) bad++;
+                }
+            CHECK_MSG(bad == 0, "dtype %d gelu %d: MLX's ops %d off the formula", di, gelu, bad);
         }
-    mx_set_cpu_kernels(saved);
+
+    static const float sg[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-40f, -1e-40f, 1.17549435e-38f, -1.17549435e-38f,
+                               6e-8f, -6e-8f, 1e-5f, -1e-5f, 0.34657359f, -0.34657359f, 0.5f, -0.5f, 1.0f,
+                               -1.0f, 11.089866f, -11.089866f, 11.1f, -11.1f, 16.6355323f, -16.6355323f, 87.99f,
+                               -87.99f, 88.0f, -88.0f, 88.000008f, -88.000008f, 88.5f, -88.5f, 89.0f, -89.0f,
+                               100.0f, -100.0f, 65504.0f, -65504.0f, 1e30f, -1e30f, 3.4028235e38f, -3.4028235e38f,
+                               INFINITY, -INFINITY, NAN, -NAN};
+    static const float su[] = {1.0f, -1.0f, 0.0f, -0.0f, 0.75f, 3e-5f,
+                               1e-40f, 65504.0f, 1e30f, INFINITY, -INFINITY, NAN};
+    enum { NG = sizeof sg / sizeof *sg, NU = sizeof su / sizeof *su, SW = 14600, SF = 37 };
+    enum { SN = NG * NU + SW, SR = (SN + SF - 1) / SF };
+    static float sx[SR * 2 * SF];
+    for (int k = 0; k < SR * SF; k++) {
+        float g = 4.0f * rnd(), u = rnd();
+        if (k < NG * NU) {
+            g = sg[k % NG];
+            u = su[k / NG];
+        } else if (k < SN) {
+            g = -100.0f + 0.0137f * (float)(k - NG * NU);
+            u = k % 2 ? 1.0f : u;
+        }
+        sx[k / SF * 2 * SF + k % SF] = g;
+        sx[k / SF * 2 * SF + SF + k % SF] = u;
+    }
+    for (int di = 0; di < 3; di++)
+        gated_vs_mlx(mx_astype(f32(sx, (int[]){SR, 2 * SF}, 2), dts[di]), 0, want, got, (size_t)SR * SF,
+                     "special");
 
     /* A transposed view [ff*2, rows]^T: the primitive packs it first. */
     mx_array t = mx_transpose(f32(gu, (int[]){2 * 4, 3}, 2), (int[]){1, 0}, 2);
@@ -907,7 +990,7 @@ int main(void) {
     RUN(test_rms_norm);
     RUN(test_rope);
     RUN(test_sdpa);
-    RUN(test_mlx_trig);
+    RUN(test_mlx_math);
     RUN(test_gated);
     RUN(test_quantize);
     RUN(test_random);

@@ -1,8 +1,8 @@
-/* mlx_trig.c - MLX's CPU float32 sin and cos (see mlx_trig.h). Each line is
+/* mlx_math.c - MLX's CPU float32 sin, cos and exp (see mlx_math.h). Each line is
  * one rounding of MLX's: fmaf where it fuses, a plain operation where it
- * does not (this file is built without FMA instructions, so the compiler
- * contracts nothing). */
-#include "kernels/mlx_trig.h"
+ * does not (CMakeLists.txt builds this file with -ffp-contract=off, so the
+ * compiler fuses nothing on its own, even where FMA is baseline). */
+#include "kernels/mlx_math.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -49,4 +49,27 @@ float gm_mlx_sinf(float x) {
 float gm_mlx_cosf(float x) {
     if (fabsf(x) > 8388608.0f) return cosf(x);
     return reduce_and_eval(x, 0);
+}
+
+float gm_mlx_expf(float x0) {
+    if (x0 != x0) return x0;
+    if (x0 > 88.0f) return INFINITY;
+    if (x0 < -88.0f) return 0.0f;
+    float x = x0 * 1.442695f; /* log2(e) */
+    /* MLX adds the 0.5 in double. In float the sum rounds differently only
+     * for x = 0.5 - 2^-25, which no x0 * 1.442695f produces (checked over
+     * every float), so the float sum is MLX's and vectorizes (gated_avx2.c). */
+    float ipart = floorf(x + 0.5f), fpart = x - ipart;
+    float p = 1.535336188319500e-4f;
+    p = fmaf(p, fpart, 1.339887440266574e-3f);
+    p = fmaf(p, fpart, 9.618437357674640e-3f);
+    p = fmaf(p, fpart, 5.550332471162809e-2f);
+    p = fmaf(p, fpart, 2.402264791363012e-1f);
+    p = fmaf(p, fpart, 6.931472028550421e-1f);
+    p = fmaf(p, fpart, 1.000000000000000f);
+    union {
+        uint32_t u;
+        float f;
+    } two = {(uint32_t)((int)ipart + 127) << 23};
+    return two.f * p;
 }
