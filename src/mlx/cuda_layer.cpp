@@ -116,12 +116,20 @@ int tc_team(const Dims &d) {
 }
 
 // Whether phase D runs on tensor cores (items of 8 gate rows: ff a multiple
-// of 8): where its items fill the grid's warps without sharing (Qwen2.5-3B
-// +4%, Mistral-7B +6% decode on an H100); Llama-3.2-3B's 1024 items,
-// shared by 2 warps, measured -1.4% there (+0.3% on an H200), so it keeps
-// the FMA loop unless GOMLX_CUDA_LAYER_TS asks for teams.
+// of 8): Qwen2.5-3B +4%, Mistral-7B +6% decode on an H100 (ninth session).
+// Llama-3.2-3B's 1024 items, shared by teams of 2 warps, measured -1.4%
+// then; with the eleventh session's barrier and norms they are +1-2%
+// (590-594 against 579-588 tok/s alternating, phase D 15.9 against 16.2
+// us; teams of 1 or 4 slower: docs/bench/h100-2026-11-27-s12-tc.txt).
+// Where x for tensor cores would not fit 48 KB of shared memory (widths
+// over ~21000), the FMA loop.
+int tc_shared_bytes(const Dims &d) {
+    const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
+    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums, zeros, team sums
+    return ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
+}
 int use_tc(const Dims &d) {
-    return kTensorCores && d.ff % 8 == 0 && (kTcTeamKnob || tc_team(d) == 1) ? 1 : 0;
+    return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
 }
 
 // Whether phase C (o-proj, K = q width) or E (down, K = ff), added to the
@@ -185,9 +193,8 @@ int heads_per_round(const Dims &d) {
 // x staged as 16-bit values, or per warp some heads' attention sums, or per
 // query head of a kv head the weights of its key chunks (<= one per block).
 int shared_bytes(const Dims &d) {
-    int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums, zeros, team sums
-    const int tc = use_tc(d) || use_tcr_c(d) || use_tcr_e(d) ? ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps : 0;
+    const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
+    const int tc = use_tc(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
     return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d),
                      4 * (d.n_heads / d.n_kv) * sm_count(), tc});
 }
