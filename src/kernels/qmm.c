@@ -103,7 +103,7 @@ void gm_qmm_set_x_digits(int on) { atomic_store(&g_x_digits, on < 0 ? -1 : !!on)
 long gm_qmm_digit_calls(void) { return atomic_load(&g_digit_calls); }
 
 /* GOMLX_QMM_TILED_BF16=0: a backend's own tiled path (AVX-512's for
- * bfloat16 x) gives way to the dequantizing one (A/B). */
+ * bfloat16 and float16 x) gives way to the dequantizing one (A/B). */
 static int backend_tiled_enabled(void) {
     static int on = -1;
     if (on < 0) {

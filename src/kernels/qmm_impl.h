@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/half.h"
+#include "kernels/half_rows.h"
 #include "kernels/qmm.h"
 
 /* Tiled kernel geometry: a micro-tile is QMM_NR weight rows times one
@@ -142,8 +143,8 @@ extern const gm_qmm_backend gm_qmm_scalar;
 #if defined(__x86_64__)
 extern const gm_qmm_backend gm_qmm_avx2;
 extern const gm_qmm_backend gm_qmm_avx512;
-/* The AVX-512 backend's tiled hook: bfloat16 x and 4- or 8-bit weights
- * (qmm_tiled_bf16.c), its results stored through store_be's store. */
+/* The AVX-512 backend's tiled hook: bfloat16 or float16 x and 4- or 8-bit
+ * weights (qmm_tiled_bf16.c), its results stored through store_be's store. */
 int gm_qmm_tiled_bf16(const gm_qmm_ctx *c, const gm_qmm_backend *store_be);
 #endif
 #if defined(__aarch64__)
@@ -170,7 +171,7 @@ static inline void qmm_store(void *p, size_t i, float v, gm_fdtype t) {
 static inline void qmm_load_row(const void *p, size_t off, int n, gm_fdtype t, float *dst) {
     const uint16_t *h = (const uint16_t *)p + off;
     if (t == GM_F16)
-        for (int i = 0; i < n; i++) dst[i] = gm_f16_to_f32(h[i]);
+        gm_f16_row_to_f32(h, dst, n);
     else if (t == GM_BF16)
         for (int i = 0; i < n; i++) dst[i] = gm_bf16_to_f32(h[i]);
     else
@@ -181,7 +182,7 @@ static inline void qmm_load_row(const void *p, size_t off, int n, gm_fdtype t, f
 static inline void qmm_store_row(void *p, size_t off, int n, const float *src, gm_fdtype t) {
     uint16_t *h = (uint16_t *)p + off;
     if (t == GM_F16)
-        for (int i = 0; i < n; i++) h[i] = gm_f32_to_f16(src[i]);
+        gm_f32_row_to_f16(src, h, n);
     else if (t == GM_BF16)
         for (int i = 0; i < n; i++) h[i] = gm_f32_to_bf16(src[i]);
     else
