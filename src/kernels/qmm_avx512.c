@@ -72,7 +72,7 @@ V512_INLINE void add_biases_and_store(const gm_qmm_ctx *c, int n, int m0, __m512
     const int G = c->groups;
     for (int g = 0; g < G; g += 16) {
         int nb = G - g < 16 ? G - g : 16;
-        #pragma GCC unroll 2
+        #pragma GCC unroll 4
         for (int j = 0; j < NN; j++) {
             __m512 bv = load_biases(a->biases, (size_t)(n + j) * G + g, nb, a->sb_dtype);
             #pragma GCC unroll 8
@@ -81,7 +81,7 @@ V512_INLINE void add_biases_and_store(const gm_qmm_ctx *c, int n, int m0, __m512
                     bv, _mm512_loadu_ps(c->xsum + (size_t)(m0 + r) * c->xsum_stride + g), yacc[j][r]);
         }
     }
-    #pragma GCC unroll 2
+    #pragma GCC unroll 4
     for (int j = 0; j < NN; j++)
         #pragma GCC unroll 8
         for (int r = 0; r < MR; r++)
@@ -108,7 +108,7 @@ V512_INLINE void unpack_run(__m512i w, __m512i lo_tab, __m512i hi_tab, const int
  * elements) needs, in both mat-vec loops: the rows' starts, how many
  * groups start in a run and which lanes each covers, the last run's mask. */
 typedef struct mv_pass {
-    const uint8_t *wrow[2];
+    const uint8_t *wrow[4];
     int runs, per_run, full_runs;
     __m512i lane_group;
     __mmask64 tail_mask;
@@ -117,7 +117,7 @@ typedef struct mv_pass {
 V512_INLINE mv_pass mv_pass_start(const gm_qmm_ctx *c, int n, const int NN, const int BITS, const int GS) {
     const int E = BITS == 4 ? 128 : 64, row_bytes = c->a->K * BITS / 8;
     mv_pass p;
-    #pragma GCC unroll 2
+    #pragma GCC unroll 4
     for (int j = 0; j < NN; j++) p.wrow[j] = (const uint8_t *)(c->a->w + (size_t)(n + j) * c->wrow);
     p.runs = (c->a->K + E - 1) / E;
     p.per_run = E >= GS ? E / GS : 1;
@@ -160,7 +160,7 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
     for (int q = 0; q < ps.runs; q++) {
         __m512 d[2][MV_ROWS][2];
         __m512 sc[2];
-        #pragma GCC unroll 2
+        #pragma GCC unroll 4
         for (int j = 0; j < NN; j++) {
             if (T == 1)
                 _mm_prefetch((const char *)ps.wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
@@ -184,7 +184,7 @@ V512_INLINE void mv_rows(const gm_qmm_ctx *c, int n, int m0, __m512i lo_tab, __m
                     }
             }
         }
-        #pragma GCC unroll 2
+        #pragma GCC unroll 4
         for (int j = 0; j < NN; j++)
             #pragma GCC unroll 8
             for (int r = 0; r < MR; r++)
@@ -212,7 +212,7 @@ V512_INLINE void mv_rows_i8(const gm_qmm_ctx *c, int n, int m0, const int NN, co
     const mv_pass ps = mv_pass_start(c, n, NN, BITS, GS);
     const int runs = ps.runs;
     const __m512i nibble = _mm512_set1_epi8(0x0f);
-    __m512 yacc[2][MV_ROWS];
+    __m512 yacc[4][MV_ROWS];
     #pragma GCC unroll 8
     for (int j = 0; j < NN; j++)
         #pragma GCC unroll 8
@@ -221,9 +221,9 @@ V512_INLINE void mv_rows_i8(const gm_qmm_ctx *c, int n, int m0, const int NN, co
     const float *xscale = c->xd_scale + (size_t)m0 * runs * 16;
 
     for (int q = 0; q < runs; q++) {
-        __m512i wv[2][2];
-        __m512 sc[2];
-        #pragma GCC unroll 2
+        __m512i wv[4][2];
+        __m512 sc[4];
+        #pragma GCC unroll 4
         for (int j = 0; j < NN; j++) {
             _mm_prefetch((const char *)ps.wrow[j] + (size_t)q * 64 + QMM_PREFETCH_L2, _MM_HINT_T1);
             __m512i w = mv_pass_run(c, &ps, n, j, q, BITS, GS, &sc[j]);
@@ -244,7 +244,7 @@ V512_INLINE void mv_rows_i8(const gm_qmm_ctx *c, int n, int m0, const int NN, co
                 if (BITS == 4) xv[t][1] = _mm512_loadu_si512(xr + t * E + 64);
             }
             const __m512 rs = _mm512_loadu_ps(xscale + ((size_t)r * runs + q) * 16);
-            #pragma GCC unroll 2
+            #pragma GCC unroll 4
             for (int j = 0; j < NN; j++) {
                 __m512 f;
                 if (BITS == 4) {
@@ -285,7 +285,11 @@ V512_INLINE void mv_pick(const gm_qmm_ctx *c, int n, int m0, __m512i lo, __m512i
 }
 
 /* Pairs of weight rows while x has at most 2 rows, single rows with up to
- * MV_ROWS x rows otherwise (as the float kernel). */
+ * MV_ROWS x rows otherwise (as the float kernel). One row of x as digits
+ * goes four weight rows a pass: the digits loop is bound by its
+ * instructions, and four rows share each run's x loads (a decode step's
+ * mat-vecs +14-23%, twelfth session); bfloat16 x, bound by memory, gained
+ * nothing from four. */
 V512_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, const int GS,
                          const int T) {
     uint16_t tl[32], th[32]; /* bfloat16 of 0..15 and of 16*(0..15), twice */
@@ -296,6 +300,8 @@ V512_INLINE void mv_body(const gm_qmm_ctx *c, int n0, int n1, const int BITS, co
     const __m512i lo = _mm512_loadu_si512(tl), hi = _mm512_loadu_si512(th);
     int M = c->a->M;
     int n = n0;
+    if (M == 1 && T == 0)
+        for (; n + 4 <= n1; n += 4) mv_rows_i8(c, n, 0, 4, 1, BITS, GS);
     if (M <= 2) {
         for (; n + 2 <= n1; n += 2) {
             if (M == 1)
