@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "kernels/half.h"
+#include "kernels/half_rows.h"
 #include "kernels/pool.h"
 #include "kernels/qmm.h"
 #include "mlx/mx.h"
@@ -351,6 +352,52 @@ static void test_half_conversions(void) {
     CHECK_EQ_INT(gm_f32_to_bf16(1.0f + 3.0f / 256), 0x3f82);
 }
 
+/* The row converters (F16C where the CPU has it) give half.h's values:
+ * every float16 to float32, and to float16 every float32 at and beside
+ * each rounding boundary (the midpoints between neighbouring halves, one
+ * float32 step either side), plus overflow, infinities and NaN. Rows of
+ * odd lengths, so the vector loop and the scalar tail both run. */
+static void test_half_rows(void) {
+    enum { N = 0x10000 };
+    uint16_t *h = malloc(N * sizeof *h), *back = malloc(3 * N * sizeof *back);
+    float *f = malloc(3 * N * sizeof *f);
+    CHECK(h && back && f);
+    for (uint32_t i = 0; i < N; i++) h[i] = (uint16_t)i;
+    int bad = 0;
+    gm_f16_row_to_f32(h, f, N - 3);
+    for (uint32_t i = 0; i < N - 3; i++) {
+        float want = gm_f16_to_f32(h[i]);
+        if (want == want ? gm_f32_bits(f[i]) != gm_f32_bits(want) : f[i] == f[i]) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    /* Boundary sweep: for each finite half, the midpoint to the next one up. */
+    int n = 0;
+    for (uint32_t i = 0; i < N; i++) {
+        if ((i & 0x7c00) == 0x7c00) continue;
+        float lo = gm_f16_to_f32((uint16_t)i);
+        float hi = (i & 0x7fff) == 0x7bff ? 65536.0f : gm_f16_to_f32((uint16_t)(i + 1));
+        if (i & 0x8000) hi = (i & 0x7fff) == 0x7bff ? -65536.0f : gm_f16_to_f32((uint16_t)(i + 1));
+        float mid = lo + (hi - lo) / 2;
+        f[n++] = nextafterf(mid, -INFINITY);
+        f[n++] = mid;
+        f[n++] = nextafterf(mid, INFINITY);
+    }
+    static const float edges[] = {65519.0f, 65520.0f, 1e9f, -1e9f, INFINITY, -INFINITY, 0x1p-30f, -0.0f, NAN};
+    for (size_t e = 0; e < sizeof edges / sizeof *edges && n < 3 * N; e++) f[n++] = edges[e];
+    gm_f32_row_to_f16(f, back, n);
+    bad = 0;
+    for (int i = 0; i < n; i++) {
+        uint16_t want = gm_f32_to_f16(f[i]);
+        int nan = (want & 0x7c00) == 0x7c00 && (want & 0x3ff);
+        int got_nan = (back[i] & 0x7c00) == 0x7c00 && (back[i] & 0x3ff);
+        if (nan ? !got_nan : back[i] != want) bad++;
+    }
+    CHECK_EQ_INT(bad, 0);
+    free(h);
+    free(back);
+    free(f);
+}
+
 /* Many tiny calls from two threads at once: one gets the pool, the other
  * must run alone, and both must be right. */
 #include <pthread.h>
@@ -548,6 +595,7 @@ static void test_mlx_plugged(void) {
 
 int main(void) {
     RUN(test_half_conversions);
+    RUN(test_half_rows);
     RUN(test_rejects);
     RUN(test_kernels_1_thread);
     RUN(test_kernels_n_threads);
