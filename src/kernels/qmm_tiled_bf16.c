@@ -12,7 +12,8 @@
  * in the mat-vec's bfloat16 path). float16 x goes as two bfloat16 terms
  * whose sum is x exactly (its top 8 significant bits, then the other 3;
  * every float16 is a normal bfloat16 magnitude), both against the same
- * weights: twice the products of bfloat16 x, still ~1.7x the float path.
+ * weights: twice the products of bfloat16 x, still ~1.4x the float path
+ * (a float16 Qwen2.5-0.5B shape's prefill, docs/CPU_KERNELS.md).
  *
  * A byte of 4-bit weights holds two consecutive k (low nibble first), so a
  * table of 256 pairs of bfloat16 turns it into one 32-bit operand, which a

@@ -375,8 +375,8 @@ static void test_half_rows(void) {
     for (uint32_t i = 0; i < N; i++) {
         if ((i & 0x7c00) == 0x7c00) continue;
         float lo = gm_f16_to_f32((uint16_t)i);
-        float hi = (i & 0x7fff) == 0x7bff ? 65536.0f : gm_f16_to_f32((uint16_t)(i + 1));
-        if (i & 0x8000) hi = (i & 0x7fff) == 0x7bff ? -65536.0f : gm_f16_to_f32((uint16_t)(i + 1));
+        /* past the largest half: where the next would be, 2^16 */
+        float hi = (i & 0x7fff) == 0x7bff ? copysignf(65536.0f, lo) : gm_f16_to_f32((uint16_t)(i + 1));
         float mid = lo + (hi - lo) / 2;
         f[n++] = nextafterf(mid, -INFINITY);
         f[n++] = mid;
