@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -190,13 +191,11 @@ int heads_per_round(const Dims &d) {
     return std::max(1, std::min({want, rep, fit}));
 }
 
-// x staged as 16-bit values, or per warp some heads' attention sums, or per
-// query head of a kv head the weights of its key chunks (<= one per block).
+// x staged as 16-bit values, or per warp some heads' attention sums.
 int shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int tc = use_tc(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
-    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d),
-                     4 * (d.n_heads / d.n_kv) * sm_count(), tc});
+    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -276,8 +275,9 @@ const char *layers_misfit(const mx_layer_step *s, int n, mc::Dtype t, Dims *d, b
         Dims di;
         if (const char *why = misfit(s + i, t, &di, need_cache)) return why;
         if (i && !(di == *d)) return "the layers differ in shape";
-        if (i && (s[i].eps != s[0].eps || s[i].attn_scale != s[0].attn_scale || s[i].softcap != s[0].softcap))
-            return "the layers differ in eps, score scale or soft-cap";
+        if (i && (s[i].eps != s[0].eps || s[i].attn_scale != s[0].attn_scale || s[i].softcap != s[0].softcap ||
+                  s[i].rope_base != s[0].rope_base))
+            return "the layers differ in eps, score scale, soft-cap or RoPE base";
         if (need_cache)
             if (const char *why = slot_misfit(s, i)) return why;
         *d = di;
@@ -391,6 +391,10 @@ std::string layers_source(int n) {
     return params + "\n" + kCudaCommonSource + kCudaLayerSource;
 }
 
+// log2 of the RoPE base as MLX's CUDA RoPE passes it (std::log2 of a
+// float), 0 where the angles come from the table.
+float rope_log2_base(const mx_layer_step &s) { return s.rope_base > 0 ? std::log2(s.rope_base) : 0.0f; }
+
 // The kernel on h for s[0..n) with `table` (table_array) and scratch.
 array call(const Kernel &k, const std::string &code, const Dims &d, const array &h, const array &table,
            const array &scratch, const mx_layer_step *s, int n) {
@@ -400,7 +404,8 @@ array call(const Kernel &k, const std::string &code, const Dims &d, const array 
     const int grid = sm_count();
     return mc::fast::precompiled_cuda_kernel(
         k.name, code, std::move(in), {h.shape()}, {h.dtype()},
-        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].position, s[0].eps, s[0].attn_scale, s[0].softcap},
+        {d.hidden, d.n_heads, d.n_kv, d.ff, s[0].slot, s[0].position, rope_log2_base(s[0]), s[0].eps,
+         s[0].attn_scale, s[0].softcap},
         {grid * kThreads, 1, 1}, {kThreads, 1, 1}, shared_bytes(d), std::nullopt, false)[0];
 }
 
@@ -516,7 +521,7 @@ bool same_settings(const mx_layer_step &a, const mx_layer_step &b) {
     return lin(a.qkv, b.qkv) && lin(a.o, b.o) && lin(a.gate_up, b.gate_up) && lin(a.down, b.down) &&
            a.gelu == b.gelu && a.n_heads == b.n_heads && a.n_kv_heads == b.n_kv_heads &&
            a.head_dim == b.head_dim && a.eps == b.eps && a.rope_traditional == b.rope_traditional &&
-           a.attn_scale == b.attn_scale && a.softcap == b.softcap;
+           a.attn_scale == b.attn_scale && a.softcap == b.softcap && a.rope_base == b.rope_base;
 }
 
 // Visits the ids of s[0..n)'s arrays but the caches (0: none), in order,
@@ -653,13 +658,13 @@ int mx_cuda_layers_timed_out(mx_cuda_layers *c) {
     return guard_ret(-1, [&] { return (int)timeout_flag(c->scratch); });
 }
 
-int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[6]) {
+int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[8]) {
     if (!c || !stamps) return -1;
     return guard_ret(-1, [&] {
-        array w = mc::slice(c->scratch, {kStamps}, {kStamps + 12});
+        array w = mc::slice(c->scratch, {kStamps}, {kStamps + 16});
         mc::eval(w);
         const uint32_t *p = w.data<uint32_t>();
-        for (int i = 0; i < 6; i++) stamps[i] = p[2 * i] | (uint64_t)p[2 * i + 1] << 32;
+        for (int i = 0; i < 8; i++) stamps[i] = p[2 * i] | (uint64_t)p[2 * i + 1] << 32;
         return 0;
     });
 }

@@ -51,7 +51,8 @@
 // head are split into, a block of the attention taking one), RH (query
 // heads whose attention sums a block combines at once), TIMING (1: block 0 stamps the GPU
 // clock at the end of each of the first layer's phases into the scratch,
-// for tools/c/bench_cuda_layer.c; 2: eight more grid barriers in the first
+// and the attention's latest partials and merge, for
+// tools/c/bench_cuda_layer.c; 2: eight more grid barriers in the first
 // layer's phase E, to time them), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
 // its items, each taking a share of K: 1, 2 or 4), TCR_C and TCR_E (1:
@@ -65,6 +66,7 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define INFINITY __int_as_float(0x7f800000)
 #define EPL (HD / 32) // head elements per lane
 #define RB (REP / HS)  // query heads a block of the attention takes
+#define MC 16          // chunks of a head the attention's merge loads at once
 
 // Scratch words (u32): barrier count, blocks done, timeout flag, then one
 // arrival counter per group of a kv head's query heads (at most 40): all
@@ -74,15 +76,33 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define BAR_DONE 1
 #define BAR_TIMEOUT 2
 #define KV_COUNT 8
-#define STAMPS 48 // with TIMING: 6 stamps of 64 bits, words 48..59
+#define STAMPS 48 // with TIMING: 8 stamps of 64 bits, words 48..63
 
+__device__ __forceinline__ unsigned long long gpu_clock() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+// Stamps 0-5: block 0's clock at the start and at the end of each of the
+// first layer's phases (after their barrier); stamp 0 also clears 6 and 7.
 __device__ __forceinline__ void stamp(u32 *ctrl, int i) {
 #if TIMING
     if (blockIdx.x == 0 && threadIdx.x == 0) {
-        unsigned long long t;
-        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        const unsigned long long t = gpu_clock();
         ctrl[STAMPS + 2 * i] = (u32)t, ctrl[STAMPS + 2 * i + 1] = (u32)(t >> 32);
+        if (i == 0)
+            for (int k = 12; k < 16; k++) ctrl[STAMPS + k] = 0;
     }
+#endif
+}
+
+// Stamps 6 and 7 (the first layer's attention): the latest clock over all
+// blocks at which one had written its chunk's partials, and at which one
+// had merged a group's chunks.
+__device__ __forceinline__ void stamp_latest(u32 *ctrl, int i) {
+#if TIMING
+    atomicMax(reinterpret_cast<unsigned long long *>(ctrl + STAMPS + 2 * i), gpu_clock());
 #endif
 }
 
@@ -624,7 +644,7 @@ __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *s
 extern "C" __global__ void __launch_bounds__(LT, 1)
 KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
             LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot0,
-            float position, float eps, float attn_scale, float softcap) {
+            float position, float rope_log2_base, float eps, float attn_scale, float softcap) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ float part[32];
     u16 *xs = reinterpret_cast<u16 *>(smem);
@@ -724,7 +744,11 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             const int r0 = rows[2 * p], r1 = rows[2 * p + 1];
             if (rope) {
                 float sn, cs;
-                sincosf(position * inv_freq[js[p]], &sn, &cs);
+                // MLX's CUDA RoPE: exp2 of -(j / half) * log2(base) where the
+                // model has no table of frequencies
+                const float f = rope_log2_base > 0.f ? exp2f(-((float)js[p] / (float)(HD / 2)) * rope_log2_base)
+                                                     : inv_freq[js[p]];
+                sincosf(position * f, &sn, &cs);
                 const float a0 = a[2 * p], a1 = a[2 * p + 1];
                 const float o0 = round_half(a0 * cs - a1 * sn), o1 = round_half(a0 * sn + a1 * cs);
                 if (r0 < qd) {
@@ -745,7 +769,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
-    __shared__ float dens[RB];
     float *wbuf = reinterpret_cast<float *>(smem); // [RH][NWARPS][HD + 2]
     for (int u = blockIdx.x; u < n_kv * HS * chunks; u += gridDim.x) {
         // kv head kvh, its query heads h0..h0+RB-1 (group g), chunk c
@@ -834,40 +857,45 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             asm volatile("{ .reg .u64 a; cvta.to.global.u64 a, %1; atom.acq_rel.gpu.global.add.u32 %0, [a], 1; }"
                          : "=r"(arrived) : "l"(ctrl + KV_COUNT + kvh * HS + g) : "memory");
             merge = arrived == (u32)chunks - 1;
+            if (!layer) stamp_latest(ctrl, 6);
         }
         __syncthreads();
         if (!merge) continue;
         __threadfence();
-        // Chunk c of head r weighs exp(max_c - max) (fw, shared), its sums
-        // are added up per head (den).
-        float *fw = wbuf; // [RB][chunks]
-        for (int i = tid; i < RB * chunks; i += LT) {
-            const int r = i / chunks, cc = i % chunks;
-            fw[i] = load_cg_f32(parts + ((size_t)(h0 + r) * gridDim.x + cc) * (HD + 2) + HD);
-        }
-        __syncthreads();
-        for (int r = warp; r < RB; r += NWARPS) {
-            float mx = -INFINITY, den = 0.f;
-            for (int cc = lane; cc < chunks; cc += 32) mx = fmaxf(mx, fw[r * chunks + cc]);
-            mx = warp_max(mx);
-            for (int cc = lane; cc < chunks; cc += 32) {
-                const float cm = fw[r * chunks + cc];
-                const float f = cm == -INFINITY ? 0.f : __expf(cm - mx);
-                den += f * load_cg_f32(parts + ((size_t)(h0 + r) * gridDim.x + cc) * (HD + 2) + HD + 1);
-                fw[r * chunks + cc] = f;
-            }
-            den = warp_sum(den);
-            if (lane == 0) dens[r] = den;
-        }
-        __syncthreads();
+        // Each thread merges the chunks of its (head, element) pairs by
+        // itself, MC chunks a round: their maxima, sums and values loaded at
+        // once (one round trip to L2; every thread of a head loads the same
+        // maxima and sums), weighed exp(max_c - max) with the running max.
         for (int i = tid; i < RB * HD; i += LT) {
             const int r = i / HD, d = i % HD;
-            const float *src = parts + (size_t)(h0 + r) * gridDim.x * (HD + 2) + d;
-            float num = 0.f;
-#pragma unroll 4
-            for (int cc = 0; cc < chunks; cc++) num += fw[r * chunks + cc] * load_cg_f32(src + cc * (HD + 2));
-            o_buf[(h0 + r) * HD + d] = store_half(num / dens[r]);
+            const float *src = parts + (size_t)(h0 + r) * gridDim.x * (HD + 2);
+            float mx = -INFINITY, den = 0.f, num = 0.f;
+            for (int c0 = 0; c0 < chunks; c0 += MC) {
+                float cm[MC], cl[MC], cv[MC];
+#pragma unroll
+                for (int u = 0; u < MC; u++) {
+                    const float *pc = src + (size_t)(c0 + u) * (HD + 2);
+                    const bool in = c0 + u < chunks;
+                    cm[u] = in ? load_cg_f32(pc + HD) : -INFINITY;
+                    cl[u] = in ? load_cg_f32(pc + HD + 1) : 0.f;
+                    cv[u] = in ? load_cg_f32(pc + d) : 0.f;
+                }
+                float mn = mx;
+#pragma unroll
+                for (int u = 0; u < MC; u++) mn = fmaxf(mn, cm[u]);
+                if (mn == -INFINITY) continue; // no keys yet
+                const float corr = mx == -INFINITY ? 0.f : __expf(mx - mn);
+                den *= corr, num *= corr;
+#pragma unroll
+                for (int u = 0; u < MC; u++) {
+                    const float f = cm[u] == -INFINITY ? 0.f : __expf(cm[u] - mn);
+                    den += f * cl[u], num += f * cv[u];
+                }
+                mx = mn;
+            }
+            o_buf[(h0 + r) * HD + d] = store_half(num / den);
         }
+        if (!layer && tid == 0) stamp_latest(ctrl, 7);
         if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
     grid_sync(ctrl, bar_n);

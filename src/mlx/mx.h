@@ -212,6 +212,11 @@ typedef struct mx_layer_step {
     int n_heads, n_kv_heads, head_dim;
     float eps;
     mx_array inv_freq;    /* float32 [head_dim/2]: RoPE angle per position */
+    /* > 0: the base the angles come from where the model has no frequency
+     * table; the CUDA kernel then computes them as MLX's CUDA RoPE does
+     * (exp2 of -j/(head_dim/2) * log2(base)), not from inv_freq, which
+     * holds the CPU's exp(-j * ln(base)/(head_dim/2)) */
+    float rope_base;
     float position;       /* offset * rope scale */
     int rope_traditional;
     /* [1, kv_heads, capacity, head_dim]: the new key/value go to `slot`,
@@ -249,8 +254,10 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
  * were not all resident: results wrong); evaluates. -1 on error. */
 int mx_cuda_layers_timed_out(mx_cuda_layers *c);
 /* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) at the start and at
- * the end of each of the first layer's five phases in the last run. */
-int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[6]);
+ * the end of each of the first layer's five phases in the last run (block
+ * 0's, after each phase's barrier), then in its attention the latest at
+ * which a block had written its partials and had merged a group's. */
+int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[8]);
 void mx_set_cuda_layer(int on);
 /* 1 unless turned off (GOMLX_CUDA_LAYER=0 or mx_set_cuda_layer(0)). */
 int mx_cuda_layer_on(void);

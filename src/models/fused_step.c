@@ -22,7 +22,9 @@ enum { FUSED_OFF, FUSED_CPU, FUSED_CUDA };
 static int quantized(const gm_linear *l) { return l->w && l->bits > 0 && l->scales && l->biases; }
 
 /* MLX's RoPE fallback computes its angles from exp(-i * log(base) / half)
- * or from 1 / freqs; built with MLX's ops so the table is the same. */
+ * or from 1 / freqs; built with MLX's ops so the table is the same. (MLX's
+ * CUDA RoPE takes exp2 of -(i / half) * log2(base) instead: the CUDA
+ * kernel computes that itself from rope_base.) */
 static mx_array inv_freq_table(const gm_model *m) {
     int half = m->cfg.head_dim / 2;
     if (m->rope_freqs) return mx_divide(mx_scalar(1.0, MX_FLOAT32), mx_astype(m->rope_freqs, MX_FLOAT32));
@@ -47,6 +49,7 @@ static mx_layer_step step_args(const gm_model *m, const gm_layer *l) {
         .n_heads = c->num_heads, .n_kv_heads = c->num_kv_heads, .head_dim = c->head_dim,
         .eps = c->rms_norm_eps,
         .inv_freq = m->rope_inv_freq,
+        .rope_base = m->rope_freqs ? 0.0f : c->rope_theta,
         .rope_traditional = c->rope_traditional,
         .attn_scale = gm_attention_scale(c),
         .softcap = c->attn_logit_softcapping > 0 ? c->attn_logit_softcapping : 0.0f,

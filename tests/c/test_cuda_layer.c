@@ -92,7 +92,8 @@ typedef struct shape {
 
 typedef struct layer {
     mx_qlinear qkv, o, gu, down;
-    mx_array attn_norm, mlp_norm, inv_freq;
+    mx_array attn_norm, mlp_norm;
+    mx_array freqs, inv_freq; /* a RoPE table: powers of two and their reciprocals */
     mx_array post_attn_norm, post_mlp_norm; /* gemma */
 } layer;
 
@@ -100,9 +101,8 @@ static float score_scale(const shape *sh) {
     return 1.0f / sqrtf(sh->qscalar > 0 ? sh->qscalar : (float)sh->head_dim);
 }
 
-static mx_qlinear quantized(int out, int in, const shape *sh, int bias, float scale) {
+static mx_qlinear quantize_rows(mx_array w, int out, const shape *sh, int bias) {
     mx_qlinear l = {0};
-    mx_array w = random_array((int[]){out, in}, 2, sh->dt, scale, 0.0f);
     CHECK(mx_quantize(w, sh->gs, 4, &l.w, &l.scales, &l.biases) == 0);
     mx_array parts[3] = {l.w, l.scales, l.biases};
     CHECK(mx_eval(parts, 3) == 0);
@@ -111,10 +111,31 @@ static mx_qlinear quantized(int out, int in, const shape *sh, int bias, float sc
     return l;
 }
 
+static mx_qlinear quantized(int out, int in, const shape *sh, int bias, float scale) {
+    return quantize_rows(random_array((int[]){out, in}, 2, sh->dt, scale, 0.0f), out, sh, bias);
+}
+
+/* q|k|v with the k rows (and bias) a copy of the v rows: the new key is
+ * then the value row the kernel writes, rotated, which MLX's own RoPE on
+ * that row must reproduce bit for bit (check_shape). */
+static mx_qlinear qkv_k_as_v(const shape *sh) {
+    int qd = sh->n_heads * sh->head_dim, kvd = sh->n_kv * sh->head_dim;
+    mx_array q = random_array((int[]){qd, sh->hidden}, 2, sh->dt, 0.04f, 0.0f);
+    mx_array v = random_array((int[]){kvd, sh->hidden}, 2, sh->dt, 0.04f, 0.0f);
+    mx_qlinear l = quantize_rows(mx_concat((mx_array[]){q, v, v}, 3, 0), qd + 2 * kvd, sh, 0);
+    if (sh->bias) {
+        mx_array qb = random_array((int[]){qd}, 1, sh->dt, 0.5f, 0.0f);
+        mx_array vb = random_array((int[]){kvd}, 1, sh->dt, 0.5f, 0.0f);
+        l.bias = mx_concat((mx_array[]){qb, vb, vb}, 3, 0);
+        CHECK(mx_eval(&l.bias, 1) == 0);
+    }
+    return l;
+}
+
 static layer make_layer(const shape *sh) {
     layer L;
-    int qd = sh->n_heads * sh->head_dim, kvd = sh->n_kv * sh->head_dim, half = sh->head_dim / 2;
-    L.qkv = quantized(qd + 2 * kvd, sh->hidden, sh, sh->bias, 0.04f);
+    int qd = sh->n_heads * sh->head_dim, half = sh->head_dim / 2;
+    L.qkv = qkv_k_as_v(sh);
     L.o = quantized(sh->hidden, qd, sh, 0, 0.04f);
     L.gu = quantized(2 * sh->ff, sh->hidden, sh, 0, 0.04f);
     L.down = quantized(sh->hidden, sh->ff, sh, 0, sh->attn_only ? 0.0f : 0.04f);
@@ -122,10 +143,15 @@ static layer make_layer(const shape *sh) {
     L.mlp_norm = random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f);
     L.post_attn_norm = sh->gemma ? random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f) : NULL;
     L.post_mlp_norm = sh->gemma ? random_array((int[]){sh->hidden}, 1, sh->dt, 0.3f, 1.0f) : NULL;
-    /* RoPE base 10000, as MLX computes the angles from a base */
-    float step = logf(10000.0f) / (float)half;
-    L.inv_freq = mx_exp(mx_multiply(mx_arange(0, -half, -1, MX_FLOAT32), mx_scalar(step, MX_FLOAT32)));
-    CHECK(mx_eval(&L.inv_freq, 1) == 0);
+    /* A table of frequencies (Llama 3's kind) whose reciprocals are exact:
+     * 2^(j mod 13); without it the angles come from base 10000. */
+    float *f = malloc((size_t)half * sizeof(float));
+    for (int j = 0; j < half; j++) f[j] = ldexpf(1.0f, j % 13);
+    L.freqs = mx_from_data(f, (int[]){half}, 1, MX_FLOAT32);
+    free(f);
+    L.inv_freq = mx_divide(mx_scalar(1.0, MX_FLOAT32), L.freqs);
+    mx_array tables[2] = {L.freqs, L.inv_freq};
+    CHECK(mx_eval(tables, 2) == 0);
     return L;
 }
 
@@ -148,10 +174,15 @@ static mx_array softcapped_attention(const shape *sh, mx_array q, mx_array k, mx
     return mx_reshape(o, (int[]){1, sh->n_heads, 1, d}, 4);
 }
 
+/* RoPE at pos from base 10000 or, with `table`, from L's frequencies. */
+static mx_array rope(const shape *sh, const layer *L, mx_array x, int pos, int table) {
+    return mx_rope(x, sh->head_dim, sh->trad, 10000.0f, 1.0f, pos, table ? L->freqs : NULL);
+}
+
 /* MLX's op-by-op layer in dtype t for the token at `pos`; *kc, *vc are
  * replaced by the updated caches; *k_new is the rotated key [1, n_kv, 1, d]. */
 static mx_array reference_at(const shape *sh, const layer *L, mx_array h, mx_array *kc, mx_array *vc,
-                             int slot, int first, int pos, mx_dtype t, mx_array *k_new) {
+                             int slot, int first, int pos, int table, mx_dtype t, mx_array *k_new) {
     int d = sh->head_dim, qd = sh->n_heads * d, kvd = sh->n_kv * d;
     float eps = 1e-5f, scale = score_scale(sh);
     h = as(h, t);
@@ -163,8 +194,8 @@ static mx_array reference_at(const shape *sh, const layer *L, mx_array h, mx_arr
                             (int[]){1, sh->n_kv, 1, d}, 4);
     mx_array v = mx_reshape(mx_slice(qkv, (int[]){0, 0, qd + kvd}, (int[]){1, 1, qd + 2 * kvd}, NULL, 3),
                             (int[]){1, sh->n_kv, 1, d}, 4);
-    q = mx_rope(q, d, sh->trad, 10000.0f, 1.0f, pos, NULL);
-    k = mx_rope(k, d, sh->trad, 10000.0f, 1.0f, pos, NULL);
+    q = rope(sh, L, q, pos, table);
+    k = rope(sh, L, k, pos, table);
     *k_new = k;
     *kc = mx_slice_update(as(*kc, t), k, (int[]){0, 0, slot, 0}, (int[]){1, sh->n_kv, slot + 1, d}, 4);
     *vc = mx_slice_update(as(*vc, t), v, (int[]){0, 0, slot, 0}, (int[]){1, sh->n_kv, slot + 1, d}, 4);
@@ -181,8 +212,8 @@ static mx_array reference_at(const shape *sh, const layer *L, mx_array h, mx_arr
 }
 
 static mx_array reference(const shape *sh, const layer *L, mx_array h, mx_array *kc, mx_array *vc,
-                          int slot, int first, mx_dtype t, mx_array *k_new) {
-    return reference_at(sh, L, h, kc, vc, slot, first, slot, t, k_new);
+                          int slot, int first, int table, mx_dtype t, mx_array *k_new) {
+    return reference_at(sh, L, h, kc, vc, slot, first, slot, table, t, k_new);
 }
 
 static mx_layer_step step_of(const shape *sh, const layer *L) {
@@ -191,7 +222,7 @@ static mx_layer_step step_of(const shape *sh, const layer *L) {
         .post_attn_norm = L->post_attn_norm, .post_mlp_norm = L->post_mlp_norm,
         .qkv = L->qkv, .o = L->o, .gate_up = L->gu, .down = L->down, .gelu = sh->gemma,
         .n_heads = sh->n_heads, .n_kv_heads = sh->n_kv, .head_dim = sh->head_dim, .eps = 1e-5f,
-        .inv_freq = L->inv_freq, .rope_traditional = sh->trad,
+        .inv_freq = L->inv_freq, .rope_base = 10000.0f, .rope_traditional = sh->trad,
         .attn_scale = score_scale(sh), .softcap = sh->gemma ? 50.0f : 0.0f,
     };
     return s;
@@ -221,14 +252,16 @@ static void check_shape(const shape *sh) {
     for (int step = 0; step < 3; step++) {
         int slot = slot0 + step * 50, first = sh->window ? slot - sh->window + 1 : 0;
         mx_array h = random_array((int[]){1, 1, sh->hidden}, 3, sh->dt, sh->attn_only ? 0.01f : 2.0f, 0.0f);
-        s.slot = slot, s.first = first, s.position = (float)slot;
+        /* the middle step's angles from the table, the others' from the base */
+        int table = step == 1;
+        s.slot = slot, s.first = first, s.position = (float)slot, s.rope_base = table ? 0.0f : 10000.0f;
         long calls = mx_cuda_layer_calls();
         mx_array ours = mx_cuda_layers_step(c, h, &s, 1);
         CHECK_MSG(ours != NULL, "%s", mx_error());
         CHECK(mx_cuda_layer_calls() == calls + 1);
         mx_array kn_mlx, kn_f32;
-        mx_array mlx = reference(sh, &L, h, &k_mlx, &v_mlx, slot, first, sh->dt, &kn_mlx);
-        mx_array f32 = reference(sh, &L, h, &k_f32, &v_f32, slot, first, MX_FLOAT32, &kn_f32);
+        mx_array mlx = reference(sh, &L, h, &k_mlx, &v_mlx, slot, first, table, sh->dt, &kn_mlx);
+        mx_array f32 = reference(sh, &L, h, &k_f32, &v_f32, slot, first, table, MX_FLOAT32, &kn_f32);
         mx_array all[7] = {ours, mlx, f32, k_mlx, v_mlx, k_f32, v_f32};
         CHECK(mx_eval(all, 7) == 0);
         CHECK(mx_cuda_layers_timed_out(c) == 0);
@@ -246,6 +279,11 @@ static void check_shape(const shape *sh) {
         mx_array vrow_mlx = mx_slice(v_mlx, (int[]){0, 0, slot}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
         mx_array vrow_f32 = mx_slice(v_f32, (int[]){0, 0, slot}, (int[]){1, sh->n_kv, slot + 1}, NULL, 3);
         CHECK(rel_diff(vrow_ours, vrow_f32) <= 2 * rel_diff(vrow_mlx, vrow_f32) + ulp);
+        /* k's weights are v's: the key is the value row rotated, as MLX's
+         * CUDA RoPE rotates it, bit for bit */
+        mx_array k_of_v = rope(sh, &L, mx_reshape(vrow_ours, (int[]){1, sh->n_kv, 1, d}, 4), slot, table);
+        CHECK_MSG(rel_diff(row_ours, k_of_v) == 0, "%s step %d: the key is not MLX's RoPE of its row (%s)",
+                  sh->name, step, table ? "table" : "base");
         mx_array before = mx_slice(k_ours, (int[]){0, 0, slot - 1}, (int[]){1, sh->n_kv, slot}, NULL, 3);
         mx_array before_mlx = mx_slice(k_mlx, (int[]){0, 0, slot - 1}, (int[]){1, sh->n_kv, slot}, NULL, 3);
         mx_array after = mx_slice(v_ours, (int[]){0, 0, slot + 1}, (int[]){1, sh->n_kv, slot + 2}, NULL, 3);
@@ -307,13 +345,16 @@ static void three_layers(const shape *sh, int window) {
             s[i].slot = window && i == 0 ? pos - 40 : pos;
             s[i].first = sliding && s[i].slot - window + 1 > 0 ? s[i].slot - window + 1 : 0;
             s[i].position = (float)pos;
+            s[i].rope_base = step == 1 ? 0.0f : 10000.0f;
         }
         mx_array ours = mx_cuda_layers_step(c, h, s, N);
         CHECK_MSG(ours != NULL, "%s", mx_error());
         mx_array mlx = h, f32 = h, kn_mlx, kn_f32;
         for (int i = 0; i < N; i++) {
-            mlx = reference_at(sh, &L[i], mlx, &k_mlx[i], &v_mlx[i], s[i].slot, s[i].first, pos, sh->dt, &kn_mlx);
-            f32 = reference_at(sh, &L[i], f32, &k_f32[i], &v_f32[i], s[i].slot, s[i].first, pos, MX_FLOAT32, &kn_f32);
+            mlx = reference_at(sh, &L[i], mlx, &k_mlx[i], &v_mlx[i], s[i].slot, s[i].first, pos, step == 1, sh->dt,
+                               &kn_mlx);
+            f32 = reference_at(sh, &L[i], f32, &k_f32[i], &v_f32[i], s[i].slot, s[i].first, pos, step == 1,
+                               MX_FLOAT32, &kn_f32);
         }
         mx_array all[3] = {ours, mlx, f32};
         CHECK(mx_eval(all, 3) == 0);
