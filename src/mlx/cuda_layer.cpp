@@ -53,7 +53,7 @@ const int kThreads = 512, kWarps = kThreads / 32;
 // Scratch control words, as in the source (CTRL_WORDS, BAR_TIMEOUT): the
 // barrier at 0-2, one counter per group of a kv head's query heads from 8
 // (head_groups), clock stamps from 48, so at most 40 groups in all.
-const int kCtrlWords = 64, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
+const int kCtrlWords = 80, kBarTimeout = 2, kStamps = 48, kMaxKv = 40;
 // A layer's row of the table (TABLE_WORDS, T_*): its buffers' addresses in
 // table_arrays' order, then the caches' capacity, then its slot and window.
 const int kTableArrays = 20, kTableWords = 22, kTableCap = 20, kTableSlot = 21;
@@ -84,6 +84,7 @@ const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
 const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
+const int kKeysAhead = env_int("GOMLX_CUDA_LAYER_KK", 2, 1, 8);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
 const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
 const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
@@ -430,6 +431,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
             "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
             "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
+            "KK=" + std::to_string(kKeysAhead),
             "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
             "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
             "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
@@ -658,13 +660,13 @@ int mx_cuda_layers_timed_out(mx_cuda_layers *c) {
     return guard_ret(-1, [&] { return (int)timeout_flag(c->scratch); });
 }
 
-int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[8]) {
+int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[16]) {
     if (!c || !stamps) return -1;
     return guard_ret(-1, [&] {
-        array w = mc::slice(c->scratch, {kStamps}, {kStamps + 16});
+        array w = mc::slice(c->scratch, {kStamps}, {kStamps + 32});
         mc::eval(w);
         const uint32_t *p = w.data<uint32_t>();
-        for (int i = 0; i < 8; i++) stamps[i] = p[2 * i] | (uint64_t)p[2 * i + 1] << 32;
+        for (int i = 0; i < 16; i++) stamps[i] = p[2 * i] | (uint64_t)p[2 * i + 1] << 32;
         return 0;
     });
 }

@@ -47,12 +47,13 @@
 // of j, j + HD/2), LT (threads per block), DOT_U (chunks of a row a lane
 // loads before using them; 1, the default, measured fastest), ROWS_A and
 // ROWS_D (rows a warp's item takes in phases A and D: 2 or 4), KC (fewest
-// keys a chunk of the attention takes), HS (groups the query heads of a kv
-// head are split into, a block of the attention taking one), RH (query
-// heads whose attention sums a block combines at once), TIMING (1: block 0 stamps the GPU
-// clock at the end of each of the first layer's phases into the scratch,
-// and the attention's latest partials and merge, for
-// tools/c/bench_cuda_layer.c; 2: eight more grid barriers in the first
+// keys a chunk of the attention takes), KK (keys a warp of it loads before
+// using any), HS (groups the query heads of a kv head are split into, a
+// block of the attention taking one), RH (query heads whose attention sums
+// a block combines at once), TIMING (1: block 0 stamps the GPU clock at the
+// end of each of the first layer's phases into the scratch, and the
+// latest block at points of them, for tools/c/bench_cuda_layer.c; 2: eight
+// more grid barriers in the first
 // layer's phase E, to time them), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
 // its items, each taking a share of K: 1, 2 or 4), TCR_C and TCR_E (1:
@@ -71,12 +72,12 @@ static const char *const kCudaLayerSource = R"CUDA(
 // Scratch words (u32): barrier count, blocks done, timeout flag, then one
 // arrival counter per group of a kv head's query heads (at most 40): all
 // are back at 0 when the kernel ends.
-#define CTRL_WORDS 64
+#define CTRL_WORDS 80
 #define BAR_COUNT 0
 #define BAR_DONE 1
 #define BAR_TIMEOUT 2
 #define KV_COUNT 8
-#define STAMPS 48 // with TIMING: 8 stamps of 64 bits, words 48..63
+#define STAMPS 48 // with TIMING: 16 stamps of 64 bits, words 48..79
 
 __device__ __forceinline__ unsigned long long gpu_clock() {
     unsigned long long t;
@@ -85,24 +86,38 @@ __device__ __forceinline__ unsigned long long gpu_clock() {
 }
 
 // Stamps 0-5: block 0's clock at the start and at the end of each of the
-// first layer's phases (after their barrier); stamp 0 also clears 6 and 7.
+// first layer's phases (after their barrier); stamp 0 also clears 6-15.
 __device__ __forceinline__ void stamp(u32 *ctrl, int i) {
 #if TIMING
     if (blockIdx.x == 0 && threadIdx.x == 0) {
         const unsigned long long t = gpu_clock();
         ctrl[STAMPS + 2 * i] = (u32)t, ctrl[STAMPS + 2 * i + 1] = (u32)(t >> 32);
         if (i == 0)
-            for (int k = 12; k < 16; k++) ctrl[STAMPS + k] = 0;
+            for (int k = 12; k < 32; k++) ctrl[STAMPS + k] = 0;
     }
 #endif
 }
 
-// Stamps 6 and 7 (the first layer's attention): the latest clock over all
-// blocks at which one had written its chunk's partials, and at which one
-// had merged a group's chunks.
+// Stamps 6-15, the first layer's latest clock over all blocks (thread 0's)
+// at: 6 the attention's start (leaving the barrier), 7 its warps' keys
+// done, 8 its chunk's partials written, 9 a group's chunks merged; 10-14
+// the arrival at the barrier after phase A, B, C, D and E.
+#define ST_B_START 6
+#define ST_KEYS 7
+#define ST_PARTIALS 8
+#define ST_MERGED 9
+#define ST_ARRIVED 10
 __device__ __forceinline__ void stamp_latest(u32 *ctrl, int i) {
 #if TIMING
     atomicMax(reinterpret_cast<unsigned long long *>(ctrl + STAMPS + 2 * i), gpu_clock());
+#endif
+}
+
+// stamp_latest once all the block's threads are here.
+__device__ __forceinline__ void stamp_block_latest(u32 *ctrl, int i) {
+#if TIMING
+    __syncthreads();
+    if (threadIdx.x == 0) stamp_latest(ctrl, i);
 #endif
 }
 
@@ -764,8 +779,10 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
     }
   }
+    if (!layer) stamp_block_latest(ctrl, ST_ARRIVED);
     grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 1);
+    if (!layer && tid == 0) stamp_latest(ctrl, ST_B_START);
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
@@ -786,11 +803,12 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 qv[r][e] = load_cg_f32(q_buf + (h0 + r) * HD + lane * EPL + e) * attn_scale;
             }
         }
-        // Two keys' rows loaded before either is used.
-        for (int t0 = k0 + warp; t0 < k1; t0 += 2 * NWARPS) {
-            float kf[2][EPL], vf[2][EPL];
+        // KK keys' rows loaded before any is used; past the chunk, the
+        // first again.
+        for (int t0 = k0 + warp; t0 < k1; t0 += KK * NWARPS) {
+            float kf[KK][EPL], vf[KK][EPL];
 #pragma unroll
-            for (int kk = 0; kk < 2; kk++) {
+            for (int kk = 0; kk < KK; kk++) {
                 const int t = t0 + kk * NWARPS < k1 ? t0 + kk * NWARPS : t0;
                 const u16 *kr = k_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
                 const u16 *vr = v_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
@@ -802,7 +820,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 }
             }
 #pragma unroll
-            for (int kk = 0; kk < 2; kk++) {
+            for (int kk = 0; kk < KK; kk++) {
                 if (t0 + kk * NWARPS >= k1) break;
 #pragma unroll
                 for (int r = 0; r < RB; r++) {
@@ -819,6 +837,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 }
             }
         }
+        if (!layer) stamp_block_latest(ctrl, ST_KEYS);
         // The block's warps combined per head into one partial (max, sum,
         // acc), RH heads a round (wbuf: [RH][NWARPS][HD + 2]).
 #pragma unroll
@@ -857,7 +876,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             asm volatile("{ .reg .u64 a; cvta.to.global.u64 a, %1; atom.acq_rel.gpu.global.add.u32 %0, [a], 1; }"
                          : "=r"(arrived) : "l"(ctrl + KV_COUNT + kvh * HS + g) : "memory");
             merge = arrived == (u32)chunks - 1;
-            if (!layer) stamp_latest(ctrl, 6);
+            if (!layer) stamp_latest(ctrl, ST_PARTIALS);
         }
         __syncthreads();
         if (!merge) continue;
@@ -895,9 +914,10 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             }
             o_buf[(h0 + r) * HD + d] = store_half(num / den);
         }
-        if (!layer && tid == 0) stamp_latest(ctrl, 7);
+        if (!layer && tid == 0) stamp_latest(ctrl, ST_MERGED);
         if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
+    if (!layer) stamp_block_latest(ctrl, ST_ARRIVED + 1);
     grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 2);
 
@@ -905,6 +925,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
     residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                    GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
+    if (!layer) stamp_block_latest(ctrl, ST_ARRIVED + 2);
     grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 3);
 
@@ -957,6 +978,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
   }
 #endif
   }
+    if (!layer) stamp_block_latest(ctrl, ST_ARRIVED + 3);
     grid_sync(ctrl, bar_n);
     if (!layer) stamp(ctrl, 4);
 
@@ -965,6 +987,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
+    if (!layer) stamp_block_latest(ctrl, ST_ARRIVED + 4);
 #if TIMING == 2 // the barrier's cost: eight more in E's time
     if (!layer)
         for (int i = 0; i < 8; i++) grid_sync(ctrl, bar_n);

@@ -253,11 +253,12 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
 /* 1 when a kernel run with c gave up waiting at a barrier (its blocks
  * were not all resident: results wrong); evaluates. -1 on error. */
 int mx_cuda_layers_timed_out(mx_cuda_layers *c);
-/* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) at the start and at
- * the end of each of the first layer's five phases in the last run (block
- * 0's, after each phase's barrier), then in its attention the latest at
- * which a block had written its partials and had merged a group's. */
-int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[8]);
+/* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) in the first layer of
+ * the last run: 0-5 block 0's at the start and at the end of each of the
+ * five phases (after each phase's barrier); then the latest over all
+ * blocks at: 6 the attention's start, 7 its keys done, 8 its partials
+ * written, 9 a merge done, 10-14 the arrival at each phase's barrier. */
+int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[16]);
 void mx_set_cuda_layer(int on);
 /* 1 unless turned off (GOMLX_CUDA_LAYER=0 or mx_set_cuda_layer(0)). */
 int mx_cuda_layer_on(void);

@@ -58,7 +58,7 @@ def compile_cuda(lib, source, arch, defines):
 # The layer kernel's defines as variant_defines() (cuda_layer.cpp) writes
 # them; the first four are what the benchmark shapes pick on an H100.
 LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
-                  KC=32, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCR_C=0, TCR_E=0, GEMMA=0)
+                  KC=32, KK=2, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCR_C=0, TCR_E=0, GEMMA=0)
 LAYER_VARIANTS = {
     "llama-3.2-3b": dict(NL=28, TC=1, TS=2),
     "qwen2.5-3b": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=1),

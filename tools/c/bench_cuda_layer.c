@@ -4,9 +4,10 @@
  * from HBM), evaluated as one graph, as a kernel a layer and as one kernel
  * for all layers (runs alternating); prints the time per layer of each and
  * the split of a one-layer kernel into its phases (block 0's clock at each
- * phase's end) and, in the attention, when the last block had written its
- * chunk's partials and when the last merge was done (from the attention's
- * start). Run with GOMLX_CUDA_LAYER_TIMING=1 for the split (the stamps cost
+ * phase's end after its barrier), when the last block arrived at each
+ * barrier, and in the attention when the last block had started, had its
+ * keys done, had written its chunk's partials and had merged (from the
+ * phase's start on block 0's clock). Run with GOMLX_CUDA_LAYER_TIMING=1 for the split (the stamps cost
  * a few stores and atomics); on an NVIDIA GPU with MLX's CUDA backend.
  *
  *     GOMLX_CUDA_LAYER_TIMING=1 bench_cuda_layer [KEYS [SHAPE]]
@@ -112,7 +113,7 @@ static int run(const shape *sh, int keys) {
     mx_array h0 = random_array((int[]){1, 1, sh->hidden}, 3, 2.0f, 0.0f);
     mx_eval(&h0, 1);
     enum { REPS = 20 };
-    double best[2] = {1e9, 1e9}, phase[5] = {0}, attn[2] = {0};
+    double best[2] = {1e9, 1e9}, phase[5] = {0}, arrived[5] = {0}, attn[4] = {0};
     int stamped = 0;
     for (int r = 0; r < 2 * (REPS + 2); r++) {
         int whole = r % 2;
@@ -131,10 +132,13 @@ static int run(const shape *sh, int keys) {
         double t = now_s() - t0;
         if (r >= 4 && t < best[whole]) best[whole] = t;
         /* the last layer's phases, one kernel a layer */
-        uint64_t ts[8];
-        if (r >= 4 && !whole && !mx_cuda_layers_stamps(one, ts) && ts[5] > ts[0] && ts[7] > ts[1]) {
-            for (int k = 0; k < 5; k++) phase[k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
-            for (int k = 0; k < 2; k++) attn[k] += (double)(ts[6 + k] - ts[1]) * 1e-3;
+        uint64_t ts[16];
+        if (r >= 4 && !whole && !mx_cuda_layers_stamps(one, ts) && ts[5] > ts[0] && ts[9] > ts[1]) {
+            for (int k = 0; k < 5; k++) {
+                phase[k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
+                arrived[k] += ((double)ts[10 + k] - (double)ts[k]) * 1e-3;
+            }
+            for (int k = 0; k < 4; k++) attn[k] += ((double)ts[6 + k] - (double)ts[1]) * 1e-3;
             stamped++;
         }
         mx_scope_close(inner);
@@ -146,7 +150,10 @@ static int run(const shape *sh, int keys) {
         static const char *names[5] = {"A qkv+rope", "B attention", "C o-proj", "D norm+gate|up", "E down"};
         printf("; block 0:");
         for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[k] / stamped);
-        printf(" us (attention: last partials at %.1f, last merge at %.1f)", attn[0] / stamped, attn[1] / stamped);
+        printf(" us\n  the last block at each barrier, from its phase's start:");
+        for (int k = 0; k < 5; k++) printf(" %c %.1f", 'A' + k, arrived[k] / stamped);
+        printf(" us; attention, the last block's start %.1f, keys %.1f, partials %.1f, merge %.1f us",
+               attn[0] / stamped, attn[1] / stamped, attn[2] / stamped, attn[3] / stamped);
     }
     printf("\n  layers kernel: %s\n", mx_cuda_layer_status());
     mx_cuda_layers_free(one);
