@@ -793,6 +793,17 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         const int h0 = kvh * REP + g * RB;
         const int k0 = first + c * per_chunk;
         const int k1 = min(k0 + per_chunk, slot + 1);
+        // The group's q heads loaded once a block, 16 bytes a thread, into
+        // shared memory: every warp of every block of a group loading them
+        // from L2 queued ~1000 requests on each of their lines.
+        float *qs = reinterpret_cast<float *>(smem); // [RB][HD]
+        __syncthreads(); // the block's last readers of smem are done
+        for (int i = tid; i < RB * HD / 4; i += LT) {
+            const V4 v = load_cg16(reinterpret_cast<const u16 *>(q_buf + (size_t)h0 * HD + 4 * i));
+            qs[4 * i] = bits_to_float(v.x), qs[4 * i + 1] = bits_to_float(v.y);
+            qs[4 * i + 2] = bits_to_float(v.z), qs[4 * i + 3] = bits_to_float(v.w);
+        }
+        __syncthreads();
         float qv[RB][EPL], m[RB], l[RB], acc[RB][EPL];
 #pragma unroll
         for (int r = 0; r < RB; r++) {
@@ -800,7 +811,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #pragma unroll
             for (int e = 0; e < EPL; e++) {
                 acc[r][e] = 0.f;
-                qv[r][e] = load_cg_f32(q_buf + (h0 + r) * HD + lane * EPL + e) * attn_scale;
+                qv[r][e] = qs[r * HD + lane * EPL + e] * attn_scale;
             }
         }
         // KK keys' rows loaded before any is used; past the chunk, the
