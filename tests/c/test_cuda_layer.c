@@ -446,6 +446,10 @@ static void test_misfits(void) {
     two[1].rope_traditional = 1; /* each fits, but they differ */
     const char *why = mx_cuda_layers_ready(two, 2);
     CHECK_MSG(why && strstr(why, "differ"), "%s", why ? why : "accepted");
+    two[1] = s;
+    two[1].rope_base = 500000.0f; /* angles from another base than layer 0's table */
+    why = mx_cuda_layers_ready(two, 2);
+    CHECK_MSG(why && strstr(why, "RoPE base"), "%s", why ? why : "accepted");
     CHECK(mx_cuda_layers_ready(&s, 0) != NULL);
     CHECK(strncmp(mx_cuda_layer_status(), "not used: ", 10) == 0);
     mx_cuda_layers *c = mx_cuda_layers_new(&s, 1);
