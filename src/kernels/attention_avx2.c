@@ -127,50 +127,60 @@ static void scores(const float *Q, int R, int ldq, const att_rows *k, int nk, in
     }
 }
 
-/* Up to 4 query rows x 16 columns of the output in registers (8
- * accumulators) over all keys of the block: per key two v loads, one
- * broadcast per row. v is re-read per 16 columns, from L1. */
+/* Up to 4 query rows x 8 * W columns of the output in registers over all
+ * keys of the block: per key W v loads, one broadcast per row. W is 4
+ * (32 columns, 12 accumulators) for up to 3 rows, else 2: a pass reads
+ * half a float32 row of 64 instead of a quarter. */
 AVX2_INLINE void accum_body(const float *P, int ldp, const att_rows *v, int nk, int d0, float *O,
-                            int ldo, const int NR, gm_fdtype t) {
-    __m256 acc[4][2];
+                            int ldo, const int NR, const int W, gm_fdtype t) {
+    __m256 acc[4][4];
     #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        acc[r][0] = _mm256_loadu_ps(O + (int64_t)r * ldo + d0);
-        acc[r][1] = _mm256_loadu_ps(O + (int64_t)r * ldo + d0 + 8);
-    }
+    for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 4
+        for (int w = 0; w < W; w++) acc[r][w] = _mm256_loadu_ps(O + (int64_t)r * ldo + d0 + 8 * w);
     for (int j = 0; j < nk; j++) {
         int64_t row = v->off + j * v->sj + d0;
-        __m256 v0 = load8(v->base, row, t), v1 = load8(v->base, row + 8, t);
+        __m256 vv[4];
+        #pragma GCC unroll 4
+        for (int w = 0; w < W; w++) vv[w] = load8(v->base, row + 8 * w, t);
         #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             __m256 p = _mm256_broadcast_ss(P + (int64_t)r * ldp + j);
-            acc[r][0] = _mm256_fmadd_ps(p, v0, acc[r][0]);
-            acc[r][1] = _mm256_fmadd_ps(p, v1, acc[r][1]);
+            #pragma GCC unroll 4
+            for (int w = 0; w < W; w++) acc[r][w] = _mm256_fmadd_ps(p, vv[w], acc[r][w]);
         }
     }
     #pragma GCC unroll 4
-    for (int r = 0; r < NR; r++) {
-        _mm256_storeu_ps(O + (int64_t)r * ldo + d0, acc[r][0]);
-        _mm256_storeu_ps(O + (int64_t)r * ldo + d0 + 8, acc[r][1]);
-    }
+    for (int r = 0; r < NR; r++)
+        #pragma GCC unroll 4
+        for (int w = 0; w < W; w++) _mm256_storeu_ps(O + (int64_t)r * ldo + d0 + 8 * w, acc[r][w]);
 }
 
-#define ACCUM_T(NR, T)                                                                       \
-    AVX2_FN static void accum_##NR##_##T(const float *P, int ldp, const att_rows *v, int nk,  \
-                                         int d0, float *O, int ldo) {                        \
-        accum_body(P, ldp, v, nk, d0, O, ldo, NR, T);                                        \
+#define ACCUM_T(NR, W, T)                                                                     \
+    AVX2_FN static void accum_##NR##_##W##_##T(const float *P, int ldp, const att_rows *v,    \
+                                               int nk, int d0, float *O, int ldo) {           \
+        accum_body(P, ldp, v, nk, d0, O, ldo, NR, W, T);                                      \
     }
-#define ACCUM(NR) ACCUM_T(NR, GM_F32) ACCUM_T(NR, GM_F16) ACCUM_T(NR, GM_BF16)
-ACCUM(1)
-ACCUM(2)
-ACCUM(3)
-ACCUM(4)
+#define ACCUM(NR, W) ACCUM_T(NR, W, GM_F32) ACCUM_T(NR, W, GM_F16) ACCUM_T(NR, W, GM_BF16)
+ACCUM(1, 2)
+ACCUM(2, 2)
+ACCUM(3, 2)
+ACCUM(4, 2)
+ACCUM(1, 4)
+ACCUM(2, 4)
+ACCUM(3, 4)
 
 typedef void (*accum_fn)(const float *, int, const att_rows *, int, int, float *, int);
-static const accum_fn accum_table[3][4] = {
-    {accum_1_GM_F32, accum_2_GM_F32, accum_3_GM_F32, accum_4_GM_F32},
-    {accum_1_GM_F16, accum_2_GM_F16, accum_3_GM_F16, accum_4_GM_F16},
-    {accum_1_GM_BF16, accum_2_GM_BF16, accum_3_GM_BF16, accum_4_GM_BF16},
+/* [dtype][rows - 1]: 16 columns a pass, and for up to 3 rows 32 */
+static const accum_fn accum16_table[3][4] = {
+    {accum_1_2_GM_F32, accum_2_2_GM_F32, accum_3_2_GM_F32, accum_4_2_GM_F32},
+    {accum_1_2_GM_F16, accum_2_2_GM_F16, accum_3_2_GM_F16, accum_4_2_GM_F16},
+    {accum_1_2_GM_BF16, accum_2_2_GM_BF16, accum_3_2_GM_BF16, accum_4_2_GM_BF16},
+};
+static const accum_fn accum32_table[3][3] = {
+    {accum_1_4_GM_F32, accum_2_4_GM_F32, accum_3_4_GM_F32},
+    {accum_1_4_GM_F16, accum_2_4_GM_F16, accum_3_4_GM_F16},
+    {accum_1_4_GM_BF16, accum_2_4_GM_BF16, accum_3_4_GM_BF16},
 };
 
 static void accum(const float *P, int R, int ldp, const att_rows *v, int nk, int D, float *O,
@@ -181,9 +191,12 @@ static void accum(const float *P, int R, int ldp, const att_rows *v, int nk, int
     }
     for (int r0 = 0; r0 < R; r0 += 4) {
         int nr = R - r0 < 4 ? R - r0 : 4;
-        for (int d0 = 0; d0 < D; d0 += 16)
-            accum_table[v->t][nr - 1](P + (int64_t)r0 * ldp, ldp, v, nk, d0,
-                                      O + (int64_t)r0 * ldo, ldo);
+        for (int d0 = 0; d0 < D;) {
+            int wide = nr <= 3 && D - d0 >= 32;
+            (wide ? accum32_table[v->t][nr - 1] : accum16_table[v->t][nr - 1])(
+                P + (int64_t)r0 * ldp, ldp, v, nk, d0, O + (int64_t)r0 * ldo, ldo);
+            d0 += wide ? 32 : 16;
+        }
     }
 }
 
