@@ -129,6 +129,20 @@ typedef struct mv_job {
     int threads, per_thread; /* blocks are dealt out in this many runs */
 } mv_job;
 
+/* The first MV_LEAD bytes of a thread's stretch of weight rows (from n0)
+ * asked for at once: the loops prefetch 4-8 KB ahead of where they read,
+ * so a stretch's first KBs would otherwise arrive one miss at a time while
+ * the hardware prefetcher warms up, at every call. (The same for the
+ * scales and biases, 256 bytes ahead, measured no different.) */
+#define MV_LEAD 8192
+static void prefetch_stretch(const gm_qmm_ctx *c, int n0, int rows) {
+    if (n0 + rows > c->a->N) rows = c->a->N - n0;
+    size_t bytes = (size_t)rows * c->wrow * 4;
+    if (bytes > MV_LEAD) bytes = MV_LEAD;
+    const char *w = (const char *)(c->a->w + (size_t)n0 * c->wrow);
+    for (size_t b = 0; b < bytes; b += 64) __builtin_prefetch(w + b, 0, 2);
+}
+
 /* Task t reads block (t % threads) * per_thread + t / threads: threads
  * taking tasks in turn each walk their own contiguous stretch of the
  * weights, which memory streams far better (36 vs 21 GB/s with 2 threads
@@ -142,6 +156,7 @@ static void mv_task(void *ctx, int task, int worker) {
     if (n0 >= j->c.a->N) return;
     int n1 = n0 + j->c.mv_rows;
     if (n1 > j->c.a->N) n1 = j->c.a->N;
+    if (task < j->threads) prefetch_stretch(&j->c, n0, j->per_thread * j->c.mv_rows);
     j->be->matvec(&j->c, n0, n1);
 }
 
