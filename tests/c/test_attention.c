@@ -137,7 +137,9 @@ static double kernel_case(int B, int Hq, int Hkv, int Tq, int Tk, int D, int cau
 
 static const int TQS[] = {1, 3, 17, 64};
 static const int HS[][2] = {{4, 4}, {4, 2}, {9, 3}};
-static const int DS[] = {16, 64, 128, 20}; /* 20: not a multiple of 8 (padded panels) */
+/* 20: not a multiple of 8 (padded panels); 48: the decode axpy's 32 columns
+ * a pass, then 16 */
+static const int DS[] = {16, 64, 128, 20, 48};
 static const gm_fdtype DTS[] = {GM_F32, GM_F16, GM_BF16};
 
 static void kernel_sweep(void) {
@@ -145,7 +147,7 @@ static void kernel_sweep(void) {
     for (int di = 0; di < 3; di++)
         for (int ti = 0; ti < 4; ti++)
             for (int hi = 0; hi < 3; hi++)
-                for (int dd = 0; dd < 4; dd++)
+                for (int dd = 0; dd < 5; dd++)
                     for (int causal = 0; causal < 2; causal++, n++) {
                         int Tq = TQS[ti], extra = (int[]){0, 13, 70}[n % 3];
                         int Tk = Tq + extra, B = n % 5 == 0 ? 2 : 1;
