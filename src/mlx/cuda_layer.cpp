@@ -372,14 +372,20 @@ const char *layout_misfit(const mx_layer_step *s, int n) {
 
 // Arrays not computed yet (a cache in the first step after it was made, a
 // weight still lazy) get their buffers now.
-// With caches_only, only the caches (the rest were scheduled before).
+// With caches_only, only the caches (the rest were scheduled before), read
+// from the layers directly rather than through their table arrays.
 void schedule(const mx_layer_step *s, int n, bool caches_only) {
     std::vector<array> pending;
+    auto add = [&](const array *a) {
+        if (a && a->status() == array::Status::unscheduled) pending.push_back(*a);
+    };
     for (int i = 0; i < n; i++) {
-        const TableArrays arrays = table_arrays(s + i);
-        for (size_t k = 0; k < arrays.size(); k++)
-            if (arrays[k] && (!caches_only || is_cache(k)) && arrays[k]->status() == array::Status::unscheduled)
-                pending.push_back(*arrays[k]);
+        if (caches_only) {
+            add(&s[i].k_cache->a);
+            add(&s[i].v_cache->a);
+        } else {
+            for (const array *a : table_arrays(s + i)) add(a);
+        }
     }
     if (!pending.empty()) mc::eval(pending);
 }
