@@ -93,6 +93,11 @@ const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 const int kTensorCores = env_int("GOMLX_CUDA_LAYER_TC", 1, 0, 1);
 const int kTcTeamKnob = env_int("GOMLX_CUDA_LAYER_TS", 0, 1, 4);
 const int kTcResidualKnob = env_int("GOMLX_CUDA_LAYER_TCR", -1, 0, 1);
+// Phase A (q|k|v) on tensor cores (-1: by shape, use_tca(); 0/1 forces it
+// off or on) and the warps that share one of its tiles (0: by shape,
+// tca_team()).
+const int kTcAKnob = env_int("GOMLX_CUDA_LAYER_TCA", -1, 0, 1);
+const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
 
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count() {
@@ -132,6 +137,28 @@ int tc_shared_bytes(const Dims &d) {
 }
 int use_tc(const Dims &d) {
     return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
+}
+
+// Whether phase A (q|k|v, RoPE) runs on tensor cores: tiles of 8 rotation
+// pairs or 16 v rows (head dim a multiple of 16). By shape where the FMA
+// loop's lanes would take three or more rounds of loads a row (hidden over
+// 2048): on an H100, decode Mistral-7B 379 -> 392 tok/s, Gemma-2-2B 604 ->
+// 621, Llama-3.2-3B 639 -> 643; Qwen2.5-3B's two rounds were faster than
+// its tiles (594 against 576, docs/bench/h100-2026-11-27-s14-tca.txt).
+int use_tca(const Dims &d) {
+    if (!kTensorCores || kTcAKnob == 0 || d.head_dim % 16 || tc_shared_bytes(d) > kMaxSharedBytes) return 0;
+    return kTcAKnob == 1 || (d.hidden + 1023) / 1024 >= 3 ? 1 : 0;
+}
+
+// Warps that share one of phase A's tiles, each a share of K: the most (1,
+// 2, 4 or 8) that still give every tile a team in one round of the grid,
+// so that a warp's share of the weights is as small as it can be.
+int tca_team(const Dims &d) {
+    if (kTcATeamKnob) return kTcATeamKnob >= 8 ? 8 : kTcATeamKnob >= 4 ? 4 : kTcATeamKnob >= 2 ? 2 : 1;
+    const int tiles = (d.n_heads + 2 * d.n_kv) * d.head_dim / 16;
+    int team = 1;
+    while (team < 8 && tiles <= sm_count() * kWarps / (2 * team)) team *= 2;
+    return team;
 }
 
 // Whether phase C (o-proj, K = q width) or E (down, K = ff), added to the
@@ -195,7 +222,7 @@ int heads_per_round(const Dims &d) {
 // x staged as 16-bit values, or per warp some heads' attention sums.
 int shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    const int tc = use_tc(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
+    const int tc = use_tc(d) || use_tca(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
     return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
 }
 
@@ -440,7 +467,8 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "KK=" + std::to_string(kKeysAhead),
             "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
             "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
-            "TS=" + std::to_string(tc_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
+            "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
+            "TSA=" + std::to_string(tca_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
             "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma)};
 }
 

@@ -424,7 +424,7 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
     }
 }
 
-#if (TC || TCR_C || TCR_E) && __CUDA_ARCH__ >= 800
+#if (TC || TCR_C || TCR_E || TCA) && __CUDA_ARCH__ >= 800
 // ---- Tensor cores (sm_80+) for the 4-bit products: docs/GPU.md ----
 // mma.sync m16n8k16 multiplies A, 16 weight rows by 16 k-slots, by B, 16
 // k-slots by 8 columns of x, into float32 sums. Lane (g, t) = (lane / 4,
@@ -475,27 +475,25 @@ struct TcX {
     float *team; // [NWARPS][64]: a team's partial sums (tc_team_sum)
 };
 
-// Waits for the TS warps of team `team` (barrier 0 is __syncthreads').
+// Waits for the N warps of team `team` (barrier 0 is __syncthreads').
+template <int N>
 __device__ __forceinline__ void team_sync(int team) {
-    asm volatile("bar.sync %0, %1;" ::"r"(team + 1), "r"(32 * TS) : "memory");
+    asm volatile("bar.sync %0, %1;" ::"r"(team + 1), "r"(32 * N) : "memory");
 }
 
-// The sums of a team's TS warps (each over its share of K) in member 0's
+// The sums of a team's N warps (each over its share of K) in member 0's
 // lanes; the other members get false.
+template <int N>
 __device__ __forceinline__ bool tc_team_sum(const TcX &x, float &lo, float &hi) {
-#if TS > 1
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / TS, member = warp % TS;
+    if (N == 1) return true;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N;
     float *mine = x.team + warp * 64;
     if (member) mine[lane] = lo, mine[32 + lane] = hi;
-    team_sync(team);
+    team_sync<N>(team);
     if (!member)
-        for (int m = 1; m < TS; m++) lo += mine[m * 64 + lane], hi += mine[m * 64 + 32 + lane];
-    team_sync(team); // before the members' next item writes its sums
+        for (int m = 1; m < N; m++) lo += mine[m * 64 + lane], hi += mine[m * 64 + 32 + lane];
+    team_sync<N>(team); // before the members' next item writes its sums
     return member == 0;
-#else
-    (void)x, (void)lo, (void)hi;
-    return true;
-#endif
 }
 
 // After norm_to_shared<true> wrote xp: the group sums and the zeros.
@@ -615,9 +613,11 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
     }
 }
 #define TC_ON TC
+#define TCA_ON TCA
 #define TCR_ON 1
 #else
 #define TC_ON 0
+#define TCA_ON 0
 #define TCR_ON 0
 #endif
 
@@ -635,6 +635,45 @@ __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *s
 #endif
     copy_to_shared(x, xs, K);
     residual_rows(xs, w, scales, biases, K, res, res_cg, out, n);
+}
+
+// Phase A's outputs for rows r0 and r1 of q|k|v with sums a0 and a1: rounded
+// (and the bias added, rounded) as MLX's graph rounds them; a rotation pair
+// (rope: angle j) rotated and written to q or the key cache, else two value
+// rows written to the value cache, at the token's slot.
+struct QkvOut {
+    const u16 *bias;
+    const float *inv_freq;
+    float rope_log2_base, position;
+    float *q_buf;
+    u16 *k_cache, *v_cache;
+    int qd, kvd, cap, slot;
+};
+__device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a0, float a1, bool rope, int j) {
+    a0 = round_half(a0), a1 = round_half(a1);
+#if HAS_BIAS
+    a0 = round_half(a0 + load_half(o.bias + r0)), a1 = round_half(a1 + load_half(o.bias + r1));
+#endif
+    if (rope) {
+        float sn, cs;
+        // MLX's CUDA RoPE: exp2 of -(j / half) * log2(base) where the model
+        // has no table of frequencies
+        const float f = o.rope_log2_base > 0.f ? exp2f(-((float)j / (float)(HD / 2)) * o.rope_log2_base)
+                                               : o.inv_freq[j];
+        sincosf(o.position * f, &sn, &cs);
+        const float o0 = round_half(a0 * cs - a1 * sn), o1 = round_half(a0 * sn + a1 * cs);
+        if (r0 < o.qd) {
+            o.q_buf[r0] = o0, o.q_buf[r1] = o1;
+        } else {
+            const int k0 = r0 - o.qd, k1 = r1 - o.qd;
+            o.k_cache[((size_t)(k0 / HD) * o.cap + o.slot) * HD + k0 % HD] = store_half(o0);
+            o.k_cache[((size_t)(k1 / HD) * o.cap + o.slot) * HD + k1 % HD] = store_half(o1);
+        }
+    } else {
+        const int v0 = r0 - o.qd - o.kvd, v1 = r1 - o.qd - o.kvd;
+        o.v_cache[((size_t)(v0 / HD) * o.cap + o.slot) * HD + v0 % HD] = store_half(a0);
+        o.v_cache[((size_t)(v1 / HD) * o.cap + o.slot) * HD + v1 % HD] = store_half(a1);
+    }
 }
 
 // A layer's entry in the table (u64 words, TABLE_WORDS a layer): device
@@ -716,6 +755,50 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     const u16 *qkv_bias = TABLE(const u16 *, T_QKV + 3);
 #endif
     const float *inv_freq = TABLE(const float *, T_INV_FREQ);
+    const QkvOut qo{
+#if HAS_BIAS
+        qkv_bias,
+#else
+        nullptr,
+#endif
+        inv_freq, rope_log2_base, position, q_buf, k_cache, v_cache, qd, kvd, cap, slot};
+#if TCA_ON
+    // On tensor cores: a tile is 8 rotation pairs of a q or k head (A's
+    // rows g and g + 8 a pair, so a lane ends with both of its halves), or
+    // 16 consecutive v rows; a team of TSA warps takes a tile, each warp a
+    // share of K.
+#if GEMMA
+    if (layer)
+        post_norm_add<true>(h1_buf, true, p_buf, prev_post_mlp, out, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
+    else
+#endif
+    norm_to_shared<true>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
+    {
+        const TcX x = tc_finish_x(xs, hidden);
+        const int team = warp / TSA, member = warp % TSA, groups = hidden / GS;
+        const int share = (groups + TSA - 1) / TSA, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
+        const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
+        for (int it = team * gridDim.x + blockIdx.x; it < tiles; it += gridDim.x * (NWARPS / TSA)) {
+            const bool rope = it < rope_tiles;
+            int lo, hi, j = 0;
+            if (rope) {
+                const int head = it / (HD / 16);
+                j = it % (HD / 16) * 8 + (lane >> 2);
+#if ROPE_TRAD
+                lo = head * HD + 2 * j, hi = lo + 1;
+#else
+                lo = head * HD + j, hi = lo + HD / 2;
+#endif
+            } else {
+                lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
+            }
+            float a0, a1;
+            tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, a0, a1);
+            if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
+            qkv_out(qo, lo, hi, a0, a1, rope, j);
+        }
+    }
+#else
 #if GEMMA
     if (layer) // out = h1 + the layer before's normed MLP output, this layer's h
         post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
@@ -748,36 +831,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a);
         if (lane) continue;
 #pragma unroll
-        for (int r = 0; r < ROWS_A; r++) {
-            a[r] = round_half(a[r]);
-#if HAS_BIAS
-            a[r] = round_half(a[r] + load_half(qkv_bias + rows[r]));
-#endif
-        }
-#pragma unroll
-        for (int p = 0; p < ROWS_A / 2; p++) {
-            const int r0 = rows[2 * p], r1 = rows[2 * p + 1];
-            if (rope) {
-                float sn, cs;
-                // MLX's CUDA RoPE: exp2 of -(j / half) * log2(base) where the
-                // model has no table of frequencies
-                const float f = rope_log2_base > 0.f ? exp2f(-((float)js[p] / (float)(HD / 2)) * rope_log2_base)
-                                                     : inv_freq[js[p]];
-                sincosf(position * f, &sn, &cs);
-                const float a0 = a[2 * p], a1 = a[2 * p + 1];
-                const float o0 = round_half(a0 * cs - a1 * sn), o1 = round_half(a0 * sn + a1 * cs);
-                if (r0 < qd) {
-                    q_buf[r0] = o0, q_buf[r1] = o1;
-                } else {
-                    u16 *row = k_cache + ((size_t)((r0 - qd) / HD) * cap + slot) * HD;
-                    row[(r0 - qd) % HD] = store_half(o0), row[(r1 - qd) % HD] = store_half(o1);
-                }
-            } else {
-                u16 *row = v_cache + ((size_t)((r0 - qd - kvd) / HD) * cap + slot) * HD;
-                row[(r0 - qd - kvd) % HD] = store_half(a[2 * p]), row[(r1 - qd - kvd) % HD] = store_half(a[2 * p + 1]);
-            }
-        }
+        for (int p = 0; p < ROWS_A / 2; p++) qkv_out(qo, rows[2 * p], rows[2 * p + 1], a[2 * p], a[2 * p + 1], rope, rope ? js[p] : 0);
     }
+#endif
   }
     if (!layer) stamp_block_latest(ctrl, ST_ARRIVED);
     grid_sync(ctrl, bar_n);
@@ -960,7 +1016,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             const int r = it * 8 + (lane >> 2);
             float gs, us;
             tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us);
-            if (!tc_team_sum(x, gs, us) || (lane & 3)) continue;
+            if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
             act[r] = store_half(gate_act(g) * up);
         }
