@@ -92,7 +92,8 @@ const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 // warps that share one of its items (0: by shape, tc_team()).
 const int kTensorCores = env_int("GOMLX_CUDA_LAYER_TC", 1, 0, 1);
 const int kTcTeamKnob = env_int("GOMLX_CUDA_LAYER_TS", 0, 1, 4);
-const int kTcResidualKnob = env_int("GOMLX_CUDA_LAYER_TCR", -1, 0, 1);
+const int kTcResidualKnob = env_int("GOMLX_CUDA_LAYER_TCR", -1, 0, 2);
+const int kTcResidualTeamKnob = env_int("GOMLX_CUDA_LAYER_TSR", 0, 1, 16);
 // Phase A (q|k|v) on tensor cores (-1: by shape, use_tca(); 0/1 forces it
 // off or on) and the warps that share one of its tiles (0: by shape,
 // tca_team()).
@@ -161,19 +162,35 @@ int tca_team(const Dims &d) {
     return team;
 }
 
-// Whether phase C (o-proj, K = q width) or E (down, K = ff), added to the
-// residual, runs on tensor cores, a block a 16-row tile of hidden with its
-// warps splitting K: where the tiles take one round of the grid and each
-// warp a full window of 8 groups (Qwen2.5-3B's down: 13.8 -> 10.9 us on an
-// H100); with two rounds or less K a warp it measured slower (Llama-3.2-3B
-// and Mistral-7B's o-proj and down, 1.1-1.6x). GOMLX_CUDA_LAYER_TCR=1/0
-// forces both on or off.
-int use_tcr(const Dims &d, int K) {
+// Warps that share a 16-row tile of phase C (o-proj, K = q width) or E
+// (down, K = ff), added to the residual, on tensor cores; 0: the FMA loop.
+// By shape, a block a tile (16 warps) where the tiles take one round of the
+// grid and each warp a full window of 8 groups (Qwen2.5-3B's down: 13.8 ->
+// 10.9 us on an H100); with two rounds or less K a warp it measured slower
+// (Llama-3.2-3B and Mistral-7B's o-proj and down, 1.1-1.6x).
+// GOMLX_CUDA_LAYER_TCR=1/0 forces both on or off, 2 phase E alone on;
+// forced on, a tile's team is GOMLX_CUDA_LAYER_TSR or the most warps (up
+// to 16) that still give every tile a team in one round. (Teams of 8, both
+// phases, on an H100: Llama-3.2-3B's down 10.6 -> 9.6 us but its o-proj
+// 5.5 -> 6.3, decode 643.5 -> 649.5 tok/s; Mistral-7B unchanged; Gemma-2-2B
+// 618 -> 581; docs/bench/h100-2026-11-27-s14-tcr-teams.txt.)
+int use_tcr(const Dims &d, int K, bool phase_e) {
     if (!kTensorCores || kTcResidualKnob == 0 || d.hidden % 16) return 0;
-    return kTcResidualKnob == 1 || (d.hidden / 16 <= sm_count() && K / d.gs >= 8 * kWarps) ? 1 : 0;
+    if (kTcResidualKnob == 1 || (kTcResidualKnob == 2 && phase_e)) {
+        if (kTcResidualTeamKnob) {
+            int team = 1;
+            while (team * 2 <= kTcResidualTeamKnob) team *= 2;
+            return team;
+        }
+        const int tiles = d.hidden / 16;
+        int team = 1;
+        while (team < kWarps && tiles <= sm_count() * kWarps / (2 * team)) team *= 2;
+        return team;
+    }
+    return d.hidden / 16 <= sm_count() && K / d.gs >= 8 * kWarps ? kWarps : 0;
 }
-int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim); }
-int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff); }
+int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
+int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
 
 // Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
 // leave more than half the grid's warps idle while 2-row items still fit

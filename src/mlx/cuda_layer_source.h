@@ -56,9 +56,11 @@
 // more grid barriers in the first
 // layer's phase E, to time them), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
-// its items, each taking a share of K: 1, 2 or 4), TCR_C and TCR_E (1:
-// phase C or E on tensor cores likewise, a block a 16-row tile), GEMMA (1:
-// Gemma 2's post-norms and GeGLU).
+// its items, each taking a share of K: 1, 2 or 4), TCA and TSA (phase A
+// likewise, TSA warps a tile of 8 rotation pairs or 16 v rows), TCR_C and
+// TCR_E (0: phase C or E on the FMA loop, else on tensor cores with that
+// many warps a 16-row tile: 1, 2, 4, 8 or 16), GEMMA (1: Gemma 2's
+// post-norms and GeGLU).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -589,27 +591,22 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 }
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W (n a multiple of
-// 16): a block takes 16 rows at a time, each of its warps a share of K,
-// and warp 0 adds the shares up.
+// 16): a team of N warps takes 16 rows at a time (tiles dealt to the
+// blocks in turn), each warp a share of K, and its member 0 adds the
+// shares up (N = NWARPS: a block a tile).
+template <int N>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                  const u16 *res, bool res_cg, u16 *out, int n) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, groups = K / GS;
-    const int share = (groups + NWARPS - 1) / NWARPS, g0 = min(groups, warp * share), g1 = min(groups, g0 + share);
-    for (int tile = blockIdx.x; tile < n / 16; tile += gridDim.x) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N, groups = K / GS;
+    const int share = (groups + N - 1) / N, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
+    for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
         const int lo = tile * 16 + (lane >> 2);
         float a_lo, a_hi;
         tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, a_lo, a_hi);
-        x.team[warp * 64 + lane] = a_lo, x.team[warp * 64 + 32 + lane] = a_hi;
-        __syncthreads();
-        if (warp == 0) {
-            for (int m = 1; m < NWARPS; m++) a_lo += x.team[m * 64 + lane], a_hi += x.team[m * 64 + 32 + lane];
-            if ((lane & 3) == 0) {
-                const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
-                const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
-                out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
-            }
-        }
-        __syncthreads(); // before the next tile's sums
+        if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
+        const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
+        const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+        out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
     }
 }
 #define TC_ON TC
@@ -622,14 +619,15 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
 #endif
 
 // out = res + round(x W^T) for the n rows of W, x (K values) written by
-// other blocks of this kernel (phases C and E); on tensor cores with TCP.
-template <bool TCP>
+// other blocks of this kernel (phases C and E); on tensor cores with
+// TEAM > 0, TEAM warps a 16-row tile.
+template <int TEAM>
 __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                const u16 *res, bool res_cg, u16 *out, int n) {
 #if TCR_ON
-    if (TCP) {
+    if (TEAM > 0) {
         copy_to_shared<true>(x, xs, K);
-        tc_residual_rows(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
+        tc_residual_rows<(TEAM > 0 ? TEAM : 1)>(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
         return;
     }
 #endif
