@@ -1,7 +1,8 @@
 /* pool.h - the persistent thread pool behind the CPU kernels: one job at a
- * time, split into numbered tasks that the caller and the workers take
- * from a shared counter. Workers spin briefly after a job before sleeping,
- * because decoding issues hundreds of small jobs per token. */
+ * time, split into numbered tasks; the caller and the workers each take a
+ * contiguous range of them in order, then what is left of the others'.
+ * Workers spin briefly after a job before sleeping, because decoding
+ * issues hundreds of small jobs per token. */
 #ifndef GM_POOL_H
 #define GM_POOL_H
 
@@ -18,7 +19,10 @@ int gm_pool_threads(void);
 void gm_pool_set_threads(int n);
 
 /* Runs fn for tasks 0..ntasks-1 on at most max_threads threads (worker
- * indices stay below it) and returns when all are done. When another
+ * indices stay below it) and returns when all are done. With T threads
+ * taking part, thread w first takes tasks [w * per, (w + 1) * per) in
+ * order, per = ceil(ntasks / T) (T = min(max_threads, gm_pool_threads(),
+ * ntasks)), then those left in the others' ranges. When another
  * thread's job holds the pool, runs every task on the calling thread
  * instead of waiting (worker index 0 then). */
 void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads);
