@@ -24,30 +24,36 @@
 /* A job's tasks are split into one contiguous range per taking part
  * thread: each takes its own range's tasks in order, then the tasks left
  * in the others' (a stalled thread holds up little). A range's counter is
- * a cache line of its own, so a thread taking its next task touches no
- * line another core writes: one shared counter for all tasks cost a
- * cache-line transfer a task, ~0.1 us between near cores and ~1 us
- * between far ones, against a mat-vec task's few us (decode step: ~120
- * jobs of 5-30 tasks).
+ * a cache line of its own that only a thief shares, and the job's
+ * description sits in the ticket's line, so a worker starts a job after
+ * one cache-line transfer (the ticket) and takes its next task without
+ * another: one shared counter for all tasks cost a transfer a task, ~0.1
+ * us between near vCPUs and ~1 us between far ones, against a mat-vec
+ * task's few us (decode step: ~120 jobs of 5-30 tasks).
  *
- * Each counter packs the job's generation (high half) with its next task
- * (low half), so a worker that wakes late can never take a task of a
- * newer job with the function pointer of an older one: its
- * compare-and-swap fails as soon as the generation moved on (every
- * counter is rewritten for each job). The job's description alternates
- * between two slots by generation: while job g runs, the caller fills the
- * other slot for g+1, so a worker still looking at g never reads g+1's
- * task count. */
+ * A counter packs a generation (high half) with the tasks of its range
+ * taken in that job (low half); one from an older job counts as none
+ * taken, so the caller never writes the workers' counters. A worker
+ * takes a task of job g only while g is the newest job the counter has
+ * seen: once a newer job has touched it, its compare-and-swap fails. The
+ * job's description alternates between two slots by generation (the
+ * caller fills g+1's while g runs) and is read as a seqlock: a worker
+ * reads job g's slot, then the ticket again, and sits the job out if the
+ * ticket moved on (the slot may then hold g+2's job). */
 typedef struct job_slot {
     _Atomic(gm_pool_fn) fn;
     _Atomic(void *) ctx;
     _Atomic int ntasks;
-    _Atomic int parts;  /* threads with a range: ids 0..parts-1 */
-    _Atomic int max_id; /* workers with this id or above sit the job out */
+    _Atomic int parts; /* threads with a range: ids 0..parts-1 */
 } job_slot;
 
+typedef struct job_line {
+    _Alignas(64) _Atomic uint64_t ticket; /* generation << 32 */
+    job_slot slot[2];                     /* job of generation g in slot[g & 1] */
+} job_line;
+
 typedef struct range_counter {
-    _Alignas(64) _Atomic uint64_t next; /* generation << 32 | next task */
+    _Alignas(64) _Atomic uint64_t taken; /* generation << 32 | tasks taken */
 } range_counter;
 
 typedef struct pool {
@@ -59,15 +65,13 @@ typedef struct pool {
     pthread_cond_t wake;
 
     range_counter *ranges; /* one per thread, the caller's first */
-    _Alignas(64) _Atomic uint64_t ticket; /* generation << 32 */
-    _Alignas(64) _Atomic int done;        /* tasks run, added once a thread a job */
-    _Atomic int sleepers;
+    job_line job;
+    _Alignas(64) _Atomic int done; /* tasks run, added once a thread a job */
+    _Alignas(64) _Atomic int sleepers;
     _Atomic int quit;
     _Atomic int spin_us;
     _Atomic int bursts;           /* open gm_pool_burst_begin calls */
     _Atomic int64_t linger_until; /* us: spin until then after a burst */
-
-    job_slot slot[2]; /* job of generation g in slot[g & 1] */
 } pool;
 
 static pool g_pool = {
@@ -115,26 +119,34 @@ static uint32_t range_end(int part, uint32_t per, uint32_t n) {
     return end < n ? (uint32_t)end : n;
 }
 
+/* Runs tasks of job `gen` from the thread's own range, then the others'
+ * (nothing if gen is no longer the newest job). */
 static void take_tasks(pool *p, uint32_t gen, int id) {
-    job_slot *s = &p->slot[gen & 1];
-    gm_pool_fn fn = atomic_load(&s->fn);
-    void *ctx = atomic_load(&s->ctx);
-    uint32_t n = (uint32_t)atomic_load(&s->ntasks);
-    int parts = atomic_load(&s->parts);
-    if (id >= atomic_load(&s->max_id) || id >= parts) return;
+    job_slot *s = &p->job.slot[gen & 1];
+    gm_pool_fn fn = atomic_load_explicit(&s->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&s->ctx, memory_order_relaxed);
+    uint32_t n = (uint32_t)atomic_load_explicit(&s->ntasks, memory_order_relaxed);
+    int parts = atomic_load_explicit(&s->parts, memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if ((uint32_t)(atomic_load_explicit(&p->job.ticket, memory_order_relaxed) >> 32) != gen) return;
+    if (id >= parts) return;
     uint32_t per = (n + (uint32_t)parts - 1) / (uint32_t)parts;
     int ran = 0;
     for (int k = 0; k < parts; k++) { /* our own range, then the others' */
         int part = (id + k) % parts;
-        uint32_t end = range_end(part, per, n);
-        _Atomic uint64_t *c = &p->ranges[part].next;
-        uint64_t t = atomic_load(c);
+        uint32_t start = (uint32_t)part * per, end = range_end(part, per, n);
+        uint32_t size = end > start ? end - start : 0;
+        _Atomic uint64_t *c = &p->ranges[part].taken;
+        uint64_t v = atomic_load(c);
         for (;;) {
-            if ((uint32_t)(t >> 32) != gen || (uint32_t)t >= end) break;
-            if (!atomic_compare_exchange_weak(c, &t, t + 1)) continue;
-            fn(ctx, (int)(uint32_t)t, id);
+            int32_t age = (int32_t)((uint32_t)(v >> 32) - gen);
+            if (age > 0) break; /* a newer job has been here: ours is over */
+            uint32_t taken = age < 0 ? 0 : (uint32_t)v;
+            if (taken >= size) break;
+            if (!atomic_compare_exchange_weak(c, &v, (uint64_t)gen << 32 | (taken + 1))) continue;
+            fn(ctx, (int)(start + taken), id);
             ran++;
-            t = atomic_load(c);
+            v = atomic_load(c);
         }
     }
     if (ran) atomic_fetch_add(&p->done, ran);
@@ -144,9 +156,9 @@ static void *worker_main(void *arg) {
     pool *p = &g_pool;
     int id = ((worker_arg *)arg)->id;
     free(arg);
-    uint32_t seen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+    uint32_t seen = (uint32_t)(atomic_load(&p->job.ticket) >> 32);
     for (;;) {
-        uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+        uint32_t gen = (uint32_t)(atomic_load(&p->job.ticket) >> 32);
         if (gen == seen) {
             double deadline = now_us() + atomic_load_explicit(&p->spin_us, memory_order_relaxed);
             unsigned spins = 0;
@@ -157,7 +169,7 @@ static void *worker_main(void *arg) {
                     if (t > deadline && t > (double)atomic_load_explicit(&p->linger_until, memory_order_relaxed))
                         break;
                 }
-                gen = (uint32_t)(atomic_load(&p->ticket) >> 32);
+                gen = (uint32_t)(atomic_load(&p->job.ticket) >> 32);
             }
             if (gen == seen) {
                 /* The caller stores the ticket and then reads `sleepers`;
@@ -166,7 +178,7 @@ static void *worker_main(void *arg) {
                 pthread_mutex_lock(&p->sleep_lock);
                 atomic_fetch_add(&p->sleepers, 1);
                 while (!atomic_load(&p->quit) &&
-                       (uint32_t)(atomic_load(&p->ticket) >> 32) == seen)
+                       (uint32_t)(atomic_load(&p->job.ticket) >> 32) == seen)
                     pthread_cond_wait(&p->wake, &p->sleep_lock);
                 atomic_fetch_sub(&p->sleepers, 1);
                 pthread_mutex_unlock(&p->sleep_lock);
@@ -192,7 +204,7 @@ static void start_workers(pool *p, int nthreads) {
         p->threads = NULL, p->ranges = NULL;
         return;
     }
-    for (int i = 0; i < nthreads; i++) atomic_init(&p->ranges[i].next, 0);
+    for (int i = 0; i < nthreads; i++) atomic_init(&p->ranges[i].taken, 0);
     atomic_store(&p->quit, 0);
     for (int i = 0; i < nthreads - 1; i++) {
         worker_arg *a = malloc(sizeof *a);
@@ -281,23 +293,17 @@ void gm_pool_run(gm_pool_fn fn, void *ctx, int ntasks, int max_threads) {
         for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
         return;
     }
-    uint32_t gen = (uint32_t)(atomic_load(&p->ticket) >> 32) + 1;
-    job_slot *s = &p->slot[gen & 1];
+    uint32_t gen = (uint32_t)(atomic_load(&p->job.ticket) >> 32) + 1;
+    job_slot *s = &p->job.slot[gen & 1];
     int threads = p->nworkers + 1;
     int parts = max_threads < threads ? max_threads : threads;
     if (parts > ntasks) parts = ntasks;
-    uint32_t per = ((uint32_t)ntasks + (uint32_t)parts - 1) / (uint32_t)parts;
-    atomic_store(&s->fn, fn);
-    atomic_store(&s->ctx, ctx);
-    atomic_store(&s->ntasks, ntasks);
-    atomic_store(&s->parts, parts);
-    atomic_store(&s->max_id, max_threads);
-    for (int i = 0; i < threads; i++) /* every counter to this generation; unused ranges empty */
-        atomic_store_explicit(&p->ranges[i].next,
-                              (uint64_t)gen << 32 | (i < parts ? (uint64_t)i * per : UINT32_MAX),
-                              memory_order_relaxed);
+    atomic_store_explicit(&s->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&s->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&s->ntasks, ntasks, memory_order_relaxed);
+    atomic_store_explicit(&s->parts, parts, memory_order_relaxed);
     atomic_store(&p->done, 0);
-    atomic_store(&p->ticket, (uint64_t)gen << 32);
+    atomic_store(&p->job.ticket, (uint64_t)gen << 32);
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->sleep_lock);
         pthread_cond_broadcast(&p->wake);

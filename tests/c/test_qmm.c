@@ -3,6 +3,7 @@
  * thread count; (b) the MLX-plugged op against MLX's own quantized_matmul
  * through the shim (GOMLX_CPU_KERNELS on vs off). */
 #include <math.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,10 +440,15 @@ static void test_concurrent_callers(void) {
 #include <stdatomic.h>
 typedef struct stress_job {
     _Atomic int count[64];
+    int slow;
 } stress_job;
 static void stress_task(void *ctx, int task, int worker) {
     (void)worker;
-    atomic_fetch_add(&((stress_job *)ctx)->count[task], 1);
+    stress_job *j = ctx;
+    /* a slow first task: the other threads finish their ranges and take
+     * what is left of this one's */
+    if (task == 0 && j->slow) sched_yield();
+    atomic_fetch_add(&j->count[task], 1);
 }
 static void test_pool_stress(void) {
     gm_pool_set_threads(3);
@@ -451,7 +457,8 @@ static void test_pool_stress(void) {
         stress_job j;
         int n = i % 2 ? 3 : 40 + i % 24;
         for (int t = 0; t < 64; t++) atomic_init(&j.count[t], 0);
-        gm_pool_run(stress_task, &j, n, 3);
+        j.slow = i % 7 == 0;
+        gm_pool_run(stress_task, &j, n, 1 + i % 5); /* 1..5 threads asked for, 3 in the pool */
         for (int t = 0; t < 64; t++)
             if (atomic_load(&j.count[t]) != (t < n)) bad++;
     }
