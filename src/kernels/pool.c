@@ -112,7 +112,6 @@ static double now_us(void) {
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
 }
 
-/* Takes and runs tasks of generation `gen` until none are left. */
 /* Tasks [part * per, (part + 1) * per) of n: part's range. */
 static uint32_t range_end(int part, uint32_t per, uint32_t n) {
     uint64_t end = (uint64_t)(part + 1) * per;
