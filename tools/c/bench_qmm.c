@@ -51,15 +51,13 @@ typedef struct bw_job {
     uint64_t sums[1024];
 } bw_job;
 
-/* Blocks are dealt as the mat-vec deals its rows (qmm.c, mv_task): each
- * thread taking tasks in turn streams its own contiguous stretch, which
- * is what the memory reads fastest. */
+/* Task t reads block t, as the mat-vec reads its rows (qmm.c, mv_task):
+ * the pool gives each thread a contiguous range of tasks, so each streams
+ * its own contiguous stretch, which is what the memory reads fastest. */
 static void bw_task(void *ctx, int task, int worker) {
     (void)worker;
     bw_job *j = ctx;
-    int per = 256 / j->threads;
-    int block = (task % j->threads) * per + task / j->threads;
-    const uint64_t *p = j->buf + (size_t)block * j->words_per_task;
+    const uint64_t *p = j->buf + (size_t)task * j->words_per_task;
     uint64_t a = 0, b = 0, c = 0, d = 0;
     for (size_t i = 0; i < j->words_per_task; i += 4) {
         a += p[i];
