@@ -760,17 +760,19 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         nullptr,
 #endif
         inv_freq, rope_log2_base, position, q_buf, k_cache, v_cache, qd, kvd, cap, slot};
+    // x normed into shared memory (in tc_pos order for tensor cores).
+#if GEMMA
+    if (layer) // out = h1 + the layer before's normed MLP output, this layer's h
+        post_norm_add<TCA_ON != 0>(h1_buf, true, p_buf, prev_post_mlp, out, TABLE(const u16 *, T_ATTN_NW), xs, hidden,
+                                   eps, part);
+    else
+#endif
+    norm_to_shared<TCA_ON != 0>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
 #if TCA_ON
     // On tensor cores: a tile is 8 rotation pairs of a q or k head (A's
     // rows g and g + 8 a pair, so a lane ends with both of its halves), or
     // 16 consecutive v rows; a team of TSA warps takes a tile, each warp a
     // share of K.
-#if GEMMA
-    if (layer)
-        post_norm_add<true>(h1_buf, true, p_buf, prev_post_mlp, out, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
-    else
-#endif
-    norm_to_shared<true>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
     {
         const TcX x = tc_finish_x(xs, hidden);
         const int team = warp / TSA, member = warp % TSA, groups = hidden / GS;
@@ -797,12 +799,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
     }
 #else
-#if GEMMA
-    if (layer) // out = h1 + the layer before's normed MLP output, this layer's h
-        post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
-    else
-#endif
-    norm_to_shared(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
     // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
     // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
     const int rope_items = (qd + kvd) / ROWS_A, items = (qd + 2 * kvd) / ROWS_A;
