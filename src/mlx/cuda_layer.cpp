@@ -151,15 +151,26 @@ int use_tca(const Dims &d) {
     return kTcAKnob == 1 || (d.hidden + 1023) / 1024 >= 3 ? 1 : 0;
 }
 
-// Warps that share one of phase A's tiles, each a share of K: the most (1,
-// 2, 4 or 8) that still give every tile a team in one round of the grid,
-// so that a warp's share of the weights is as small as it can be.
-int tca_team(const Dims &d) {
-    if (kTcATeamKnob) return kTcATeamKnob >= 8 ? 8 : kTcATeamKnob >= 4 ? 4 : kTcATeamKnob >= 2 ? 2 : 1;
-    const int tiles = (d.n_heads + 2 * d.n_kv) * d.head_dim / 16;
+// The largest power of two at most n (n >= 1): a team size from a knob.
+int pow2_floor(int n) {
+    int p = 1;
+    while (p * 2 <= n) p *= 2;
+    return p;
+}
+
+// The most warps (a power of two, at most `most`) that can share each of
+// `tiles` tiles while every tile still gets a team in one round of the
+// grid, so that a warp's share of the weights is as small as it can be.
+int one_round_team(int tiles, int most) {
     int team = 1;
-    while (team < 8 && tiles <= sm_count() * kWarps / (2 * team)) team *= 2;
+    while (team < most && tiles <= sm_count() * kWarps / (2 * team)) team *= 2;
     return team;
+}
+
+// Warps that share one of phase A's tiles, each a share of K (1, 2, 4, 8).
+int tca_team(const Dims &d) {
+    if (kTcATeamKnob) return pow2_floor(kTcATeamKnob);
+    return one_round_team((d.n_heads + 2 * d.n_kv) * d.head_dim / 16, 8);
 }
 
 // Warps that share a 16-row tile of phase C (o-proj, K = q width) or E
@@ -176,17 +187,8 @@ int tca_team(const Dims &d) {
 // 618 -> 581; docs/bench/h100-2026-11-27-s14-tcr-teams.txt.)
 int use_tcr(const Dims &d, int K, bool phase_e) {
     if (!kTensorCores || kTcResidualKnob == 0 || d.hidden % 16) return 0;
-    if (kTcResidualKnob == 1 || (kTcResidualKnob == 2 && phase_e)) {
-        if (kTcResidualTeamKnob) {
-            int team = 1;
-            while (team * 2 <= kTcResidualTeamKnob) team *= 2;
-            return team;
-        }
-        const int tiles = d.hidden / 16;
-        int team = 1;
-        while (team < kWarps && tiles <= sm_count() * kWarps / (2 * team)) team *= 2;
-        return team;
-    }
+    if (kTcResidualKnob == 1 || (kTcResidualKnob == 2 && phase_e))
+        return kTcResidualTeamKnob ? pow2_floor(kTcResidualTeamKnob) : one_round_team(d.hidden / 16, kWarps);
     return d.hidden / 16 <= sm_count() && K / d.gs >= 8 * kWarps ? kWarps : 0;
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
