@@ -126,7 +126,7 @@ static int is_fdtype(gm_fdtype t) { return t == GM_F32 || t == GM_F16 || t == GM
 typedef struct mv_job {
     gm_qmm_ctx c;
     const gm_qmm_backend *be;
-    int threads, per_thread; /* tasks a thread's range holds (gm_pool_run's split) */
+    int per_thread; /* tasks a thread's range holds (gm_pool_run's split) */
 } mv_job;
 
 /* The first MV_LEAD bytes of a thread's stretch of weight rows (from n0)
@@ -152,7 +152,6 @@ static void mv_task(void *ctx, int task, int worker) {
     (void)worker;
     const mv_job *j = ctx;
     int n0 = task * j->c.mv_rows;
-    if (n0 >= j->c.a->N) return;
     int n1 = n0 + j->c.mv_rows;
     if (n1 > j->c.a->N) n1 = j->c.a->N;
     if (task % j->per_thread == 0) prefetch_stretch(&j->c, n0, j->per_thread * j->c.mv_rows);
@@ -304,9 +303,9 @@ static int run_matvec(gm_qmm_ctx *c, const gm_qmm_backend *be) {
     c->mv_rows = rows;
     ntasks = (a->N + rows - 1) / rows;
 
-    int dealt = threads < ntasks ? threads : ntasks;
-    mv_job job = {*c, be, dealt, (ntasks + dealt - 1) / dealt};
-    gm_pool_run(mv_task, &job, dealt * job.per_thread, threads);
+    int parts = threads < ntasks ? threads : ntasks;
+    mv_job job = {*c, be, (ntasks + parts - 1) / parts};
+    gm_pool_run(mv_task, &job, ntasks, threads);
     free(buf);
     return 0;
 }

@@ -47,7 +47,6 @@ static float rndf(void) { return ((float)(rnd() & 0xffffff) / 16777216.0f - 0.5f
 typedef struct bw_job {
     const uint64_t *buf;
     size_t words_per_task;
-    int threads;
     uint64_t sums[1024];
 } bw_job;
 
@@ -82,7 +81,6 @@ static double read_bandwidth(size_t bytes, int threads, int passes) {
     if (threads > 256) threads = 256;
     int ntasks = 256 / threads * threads;
     j->buf = buf;
-    j->threads = threads;
     j->words_per_task = bytes / 8 / ntasks / 4 * 4;
     double best = 0;
     for (int p = 0; p < passes; p++) {
