@@ -3,13 +3,13 @@
  * thread count; (b) the MLX-plugged op against MLX's own quantized_matmul
  * through the shim (GOMLX_CPU_KERNELS on vs off). */
 #include <math.h>
-#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "pool_jobs.h"
 #include "kernels/half.h"
 #include "kernels/half_rows.h"
 #include "kernels/pool.h"
@@ -437,31 +437,11 @@ static void test_concurrent_callers(void) {
 /* Back-to-back jobs of very different sizes: every task must run exactly
  * once, and all of them before gm_pool_run returns (a worker that wakes
  * late must never take a task of the next job under the old one's count). */
-#include <stdatomic.h>
-typedef struct stress_job {
-    _Atomic int count[64];
-    int slow;
-} stress_job;
-static void stress_task(void *ctx, int task, int worker) {
-    (void)worker;
-    stress_job *j = ctx;
-    /* a slow first task: the other threads finish their ranges and take
-     * what is left of this one's */
-    if (task == 0 && j->slow) sched_yield();
-    atomic_fetch_add(&j->count[task], 1);
-}
 static void test_pool_stress(void) {
     gm_pool_set_threads(3);
     int bad = 0;
-    for (int i = 0; i < 20000 && bad < 5; i++) {
-        stress_job j;
-        int n = i % 2 ? 3 : 40 + i % 24;
-        for (int t = 0; t < 64; t++) atomic_init(&j.count[t], 0);
-        j.slow = i % 7 == 0;
-        gm_pool_run(stress_task, &j, n, 1 + i % 5); /* 1..5 threads asked for, 3 in the pool */
-        for (int t = 0; t < 64; t++)
-            if (atomic_load(&j.count[t]) != (t < n)) bad++;
-    }
+    for (int i = 0; i < 20000 && bad < 5; i++) /* 1..5 threads asked for, 3 in the pool */
+        bad += run_count_job(i % 2 ? 3 : 40 + i % 24, i % 7 == 0, 1 + i % 5);
     CHECK_EQ_INT(bad, 0);
     gm_pool_set_threads(0);
 }

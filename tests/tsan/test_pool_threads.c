@@ -5,35 +5,16 @@
  * has, a second caller racing for the pool, workers spinning or sleeping
  * between jobs, and the pool resized; TSan fails the run on a data race. */
 #include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
-#include <stdlib.h>
 
 #include "../c/check.h"
-#include "kernels/pool.h"
-
-typedef struct job {
-    _Atomic int count[64];
-    int slow;
-} job;
-
-static void count_task(void *ctx, int task, int worker) {
-    (void)worker;
-    job *j = ctx;
-    if (task == 0 && j->slow) sched_yield(); /* the others take what is left of its range */
-    atomic_fetch_add(&j->count[task], 1);
-}
+#include "../c/pool_jobs.h"
 
 /* Runs `jobs` jobs of varied sizes; returns the tasks not run exactly once. */
 static int run_jobs(int jobs, int seed) {
     int bad = 0;
     for (int i = 0; i < jobs; i++) {
-        job j;
-        for (int t = 0; t < 64; t++) atomic_init(&j.count[t], 0);
-        int n = (i + seed) % 2 ? 2 + (i + seed) % 5 : 30 + (i + seed) % 34;
-        j.slow = (i + seed) % 7 == 0;
-        gm_pool_run(count_task, &j, n, 1 + (i + seed) % 5);
-        for (int t = 0; t < 64; t++) bad += atomic_load(&j.count[t]) != (t < n);
+        const int k = i + seed;
+        bad += run_count_job(k % 2 ? 2 + k % 5 : 30 + k % 34, k % 7 == 0, 1 + k % 5);
     }
     return bad;
 }
