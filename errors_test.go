@@ -76,6 +76,12 @@ func TestLoadProgressAndOptions(t *testing.T) {
 	if m.SupportsVision() {
 		t.Errorf("SmolLM2 claims vision")
 	}
+	// SmolLM2's GGUF has no output.weight: the unembedding is the
+	// embedding table, so a decoded token reads every weight.
+	if info.StepWeightBytes != info.WeightBytes || info.WeightBytes == 0 {
+		t.Errorf("StepWeightBytes %d, WeightBytes %d; want equal and > 0 (tied embeddings)",
+			info.StepWeightBytes, info.WeightBytes)
+	}
 	in := greedy("Write a long story.", 0)
 	in.IgnoreEOS = true
 	out, err := m.Generate(context.Background(), in)

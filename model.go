@@ -120,6 +120,7 @@ func (m *Model) readInfo(path string) error {
 		NumParameters:    uint64(ci.num_parameters),
 		WeightBytes:      uint64(ci.weight_bytes),
 		KVBytesPerToken:  uint64(ci.kv_bytes_per_token),
+		StepWeightBytes:  uint64(ci.step_weight_bytes),
 	}
 	return nil
 }

@@ -133,6 +133,9 @@ type ModelInfo struct {
 	NumParameters   uint64
 	WeightBytes     uint64 // bytes of all weights as loaded
 	KVBytesPerToken uint64
+	// StepWeightBytes is what one decoded token reads of the weights: all
+	// of them, less an untied input embedding table but its one row.
+	StepWeightBytes uint64
 }
 
 // MemoryStats are MLX's memory counters for the whole process, in bytes.

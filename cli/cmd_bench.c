@@ -8,6 +8,8 @@
 
 #include "commands.h"
 #include "common.h"
+#include "kernels/pool.h"
+#include "kernels/read_probe.h"
 #include "mlx/mx.h"
 
 static double now_ms(void) {
@@ -37,8 +39,30 @@ static uint64_t expected_memory(const gomlx_model_info *info, int prompt, int ge
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: gomlx bench [MODEL] [--prompt-tokens N] [--gen 32,128] [--runs R] [--json] [--device cpu|gpu] [--no-cpu-kernels]\n");
+    fprintf(stderr, "usage: gomlx bench [MODEL] [--prompt-tokens N] [--gen 32,128] [--runs R] [--json] [--device cpu|gpu] [--no-cpu-kernels] [--no-bandwidth]\n");
     return 2;
+}
+
+/* The bandwidth roofline's denominator: how fast the device the model ran
+ * on reads memory, measured after the runs (the probe's buffer would count
+ * in their peak). 0 with *what saying why when it cannot be measured;
+ * otherwise *what says how it was. */
+static double read_bandwidth_gbps(const char *device, char *what, size_t what_len) {
+    if (!strcmp(device, "cpu")) {
+        int threads = gm_pool_threads();
+        snprintf(what, what_len, "cpu, %d threads streaming 512 MiB, best of 5", threads);
+        return gm_read_probe_gbps((size_t)512 << 20, threads, 5);
+    }
+    if (!mx_cuda_available()) {
+        snprintf(what, what_len, "no probe for this GPU backend");
+        return 0;
+    }
+    char err[256];
+    double gbps = mx_cuda_read_gbps((size_t)1 << 30, 5, err, sizeof err);
+    mx_clear_cache();
+    if (gbps > 0) snprintf(what, what_len, "gpu, a streaming read kernel over 1 GiB, 24 launches a pass, best of 5");
+    else snprintf(what, what_len, "gpu probe failed: %s", err);
+    return gbps;
 }
 
 /* Median of the runs, so one slow outlier on a shared machine does not
@@ -55,13 +79,14 @@ static double median(double *v, int n) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL, *gen_arg = "32,128";
-    int prompt_tokens = 512, runs = 3, json = 0, cpu_kernels = -1;
+    int prompt_tokens = 512, runs = 3, json = 0, cpu_kernels = -1, bandwidth = 1;
     gomlx_device device = GOMLX_DEVICE_AUTO;
     for (int i = 0; i < argc; i++) {
         long long v;
         const char *a = argv[i];
         if (!strcmp(a, "--json")) json = 1;
         else if (!strcmp(a, "--no-cpu-kernels")) cpu_kernels = 0;
+        else if (!strcmp(a, "--no-bandwidth")) bandwidth = 0;
         else if (!strcmp(a, "--prompt-tokens") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 1 << 20, &v)) prompt_tokens = (int)v, i++;
         else if (!strcmp(a, "--runs") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 100, &v)) runs = (int)v, i++;
         else if (!strcmp(a, "--gen") && i + 1 < argc) gen_arg = argv[++i];
@@ -130,6 +155,11 @@ int cmd_bench(int argc, char **argv) {
                              median(dm, runs), median(wm, runs), peak,
                              expected_memory(&info, prompt_tokens, gens[g])};
     }
+    /* Roofline: the decode rate if a token cost only reading its weights
+     * at the measured bandwidth. */
+    char probe_what[320] = "not measured (--no-bandwidth)";
+    double gbps = !code && bandwidth ? read_bandwidth_gbps(info.device, probe_what, sizeof probe_what) : 0;
+    double roof_tps = gbps > 0 && info.step_weight_bytes ? gbps * 1e9 / (double)info.step_weight_bytes : 0;
     if (!code && json) {
         printf("{\"model\":");
         cli_json_string(stdout, info.name, strlen(info.name));
@@ -144,26 +174,43 @@ int cmd_bench(int argc, char **argv) {
         cli_json_string(stdout, mx_cuda_layer_status(), strlen(mx_cuda_layer_status()));
         printf(",\"cuda_qmv\":");
         cli_json_string(stdout, mx_cuda_qmv_status(), strlen(mx_cuda_qmv_status()));
+        printf(",\"read_probe\":");
+        cli_json_string(stdout, probe_what, strlen(probe_what));
+        if (gbps > 0) printf(",\"read_gbps\":%.2f,\"roofline_tps\":%.2f", gbps, roof_tps);
+        else printf(",\"read_gbps\":null,\"roofline_tps\":null");
+        printf(",\"step_weight_bytes\":%llu", (unsigned long long)info.step_weight_bytes);
         printf(",\"weight_bytes\":%llu,\"kv_bytes_per_token\":%llu,\"load_ms\":%.1f,\"prompt_tokens\":%d,\"runs\":%d,\"mlx\":\"%s\",\"mlx_max_ops_per_buffer\":%s,\"results\":[",
                (unsigned long long)info.weight_bytes, (unsigned long long)info.kv_bytes_per_token, load_ms,
                prompt_tokens, runs, gomlx_mlx_version(), ops);
-        for (size_t g = 0; g < n_gens; g++)
-            printf("%s{\"gen\":%d,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"dispatch_ms_per_token\":%.4f,\"wait_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
-                   g ? "," : "", rows[g].gen, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
+        for (size_t g = 0; g < n_gens; g++) {
+            char roof[32] = "null";
+            if (roof_tps > 0) snprintf(roof, sizeof roof, "%.2f", 100 * rows[g].decode_tps / roof_tps);
+            printf("%s{\"gen\":%d,\"roofline_pct\":%s,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"dispatch_ms_per_token\":%.4f,\"wait_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
+                   g ? "," : "", rows[g].gen, roof, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
                    rows[g].total_ms, rows[g].host_ms, rows[g].dispatch_ms, rows[g].wait_ms, (unsigned long long)rows[g].peak,
                    (unsigned long long)rows[g].expected);
+        }
         printf("]}\n");
     } else if (!code) {
         printf("model %s (%s, %s, %s), weights %.1f MiB, load %.0f ms, MLX %s, median of %d runs\n",
                info.name, info.architecture, info.quantization, info.device,
                (double)info.weight_bytes / 1048576.0, load_ms, gomlx_mlx_version(), runs);
-        printf("%-8s %12s %12s %10s %14s %12s %10s %12s %12s %10s\n", "gen", "prompt tok/s", "decode tok/s", "TTFT ms",
-               "host ms/token", "dispatch ms", "wait ms", "peak MiB", "needed MiB", "peak/need");
-        for (size_t g = 0; g < n_gens; g++)
-            printf("%-8d %12.1f %12.1f %10.1f %14.3f %12.3f %10.3f %12.1f %12.1f %10.2f\n", rows[g].gen, rows[g].prompt_tps,
-                   rows[g].decode_tps, rows[g].ttft_ms, rows[g].host_ms, rows[g].dispatch_ms, rows[g].wait_ms,
-                   (double)rows[g].peak / 1048576.0,
-                   (double)rows[g].expected / 1048576.0, (double)rows[g].peak / (double)rows[g].expected);
+        printf("%-8s %12s %12s %7s %10s %14s %12s %10s %12s %12s %10s\n", "gen", "prompt tok/s", "decode tok/s", "%roof",
+               "TTFT ms", "host ms/token", "dispatch ms", "wait ms", "peak MiB", "needed MiB", "peak/need");
+        for (size_t g = 0; g < n_gens; g++) {
+            char roof[16] = "-";
+            if (roof_tps > 0) snprintf(roof, sizeof roof, "%.1f", 100 * rows[g].decode_tps / roof_tps);
+            printf("%-8d %12.1f %12.1f %7s %10.1f %14.3f %12.3f %10.3f %12.1f %12.1f %10.2f\n", rows[g].gen,
+                   rows[g].prompt_tps, rows[g].decode_tps, roof, rows[g].ttft_ms, rows[g].host_ms, rows[g].dispatch_ms,
+                   rows[g].wait_ms, (double)rows[g].peak / 1048576.0, (double)rows[g].expected / 1048576.0,
+                   (double)rows[g].peak / (double)rows[g].expected);
+        }
+        if (roof_tps > 0)
+            printf("roofline: a token reads %.1f MiB of weights; memory reads %.1f GB/s (%s): %.1f tok/s\n",
+                   (double)info.step_weight_bytes / 1048576.0, gbps, probe_what, roof_tps);
+        else
+            printf("roofline: a token reads %.1f MiB of weights; bandwidth %s\n",
+                   (double)info.step_weight_bytes / 1048576.0, probe_what);
         if (!strcmp(info.device, "gpu") && mx_cuda_available())
             printf("our CUDA kernels: layers %s; mat-vec %s\n", mx_cuda_layer_status(), mx_cuda_qmv_status());
         printf("(prompt of %d tokens, EOS ignored, greedy; host = building the next step, dispatch = MLX handing it to\n"

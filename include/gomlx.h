@@ -108,6 +108,10 @@ typedef struct gomlx_model_info {
     uint64_t num_parameters;
     uint64_t weight_bytes;      /* bytes of all weights as loaded */
     uint64_t kv_bytes_per_token;
+    /* Weight bytes one decoded token reads: all of them, less an untied
+     * input embedding table but its one row (the bandwidth roofline's
+     * numerator). */
+    uint64_t step_weight_bytes;
 } gomlx_model_info;
 
 /* Fills *out; strings are owned by the model. */

@@ -210,6 +210,7 @@ gomlx_status gomlx_model_get_info(gomlx_model *h, gomlx_model_info *out) {
     out->supports_vision = 0;
     out->num_parameters = m->n_params;
     out->weight_bytes = m->weight_bytes;
+    out->step_weight_bytes = m->step_weight_bytes;
     out->kv_bytes_per_token = gm_kv_bytes_per_token(m);
     return ret(0);
 }

@@ -175,21 +175,27 @@ int tca_team(const Dims &d) {
 
 // Warps that share a 16-row tile of phase C (o-proj, K = q width) or E
 // (down, K = ff), added to the residual, on tensor cores; 0: the FMA loop.
-// By shape, a block a tile (16 warps) where the tiles take one round of the
-// grid and each warp a full window of 8 groups (Qwen2.5-3B's down: 13.8 ->
-// 10.9 us on an H100); with two rounds or less K a warp it measured slower
-// (Llama-3.2-3B and Mistral-7B's o-proj and down, 1.1-1.6x).
+// A tile's team is the most warps (up to 16) that still give every tile a
+// team in one round of the grid. By shape, phase C takes it only where
+// that is a block a tile and each warp a full window of 8 groups; phase E
+// where each warp's share of K is 8 to 16 groups: Qwen2.5-3B's down in
+// teams of 16 (13.8 -> 10.9 us on an H100), Llama-3.2-3B's in teams of 8
+// (10.5 -> 9.5 us, decode 632-641 -> 651.5 tok/s); Mistral-7B's 28 groups a
+// warp were slower (390-392 -> 388 tok/s), as were o-projs in teams of 8
+// (Llama-3.2-3B 5.5 -> 6.3 us; Gemma-2-2B with both phases 618 -> 581;
+// docs/bench/h100-2026-11-27-s14-tcr-teams.txt, …-s15-tcr-e.txt).
 // GOMLX_CUDA_LAYER_TCR=1/0 forces both on or off, 2 phase E alone on;
-// forced on, a tile's team is GOMLX_CUDA_LAYER_TSR or the most warps (up
-// to 16) that still give every tile a team in one round. (Teams of 8, both
-// phases, on an H100: Llama-3.2-3B's down 10.6 -> 9.6 us but its o-proj
-// 5.5 -> 6.3, decode 643.5 -> 649.5 tok/s; Mistral-7B unchanged; Gemma-2-2B
-// 618 -> 581; docs/bench/h100-2026-11-27-s14-tcr-teams.txt.)
+// forced on, GOMLX_CUDA_LAYER_TSR sets the team.
 int use_tcr(const Dims &d, int K, bool phase_e) {
     if (!kTensorCores || kTcResidualKnob == 0 || d.hidden % 16) return 0;
+    const int team = one_round_team(d.hidden / 16, kWarps);
     if (kTcResidualKnob == 1 || (kTcResidualKnob == 2 && phase_e))
-        return kTcResidualTeamKnob ? pow2_floor(kTcResidualTeamKnob) : one_round_team(d.hidden / 16, kWarps);
-    return d.hidden / 16 <= sm_count() && K / d.gs >= 8 * kWarps ? kWarps : 0;
+        return kTcResidualTeamKnob ? pow2_floor(kTcResidualTeamKnob) : team;
+    if (phase_e) {
+        const int groups = K / (team * d.gs);
+        return groups >= 8 && groups <= 16 ? team : 0;
+    }
+    return team == kWarps && K / d.gs >= 8 * kWarps ? kWarps : 0;
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
 int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }

@@ -194,6 +194,11 @@ const char *mx_cuda_qmv_status(void);
 long mx_cuda_qmv_calls(void);
 /* 1 when MLX's CUDA backend is present (not Metal, not CPU-only). */
 int mx_cuda_available(void);
+/* The GPU's memory read bandwidth in GB/s: the best of `passes` passes,
+ * each 24 launches of a streaming read kernel over a buffer of `bytes`
+ * (at most 16 GiB). 0 with err (may be NULL) set when it cannot run. The
+ * buffer stays in MLX's cache: mx_clear_cache() after. */
+double mx_cuda_read_gbps(size_t bytes, int passes, char *err, size_t err_len);
 
 /* ---- a whole decoder layer for one token on the CPU (src/kernels/layer_step.h) ----
  * One graph node instead of some sixty: norm, q/k/v, RoPE, KV-cache write,

@@ -79,6 +79,17 @@ static int materialize(gm_model *m, gm_load_progress progress, void *user) {
     }
     for (int i = 0; i < n && !rc; i++) bytes += mx_nbytes(arrays[i]);
     m->weight_bytes = bytes;
+    /* A one-token step reads every weight once, except an input embedding
+     * table of its own (untied), of which it reads one row. */
+    uint64_t lookup_only = 0;
+    if (m->lm_head.w) {
+        const gm_linear *e = &m->embed;
+        mx_array parts[4] = {e->w, e->scales, e->biases, e->bias};
+        for (int i = 0; i < 4; i++)
+            if (parts[i]) lookup_only += mx_nbytes(parts[i]);
+        lookup_only -= lookup_only / (uint64_t)(m->cfg.vocab_size > 0 ? m->cfg.vocab_size : 1);
+    }
+    m->step_weight_bytes = bytes - lookup_only;
     free(arrays);
     return rc;
 }

@@ -91,6 +91,7 @@ struct gm_model {
     char name[128];
     char notes[256];
     uint64_t weight_bytes;
+    uint64_t step_weight_bytes; /* what a one-token step reads (see materialize) */
     uint64_t n_params;
 };
 

@@ -6,7 +6,7 @@ there. Here NVRTC from the pinned nvidia-cuda-nvrtc wheel compiles the same
 source, with the defines cuda_layer.cpp and cuda_qmv.cpp pass, for the
 variants the benchmark shapes pick and for the edges of each define: SASS
 for sm_90 (H100/H200) and sm_80, and the compute_75 PTX every GPU falls back
-to. Whether the kernels compute the right thing is test_cuda_layer's and
+to; likewise `gomlx bench`'s memory read probe (cuda_read_probe.cpp). Whether the kernels compute the right thing is test_cuda_layer's and
 test_cuda_qmv's job on a GPU.
 """
 import ctypes
@@ -97,3 +97,10 @@ def test_qmv_kernel_compiles(nvrtc, xt, gs, rows, unroll):
     for arch in ("sm_90", "compute_75"):
         rc, log = compile_cuda(nvrtc, source, arch, [f"XT={xt}", f"QMV_GS={gs}", f"QMV_R={rows}", f"QMV_U={unroll}"])
         assert rc == 0, f"XT={xt} GS={gs} R={rows} U={unroll} for {arch}:\n{log}"
+
+
+def test_read_probe_kernel_compiles(nvrtc):
+    source = cuda_source("cuda_read_probe_source.h", "kCudaReadProbeSource")
+    for arch in ("sm_90", "compute_75"):
+        rc, log = compile_cuda(nvrtc, source, arch, [])
+        assert rc == 0, f"read probe for {arch}:\n{log}"

@@ -111,20 +111,32 @@ def test_greedy_tokens(ref):
         assert got == ref["greedy_tokens"]
 
 
+def tensor_bytes(qtype, shape):
+    """Bytes of one weight as the engine keeps it."""
+    n = int(np.prod(shape))
+    if qtype in AFFINE_BITS:
+        return n * (AFFINE_BITS[qtype] + 1) // 8
+    if qtype == "BF16":
+        return 2 * n if len(shape) == 2 else 4 * n  # norms widen to float32
+    if qtype == "F16":
+        return 2 * n
+    return 4 * n
+
+
 def expected_weight_bytes(ref):
     """Bytes of every weight as the engine keeps it."""
-    total = 0
-    for name, qtype, shape in ref["tensors"]:
-        n = int(np.prod(shape))
-        if qtype in AFFINE_BITS:
-            total += n * (AFFINE_BITS[qtype] + 1) // 8
-        elif qtype == "BF16":
-            total += 2 * n if len(shape) == 2 else 4 * n  # norms widen to float32
-        elif qtype == "F16":
-            total += 2 * n
-        else:
-            total += 4 * n
-    return total
+    return sum(tensor_bytes(qtype, shape) for _, qtype, shape in ref["tensors"])
+
+
+def expected_step_weight_bytes(ref):
+    """What a decoded token reads: every weight, but of an input embedding
+    table the output projection does not share only its one row."""
+    total = expected_weight_bytes(ref)
+    if not any(name == "output.weight" for name, _, _ in ref["tensors"]):
+        return total  # tied: the unembedding reads the whole table
+    _, qtype, shape = next(t for t in ref["tensors"] if t[0] == "token_embd.weight")
+    embed = tensor_bytes(qtype, shape)
+    return total - (embed - embed // shape[0])
 
 
 def test_info_reports_conversion_and_memory(ref):
@@ -147,6 +159,7 @@ def test_info_reports_conversion_and_memory(ref):
     p = run_gomlx(["bench", ref["path"], "--prompt-tokens", "4", "--gen", "1", "--runs", "1", "--json"])
     weight_bytes = json.loads(p.stdout)["weight_bytes"]
     assert weight_bytes == expected_weight_bytes(ref)
+    assert json.loads(p.stdout)["step_weight_bytes"] == expected_step_weight_bytes(ref)
     # Close to the file: a float16 scale and bias per 32 weights is 0.5 bit
     # more than Q4_K/Q8_0 and 0.44 more than Q6_K. Q2_K (2.6 bits) becomes
     # 4-bit (5 with scales): about twice its size, the price of keeping it

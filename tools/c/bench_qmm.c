@@ -23,6 +23,7 @@
 #include "kernels/half.h"
 #include "kernels/pool.h"
 #include "kernels/qmm.h"
+#include "kernels/read_probe.h"
 #include "mlx/mx.h"
 
 static double now_s(void) {
@@ -41,59 +42,6 @@ static uint32_t rnd(void) {
 /* 24 random bits: float32 x then needs all three bfloat16 terms of the
  * avx512 mat-vec, as a float32 model's activations do. */
 static float rndf(void) { return ((float)(rnd() & 0xffffff) / 16777216.0f - 0.5f) * 2.0f; }
-
-/* ---- memory read bandwidth ---- */
-
-typedef struct bw_job {
-    const uint64_t *buf;
-    size_t words_per_task;
-    uint64_t sums[1024];
-} bw_job;
-
-/* Task t reads block t, as the mat-vec reads its rows (qmm.c, mv_task):
- * the pool gives each thread a contiguous range of tasks, so each streams
- * its own contiguous stretch, which is what the memory reads fastest. */
-static void bw_task(void *ctx, int task, int worker) {
-    (void)worker;
-    bw_job *j = ctx;
-    const uint64_t *p = j->buf + (size_t)task * j->words_per_task;
-    uint64_t a = 0, b = 0, c = 0, d = 0;
-    for (size_t i = 0; i < j->words_per_task; i += 4) {
-        a += p[i];
-        b += p[i + 1];
-        c += p[i + 2];
-        d += p[i + 3];
-    }
-    j->sums[task % 1024] = a + b + c + d;
-}
-
-/* Best of several streaming passes over a buffer far larger than the
- * last-level cache, split over `threads` threads. */
-static double read_bandwidth(size_t bytes, int threads, int passes) {
-    bw_job *j = calloc(1, sizeof *j);
-    uint64_t *buf = malloc(bytes);
-    if (!j || !buf) {
-        free(j);
-        free(buf);
-        return 0;
-    }
-    for (size_t i = 0; i < bytes / 8; i++) buf[i] = i;
-    if (threads > 256) threads = 256;
-    int ntasks = 256 / threads * threads;
-    j->buf = buf;
-    j->words_per_task = bytes / 8 / ntasks / 4 * 4;
-    double best = 0;
-    for (int p = 0; p < passes; p++) {
-        double t0 = now_s();
-        gm_pool_run(bw_task, j, ntasks, threads);
-        double dt = now_s() - t0;
-        double gbps = (double)j->words_per_task * 8 * ntasks / dt / 1e9;
-        if (gbps > best) best = gbps;
-    }
-    free(buf);
-    free(j);
-    return best;
-}
 
 static int cmp_double(const void *a, const void *b);
 
@@ -552,8 +500,8 @@ int main(int argc, char **argv) {
     cpu_model(cpu, sizeof cpu);
     double load0 = load_avg();
     size_t bw_bytes = (size_t)(o.quick ? 256 : 512) << 20;
-    double bw = read_bandwidth(bw_bytes, threads, o.quick ? 3 : 6);
-    double bw1 = read_bandwidth(bw_bytes, 1, o.quick ? 2 : 4);
+    double bw = gm_read_probe_gbps(bw_bytes, threads, o.quick ? 3 : 6);
+    double bw1 = gm_read_probe_gbps(bw_bytes, 1, o.quick ? 2 : 4);
     /* The roofline is the best read rate seen: on a shared machine the
      * multi-threaded pass can land on a busy moment. */
     double roof = bw > bw1 ? bw : bw1;
