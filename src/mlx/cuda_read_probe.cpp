@@ -43,9 +43,11 @@ double mx_cuda_read_gbps(size_t bytes, int passes, char *err, size_t err_len) {
         if (!mc::cu::is_available()) {
             error = "MLX's CUDA backend is not available";
         } else {
-            // A buffer of 16-byte words the kernel's int index can reach.
+            // 16-byte words; at most 4 GiB, so the array's length in
+            // 4-byte elements and the kernel's index stay within an int.
             size_t words = bytes / 16;
-            if (words > (size_t)1 << 30) words = (size_t)1 << 30;
+            if (words > (size_t)1 << 28) words = (size_t)1 << 28;
+            if (words < 1) words = 1;
             int sms = gomlx::cuda_jit::device_attribute(kSmCount);
             int blocks = (sms > 0 ? sms : 132) * 4;
             array buf = mc::full({(int)(words * 4)}, 0x5a5a5a5a, mc::uint32);

@@ -196,7 +196,7 @@ long mx_cuda_qmv_calls(void);
 int mx_cuda_available(void);
 /* The GPU's memory read bandwidth in GB/s: the best of `passes` passes,
  * each 24 launches of a streaming read kernel over a buffer of `bytes`
- * (at most 16 GiB). 0 with err (may be NULL) set when it cannot run. The
+ * (at most 4 GiB). 0 with err (may be NULL) set when it cannot run. The
  * buffer stays in MLX's cache: mx_clear_cache() after. */
 double mx_cuda_read_gbps(size_t bytes, int passes, char *err, size_t err_len);
 
