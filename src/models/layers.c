@@ -335,21 +335,25 @@ mx_array gm_unembed(const gm_model *m, mx_array h) {
 }
 
 /* Layers between evaluations of a GPU prefill: few enough that a batch
- * holds little, enough that the device rarely waits for the host. */
-enum { WALK_EVAL_EVERY = 4 };
-
-void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers) {
-    memset(w, 0, sizeof *w);
-    w->h = h;
-    w->layers = layers;
-    w->eval_every = tokens > 1 && mx_device_is_gpu() ? WALK_EVAL_EVERY : 0;
-}
+ * holds little, enough that the device rarely waits for the host. On an
+ * H100 (512-token prompt) every 4 peaked at 1.06-1.09 x needed and now and
+ * then 1.13 (Mistral-7B); every 2 at 1.03-1.04 for 1-4% of prompt tok/s
+ * (docs/bench/h100-2026-11-27-s15-prefill-eval.txt). */
+enum { WALK_EVAL_EVERY = 2 };
 
 void gm_walk_eval_every(gm_layer_walk *w, int n) {
     if (!w->eval_every) return; /* not a GPU prefill */
     /* GOMLX_PREFILL_EVAL_EVERY overrides (A/B runs). */
     const char *e = getenv("GOMLX_PREFILL_EVAL_EVERY");
     w->eval_every = e && atoi(e) > 0 ? atoi(e) : n;
+}
+
+void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers) {
+    memset(w, 0, sizeof *w);
+    w->h = h;
+    w->layers = layers;
+    w->eval_every = tokens > 1 && mx_device_is_gpu();
+    gm_walk_eval_every(w, WALK_EVAL_EVERY);
 }
 
 void gm_walk_open(gm_layer_walk *w) { w->scope = mx_scope_open(); }
