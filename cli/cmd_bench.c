@@ -50,8 +50,10 @@ static int usage(void) {
 static double read_bandwidth_gbps(const char *device, char *what, size_t what_len) {
     if (!strcmp(device, "cpu")) {
         int threads = gm_pool_threads();
-        snprintf(what, what_len, "cpu, %d threads streaming 512 MiB, best of 5", threads);
-        return gm_read_probe_gbps((size_t)512 << 20, threads, 5);
+        double gbps = gm_read_probe_gbps((size_t)512 << 20, threads, 5);
+        if (gbps > 0) snprintf(what, what_len, "cpu, %d threads streaming 512 MiB, best of 5", threads);
+        else snprintf(what, what_len, "cpu probe failed: 512 MiB could not be allocated");
+        return gbps;
     }
     if (!mx_cuda_available()) {
         snprintf(what, what_len, "no probe for this GPU backend");
