@@ -86,6 +86,9 @@ const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kKeysAhead = env_int("GOMLX_CUDA_LAYER_KK", 2, 1, 8);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
+// Phase A's idle warps prefetch the attention's keys and values into L2
+// (-1: by shape, use_kvp(); 0/1 forces it off or on).
+const int kKvPrefetch = env_int("GOMLX_CUDA_LAYER_KVP", -1, 0, 1);
 const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
 const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 // Tensor cores for phase D's products (sm_80+; 0: the FMA loop) and the
@@ -199,6 +202,16 @@ int use_tcr(const Dims &d, int K, bool phase_e) {
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
 int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
+
+// Whether phase A's warps left without an item prefetch the attention's
+// keys and values into L2. The attention's keys then came 0.3-0.4 us
+// sooner on an H100 (600 keys, every shape), but with phase A on tensor
+// cores its idle warps' requests slowed phase A more (Llama-3.2-3B 9.0 ->
+// 9.6 us, Mistral-7B 10.4 -> 11.6; decode -2% and -1%), while beside the
+// FMA loop they did not (Qwen2.5-3B 5.4 -> 5.5, decode 588-591 -> 594-595
+// tok/s); docs/bench/h100-2026-11-27-s15-kv-prefetch.txt. So by shape it
+// goes with the FMA loop.
+int use_kvp(const Dims &d) { return kKvPrefetch >= 0 ? kKvPrefetch : !use_tca(d); }
 
 // Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
 // leave more than half the grid's warps idle while 2-row items still fit
@@ -494,7 +507,8 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
             "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
             "TSA=" + std::to_string(tca_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
-            "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma)};
+            "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma),
+            "KVP=" + std::to_string(use_kvp(d))};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

@@ -60,7 +60,8 @@
 // likewise, TSA warps a tile of 8 rotation pairs or 16 v rows), TCR_C and
 // TCR_E (0: phase C or E on the FMA loop, else on tensor cores with that
 // many warps a 16-row tile: 1, 2, 4, 8 or 16), GEMMA (1: Gemma 2's
-// post-norms and GeGLU).
+// post-norms and GeGLU), KVP (1: phase A's idle warps prefetch the
+// attention's keys and values into L2).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -693,6 +694,22 @@ __device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a
 #define T_SLOT 21
 #define TABLE_WORDS 22
 
+#if KVP
+// A warp with no work in phase A asks L2 for its share of the keys and
+// values the attention reads next (those before the token's own slot,
+// 128-byte lines), so that the attention's loads wait on L2, not HBM.
+__device__ __forceinline__ void prefetch_kv(const u16 *k_cache, const u16 *v_cache, int n_kv, int cap,
+                                            int first, int slot, int idle, int n_idle, int lane) {
+    const int lines = ((slot - first) * HD * 2 + 127) / 128, per_cache = n_kv * lines;
+    for (int i = idle * 32 + lane; i < 2 * per_cache; i += n_idle * 32) {
+        const int head = i % per_cache / lines, line = i % lines;
+        const u16 *rows = (i < per_cache ? k_cache : v_cache) + ((size_t)head * cap + first) * HD;
+        const char *p = reinterpret_cast<const char *>(rows) + (size_t)line * 128;
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L2 [g]; }" ::"l"(p));
+    }
+}
+#endif
+
 extern "C" __global__ void __launch_bounds__(LT, 1)
 KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
             LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot0,
@@ -797,6 +814,12 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
             qkv_out(qo, lo, hi, a0, a1, rope, j);
         }
+#if KVP
+        const int my_tile = team * gridDim.x + blockIdx.x, teams = gridDim.x * (NWARPS / TSA);
+        if (my_tile >= tiles)
+            prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, (my_tile - tiles) * TSA + member,
+                        (teams - tiles) * TSA, lane);
+#endif
     }
 #else
     // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
@@ -827,6 +850,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #pragma unroll
         for (int p = 0; p < ROWS_A / 2; p++) qkv_out(qo, rows[2 * p], rows[2 * p + 1], a[2 * p], a[2 * p + 1], rope, rope ? js[p] : 0);
     }
+#if KVP
+    if (gwarp >= items) prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, gwarp - items, n_warps - items, lane);
+#endif
 #endif
   }
     if (!layer) stamp_block_latest(ctrl, ST_ARRIVED);
