@@ -205,13 +205,18 @@ int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
 
 // Whether phase A's warps left without an item prefetch the attention's
 // keys and values into L2. The attention's keys then came 0.3-0.4 us
-// sooner on an H100 (600 keys, every shape), but with phase A on tensor
-// cores its idle warps' requests slowed phase A more (Llama-3.2-3B 9.0 ->
-// 9.6 us, Mistral-7B 10.4 -> 11.6; decode -2% and -1%), while beside the
-// FMA loop they did not (Qwen2.5-3B 5.4 -> 5.5, decode 588-591 -> 594-595
-// tok/s); docs/bench/h100-2026-11-27-s15-kv-prefetch.txt. So by shape it
-// goes with the FMA loop.
-int use_kvp(const Dims &d) { return kKvPrefetch >= 0 ? kKvPrefetch : !use_tca(d); }
+// sooner on an H100 (600 keys, every shape), but the extra HBM reads slowed
+// a phase A that streams much (Llama-3.2-3B's 8.8 MB 9.0 -> 9.6 us,
+// Mistral-7B's 14 MB 10.4 -> 11.6; decode -2% and -1%, whichever warps or
+// how many asked), not one with room (Qwen2.5-3B's 3 MB, decode 588-591 ->
+// 594-595 tok/s; Gemma-2-2B's 5.3 MB, 619-622 -> 626-628);
+// docs/bench/h100-2026-11-27-s15-kv-prefetch.txt. So by shape where phase
+// A's weights are at most 6 MB.
+int use_kvp(const Dims &d) {
+    if (kKvPrefetch >= 0) return kKvPrefetch;
+    const double qkv_bytes = (double)(d.n_heads + 2 * d.n_kv) * d.head_dim * d.hidden * (0.5 + 4.0 / d.gs);
+    return qkv_bytes <= 6e6;
+}
 
 // Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
 // leave more than half the grid's warps idle while 2-row items still fit
