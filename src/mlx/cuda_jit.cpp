@@ -73,6 +73,12 @@ int device_attribute(int attribute) {
     return get && get(&value, attribute, 0) == 0 ? value : 0;
 }
 
+int sm_count() {
+    const int kMultiprocessorCount = 16; // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
+    static const int n = device_attribute(kMultiprocessorCount);
+    return n;
+}
+
 namespace {
 
 // One NVRTC run for `arch`; the PTX, or the SASS (cubin) for an sm_ arch.

@@ -51,6 +51,9 @@ const char *in_use_status(const Kernel &k);
 // driver cannot be asked.
 int device_attribute(int attribute);
 
+// Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
+int sm_count();
+
 // An integer setting from the environment: `def` when unset or outside
 // [lo, hi] (tuning knobs of our kernels).
 int env_int(const char *name, int def, int lo, int hi);

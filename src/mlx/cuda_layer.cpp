@@ -80,6 +80,7 @@ std::map<std::string, Kernel> g_kernels; // by name (kernel())
 // tools/c/bench_cuda_layer.c; query heads a block combines at once and
 // groups of a kv head's query heads in the attention (0: by shape).
 using gomlx::cuda_jit::env_int;
+using gomlx::cuda_jit::sm_count;
 const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
 const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
@@ -102,13 +103,6 @@ const int kTcResidualTeamKnob = env_int("GOMLX_CUDA_LAYER_TSR", 0, 1, 16);
 // tca_team()).
 const int kTcAKnob = env_int("GOMLX_CUDA_LAYER_TCA", -1, 0, 1);
 const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
-
-// Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
-int sm_count() {
-    const int kMultiprocessorCount = 16;  // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
-    static const int n = gomlx::cuda_jit::device_attribute(kMultiprocessorCount);
-    return n;
-}
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;

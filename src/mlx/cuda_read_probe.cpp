@@ -25,7 +25,6 @@ using mc::array;
 namespace {
 
 constexpr int kThreads = 512;
-constexpr int kSmCount = 16; // CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT
 
 array probe(const gomlx::cuda_jit::Kernel &k, const std::string &code, const array &buf, int blocks) {
     int n = (int)(buf.size() / 4); // 16-byte words
@@ -48,7 +47,7 @@ double mx_cuda_read_gbps(size_t bytes, int passes, char *err, size_t err_len) {
             size_t words = bytes / 16;
             if (words > (size_t)1 << 28) words = (size_t)1 << 28;
             if (words < 1) words = 1;
-            int sms = gomlx::cuda_jit::device_attribute(kSmCount);
+            int sms = gomlx::cuda_jit::sm_count();
             int blocks = (sms > 0 ? sms : 132) * 4;
             array buf = mc::full({(int)(words * 4)}, 0x5a5a5a5a, mc::uint32);
             mc::eval(buf);
