@@ -4,19 +4,13 @@
  * with mlx-lm. */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "commands.h"
 #include "common.h"
 #include "kernels/pool.h"
 #include "kernels/read_probe.h"
 #include "mlx/mx.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
+#include "util/clock.h"
 
 typedef struct {
     int gen;
@@ -101,13 +95,13 @@ int cmd_bench(int argc, char **argv) {
     if (cli_parse_ids(gen_arg, &gens, &n_gens)) return cli_error("bench", "bad --gen %s", gen_arg);
     if (!model_path) model_path = cli_default_model();
 
-    double t0 = now_ms();
+    double t0 = gm_now_ms();
     gomlx_model *model = cli_load(model_path, device, cpu_kernels);
     if (!model) {
         free(gens);
         return 1;
     }
-    double load_ms = now_ms() - t0;
+    double load_ms = gm_now_ms() - t0;
     gomlx_model_info info;
     gomlx_model_get_info(model, &info);
 

@@ -15,13 +15,8 @@
 #include "generate/sampler.h"
 #include "generate/stop.h"
 #include "util/buf.h"
+#include "util/clock.h"
 #include "util/error.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 int gm_session_init(gm_session *s, gm_model *m, int context_length) {
     memset(s, 0, sizeof *s);
@@ -148,7 +143,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         goto done;
     }
 
-    double t0 = now_ms();
+    double t0 = gm_now_ms();
     mx_reset_peak_memory();
     /* Reuse the cached prefix; at least one token must run to get logits. */
     size_t common = 0;
@@ -209,7 +204,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     if (budget > room) budget = room;
     for (int i = 0; i < budget; i++) {
         /* Queue step i+1 before reading token i. */
-        double t_host = now_ms();
+        double t_host = gm_now_ms();
         if (i + 1 < budget) {
             mx_scope *scope = mx_scope_open();
             mx_array logits = m->arch->forward(m, y, &s->cache, GM_LOGITS_LAST);
@@ -217,23 +212,23 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             mx_scope_close(scope);
             /* async_eval is not host overhead: MLX blocks in it while too
              * many of its tasks are pending (always so on the CPU). */
-            double t_dispatch = now_ms();
+            double t_dispatch = gm_now_ms();
             host_ms += t_dispatch - t_host;
             if (!next || mx_async_eval(&next, 1)) {
                 rc = gm_fail_mlx("decoding");
                 goto fail_session;
             }
-            dispatch_ms += now_ms() - t_dispatch;
+            dispatch_ms += gm_now_ms() - t_dispatch;
         } else {
-            host_ms += now_ms() - t_host;
+            host_ms += gm_now_ms() - t_host;
         }
         int64_t tok;
-        double t_wait = now_ms();
+        double t_wait = gm_now_ms();
         if (mx_item_int(y, &tok)) {
             rc = gm_fail_mlx("reading a token");
             goto fail_session;
         }
-        if (i > 0) wait_ms += now_ms() - t_wait; /* token 0 waits for the prompt */
+        if (i > 0) wait_ms += gm_now_ms() - t_wait; /* token 0 waits for the prompt */
         mx_free(y);
         y = next;
         next = NULL;
@@ -243,7 +238,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             goto fail_session;
         }
         if (i == 0) {
-            t_first = now_ms();
+            t_first = gm_now_ms();
             out->stats.ttft_ms = t_first - t0;
         }
         if (is_stop_id(stop_ids, n_stop_ids, id)) {
@@ -251,7 +246,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
             break;
         }
         generated[n_generated++] = id;
-        t_host = now_ms();
+        t_host = gm_now_ms();
         if (detok) {
             const char *piece;
             size_t len;
@@ -268,7 +263,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
                 break;
             }
         }
-        host_ms += now_ms() - t_host;
+        host_ms += gm_now_ms() - t_host;
         if (stopped_by_callback) {
             reason = GOMLX_STOP_CALLBACK;
             break;
@@ -294,7 +289,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         }
     }
     {
-        double t_end = now_ms();
+        double t_end = gm_now_ms();
         out->stats.total_ms = t_end - t0;
         if (t_first > t0) out->stats.prompt_tps = out->stats.prompt_tokens / ((t_first - t0) / 1e3);
         if (n_generated > 1 && t_end > t_first)

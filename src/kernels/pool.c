@@ -9,8 +9,9 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 #include <unistd.h>
+
+#include "util/clock.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -106,12 +107,6 @@ static int default_threads(void) {
     return n > 0 ? n : 1;
 }
 
-static double now_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec * 1e-3;
-}
-
 /* Tasks [part * per, (part + 1) * per) of n: part's range. */
 static uint32_t range_end(int part, uint32_t per, uint32_t n) {
     uint64_t end = (uint64_t)(part + 1) * per;
@@ -159,12 +154,12 @@ static void *worker_main(void *arg) {
     for (;;) {
         uint32_t gen = (uint32_t)(atomic_load(&p->job.ticket) >> 32);
         if (gen == seen) {
-            double deadline = now_us() + atomic_load_explicit(&p->spin_us, memory_order_relaxed);
+            double deadline = gm_now_us() + atomic_load_explicit(&p->spin_us, memory_order_relaxed);
             unsigned spins = 0;
             while (gen == seen && !atomic_load_explicit(&p->quit, memory_order_relaxed)) {
                 CPU_RELAX();
                 if ((++spins & 255u) == 0 && !atomic_load_explicit(&p->bursts, memory_order_relaxed)) {
-                    double t = now_us();
+                    double t = gm_now_us();
                     if (t > deadline && t > (double)atomic_load_explicit(&p->linger_until, memory_order_relaxed))
                         break;
                 }
@@ -275,7 +270,7 @@ void gm_pool_burst_begin(void) {
 }
 
 void gm_pool_burst_end(void) {
-    atomic_store(&g_pool.linger_until, (int64_t)now_us() + BURST_LINGER_US);
+    atomic_store(&g_pool.linger_until, (int64_t)gm_now_us() + BURST_LINGER_US);
     atomic_fetch_sub(&g_pool.bursts, 1);
 }
 

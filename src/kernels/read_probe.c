@@ -4,9 +4,9 @@
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "kernels/pool.h"
+#include "util/clock.h"
 
 enum { PROBE_TASKS = 256 };
 
@@ -15,12 +15,6 @@ typedef struct probe_job {
     size_t words_per_task;
     uint64_t sums[PROBE_TASKS];
 } probe_job;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Task t reads block t, as the mat-vec reads its rows (qmm.c, mv_task):
  * the pool gives each thread a contiguous range of tasks, so each streams
@@ -56,9 +50,9 @@ double gm_read_probe_gbps(size_t bytes, int threads, int passes) {
     j->words_per_task = bytes / 8 / (size_t)ntasks / 4 * 4;
     double best = 0;
     for (int p = 0; p < passes; p++) {
-        double t0 = now_s();
+        double t0 = gm_now_s();
         gm_pool_run(probe_task, j, ntasks, threads);
-        double dt = now_s() - t0;
+        double dt = gm_now_s() - t0;
         double gbps = (double)j->words_per_task * 8 * ntasks / dt / 1e9;
         if (gbps > best) best = gbps;
     }

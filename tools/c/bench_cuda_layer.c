@@ -18,9 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mlx/mx.h"
+#include "util/clock.h"
 
 typedef struct shape {
     const char *name;
@@ -32,12 +32,6 @@ static uint32_t rng_state = 11;
 static float rnd(void) {
     rng_state = rng_state * 1664525u + 1013904223u;
     return (float)(rng_state >> 8) / (float)(1u << 23) - 1.0f;
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* Random bfloat16 values; a matrix repeats a random block of 64 rows (a
@@ -119,7 +113,7 @@ static int run(const shape *sh, int keys) {
         int whole = r % 2;
         mx_scope *inner = mx_scope_open();
         mx_array h = h0;
-        double t0 = now_s();
+        double t0 = gm_now_s();
         if (whole) h = mx_cuda_layers_step(all, h, L, sh->layers);
         for (int i = 0; !whole && i < sh->layers && h; i++) h = mx_cuda_layers_step(one, h, &L[i], 1);
         if (!h || mx_eval(&h, 1)) {
@@ -129,7 +123,7 @@ static int run(const shape *sh, int keys) {
             mx_cuda_layers_free(all);
             goto fail;
         }
-        double t = now_s() - t0;
+        double t = gm_now_s() - t0;
         if (r >= 4 && t < best[whole]) best[whole] = t;
         /* the last layer's phases, one kernel a layer */
         uint64_t ts[16];

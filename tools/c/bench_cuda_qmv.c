@@ -9,15 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mlx/mx.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 typedef struct shape {
     const char *name;
@@ -60,7 +54,7 @@ static double time_products(mx_array *xs, mx_array wq, mx_array sc, mx_array bi,
     for (int r = -1; r < reps; r++) {
         mx_scope *s = mx_scope_open();
         mx_array ys[BATCH];
-        double t0 = now_s();
+        double t0 = gm_now_s();
         mx_array x = xs[0];
         for (int i = 0; i < BATCH; i++) {
             ys[i] = mx_quantized_matmul(chain ? x : xs[i], wq, sc, bi, 1, 64, 4);
@@ -70,7 +64,7 @@ static double time_products(mx_array *xs, mx_array wq, mx_array sc, mx_array bi,
             fprintf(stderr, "eval failed: %s\n", mx_error());
             exit(1);
         }
-        double t = now_s() - t0;
+        double t = gm_now_s() - t0;
         if (r >= 0 && t < best) best = t;
         mx_scope_close(s);
     }

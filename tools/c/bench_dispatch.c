@@ -13,17 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "mlx/mx.h"
+#include "util/clock.h"
 
 enum { STEPS = 400, H = 3072 };
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef mx_array (*step_fn)(mx_array x, mx_array r, mx_array w);
 
@@ -62,17 +56,17 @@ static void run(const char *name, step_fn f, int nodes, mx_array x0, mx_array r,
     double build = 0, dispatch = 0, device = 0;
     for (int rep = -1; rep < reps; rep++) { /* rep -1 warms up (compiles) */
         mx_scope *s = mx_scope_open();
-        double t0 = now_s();
+        double t0 = gm_now_s();
         mx_array x = x0;
         for (int i = 0; i < STEPS && x; i++) x = f(x, r, w);
-        double t1 = now_s();
+        double t1 = gm_now_s();
         int rc = !x || mx_async_eval(&x, 1);
-        double t2 = now_s();
+        double t2 = gm_now_s();
         if (rc || mx_eval(&x, 1)) {
             fprintf(stderr, "%s: %s\n", name, mx_error());
             exit(1);
         }
-        double t3 = now_s();
+        double t3 = gm_now_s();
         mx_scope_close(s);
         if (rep >= 0) build += t1 - t0, dispatch += t2 - t1, device += t3 - t2;
     }

@@ -25,12 +25,7 @@
 #include "kernels/qmm.h"
 #include "kernels/read_probe.h"
 #include "mlx/mx.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
+#include "util/clock.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static uint32_t rnd(void) {
@@ -59,8 +54,8 @@ static void barrier_task(void *ctx, int task, int worker) {
     (void)worker;
     barrier_job *b = ctx;
     atomic_fetch_add(&b->arrived, 1);
-    double t0 = now_s();
-    while (atomic_load(&b->arrived) < b->n && now_s() - t0 < 0.01) {
+    double t0 = gm_now_s();
+    while (atomic_load(&b->arrived) < b->n && gm_now_s() - t0 < 0.01) {
     }
 }
 
@@ -68,9 +63,9 @@ static double barrier_once(int threads) {
     barrier_job b;
     atomic_init(&b.arrived, 0);
     b.n = threads;
-    double t0 = now_s();
+    double t0 = gm_now_s();
     gm_pool_run(barrier_task, &b, threads, threads);
-    return now_s() - t0;
+    return gm_now_s() - t0;
 }
 
 /* Median and minimum microseconds until every thread has joined a job (a
@@ -148,11 +143,11 @@ static double time_calls(call_fn fn, void *arg, int min_iters, double min_time) 
     double t[200];
     if (fn(arg) != 0) return -1;
     int n = 0;
-    double start = now_s();
-    while (n < 200 && (n < min_iters || now_s() - start < min_time)) {
-        double t0 = now_s();
+    double start = gm_now_s();
+    while (n < 200 && (n < min_iters || gm_now_s() - start < min_time)) {
+        double t0 = gm_now_s();
         if (fn(arg) != 0) return -1;
-        t[n++] = now_s() - t0;
+        t[n++] = gm_now_s() - t0;
     }
     qsort(t, (size_t)n, sizeof *t, cmp_double);
     return t[n / 2];
@@ -377,19 +372,19 @@ static double run_step(const step_model *m, int gs, const opts *o, double *bytes
     int n = o->quick ? 3 : 11;
     for (int r = -1; r < n; r++) {
         const gm_qmm_args *set = calls + (size_t)((r + 1) % sets) * n_mats;
-        double t0 = now_s();
+        double t0 = gm_now_s();
         for (int i = 0; i < n_mats; i++) {
             /* Per layer, the pool's workers spin between the four calls,
              * as layer_step.c keeps them. */
             int layer_call = i < n_mats - 1 ? i % per_layer : -1;
             if (layer_call == 0) gm_pool_burst_begin();
-            double c0 = now_s();
+            double c0 = gm_now_s();
             int rc = gm_qmm(&set[i]);
-            if (r >= 0) per_call[i < n_mats - 1 ? i % per_layer : 4] += now_s() - c0;
+            if (r >= 0) per_call[i < n_mats - 1 ? i % per_layer : 4] += gm_now_s() - c0;
             if (layer_call == per_layer - 1 || (rc != 0 && layer_call >= 0)) gm_pool_burst_end();
             if (rc != 0) goto out;
         }
-        if (r >= 0) ts[r] = now_s() - t0;
+        if (r >= 0) ts[r] = gm_now_s() - t0;
     }
     qsort(ts, (size_t)n, sizeof *ts, cmp_double);
     t = ts[n / 2];
