@@ -16,6 +16,7 @@ typedef struct {
     int gen;
     double prompt_tps, decode_tps, ttft_ms, total_ms, host_ms, dispatch_ms, wait_ms;
     uint64_t peak, expected;
+    double roof_pct; /* decode as % of the bandwidth roofline; < 0: not measured */
 } bench_row;
 
 /* What a generation needs at its widest point, by hand: the weights, the KV
@@ -149,13 +150,14 @@ int cmd_bench(int argc, char **argv) {
         if (code) break;
         rows[g] = (bench_row){gens[g], median(pt, runs), median(dt, runs), median(tt, runs), median(tot, runs), median(hm, runs),
                              median(dm, runs), median(wm, runs), peak,
-                             expected_memory(&info, prompt_tokens, gens[g])};
+                             expected_memory(&info, prompt_tokens, gens[g]), -1};
     }
     /* Roofline: the decode rate if a token cost only reading its weights
      * at the measured bandwidth. */
     char probe_what[320] = "not measured (--no-bandwidth)";
     double gbps = !code && bandwidth ? read_bandwidth_gbps(info.device, probe_what, sizeof probe_what) : 0;
     double roof_tps = gbps > 0 && info.step_weight_bytes ? gbps * 1e9 / (double)info.step_weight_bytes : 0;
+    for (size_t g = 0; g < n_gens && !code; g++) rows[g].roof_pct = roof_tps > 0 ? 100 * rows[g].decode_tps / roof_tps : -1;
     if (!code && json) {
         printf("{\"model\":");
         cli_json_string(stdout, info.name, strlen(info.name));
@@ -180,7 +182,7 @@ int cmd_bench(int argc, char **argv) {
                prompt_tokens, runs, gomlx_mlx_version(), ops);
         for (size_t g = 0; g < n_gens; g++) {
             char roof[32] = "null";
-            if (roof_tps > 0) snprintf(roof, sizeof roof, "%.2f", 100 * rows[g].decode_tps / roof_tps);
+            if (rows[g].roof_pct >= 0) snprintf(roof, sizeof roof, "%.2f", rows[g].roof_pct);
             printf("%s{\"gen\":%d,\"roofline_pct\":%s,\"prompt_tps\":%.2f,\"decode_tps\":%.2f,\"ttft_ms\":%.2f,\"total_ms\":%.2f,\"host_ms_per_token\":%.4f,\"dispatch_ms_per_token\":%.4f,\"wait_ms_per_token\":%.4f,\"peak_memory\":%llu,\"expected_memory\":%llu}",
                    g ? "," : "", rows[g].gen, roof, rows[g].prompt_tps, rows[g].decode_tps, rows[g].ttft_ms,
                    rows[g].total_ms, rows[g].host_ms, rows[g].dispatch_ms, rows[g].wait_ms, (unsigned long long)rows[g].peak,
@@ -195,7 +197,7 @@ int cmd_bench(int argc, char **argv) {
                "TTFT ms", "host ms/token", "dispatch ms", "wait ms", "peak MiB", "needed MiB", "peak/need");
         for (size_t g = 0; g < n_gens; g++) {
             char roof[16] = "-";
-            if (roof_tps > 0) snprintf(roof, sizeof roof, "%.1f", 100 * rows[g].decode_tps / roof_tps);
+            if (rows[g].roof_pct >= 0) snprintf(roof, sizeof roof, "%.1f", rows[g].roof_pct);
             printf("%-8d %12.1f %12.1f %7s %10.1f %14.3f %12.3f %10.3f %12.1f %12.1f %10.2f\n", rows[g].gen,
                    rows[g].prompt_tps, rows[g].decode_tps, roof, rows[g].ttft_ms, rows[g].host_ms, rows[g].dispatch_ms,
                    rows[g].wait_ms, (double)rows[g].peak / 1048576.0, (double)rows[g].expected / 1048576.0,
