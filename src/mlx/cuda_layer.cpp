@@ -180,7 +180,7 @@ int tca_team(const Dims &d) {
 // (10.5 -> 9.5 us, decode 632-641 -> 651.5 tok/s); Mistral-7B's 28 groups a
 // warp were slower (390-392 -> 388 tok/s), as were o-projs in teams of 8
 // (Llama-3.2-3B 5.5 -> 6.3 us; Gemma-2-2B with both phases 618 -> 581;
-// docs/bench/h100-2026-11-27-s14-tcr-teams.txt, …-s15-tcr-e.txt).
+// docs/bench/h100-2026-11-27-s14-tcr-teams.txt, …-s15-probe-tcr-e.txt).
 // GOMLX_CUDA_LAYER_TCR=1/0 forces both on or off, 2 phase E alone on;
 // forced on, GOMLX_CUDA_LAYER_TSR sets the team.
 int use_tcr(const Dims &d, int K, bool phase_e) {
