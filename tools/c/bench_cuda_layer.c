@@ -3,7 +3,8 @@
  * layers of a real shape chained as in a decode step (weights streaming
  * from HBM), evaluated as one graph, as a kernel a layer and as one kernel
  * for all layers (runs alternating); prints the time per layer of each and
- * the split of a one-layer kernel into its phases (block 0's clock at each
+ * the split of a one-layer kernel and of the second layer of the kernel for
+ * all into their phases (block 0's clock at each
  * phase's end after its barrier), when the last block arrived at each
  * barrier, and in the attention when the last block had started, had its
  * keys done, had written its chunk's partials and had merged (from the
@@ -107,8 +108,9 @@ static int run(const shape *sh, int keys) {
     mx_array h0 = random_array((int[]){1, 1, sh->hidden}, 3, 2.0f, 0.0f);
     mx_eval(&h0, 1);
     enum { REPS = 20 };
-    double best[2] = {1e9, 1e9}, phase[5] = {0}, arrived[5] = {0}, attn[4] = {0};
-    int stamped = 0;
+    /* [0]: the one-layer kernel's layer, [1]: the second layer of the kernel for all */
+    double best[2] = {1e9, 1e9}, phase[2][5] = {{0}}, arrived[2][5] = {{0}}, attn[2][4] = {{0}};
+    int stamped[2] = {0};
     for (int r = 0; r < 2 * (REPS + 2); r++) {
         int whole = r % 2;
         mx_scope *inner = mx_scope_open();
@@ -125,29 +127,31 @@ static int run(const shape *sh, int keys) {
         }
         double t = gm_now_s() - t0;
         if (r >= 4 && t < best[whole]) best[whole] = t;
-        /* the last layer's phases, one kernel a layer */
+        /* the last layer's phases, one kernel a layer; the second layer's in one kernel */
         uint64_t ts[16];
-        if (r >= 4 && !whole && !mx_cuda_layers_stamps(one, ts) && ts[5] > ts[0] && ts[9] > ts[1]) {
+        if (r >= 4 && !mx_cuda_layers_stamps(whole ? all : one, ts) && ts[5] > ts[0] && ts[9] > ts[1]) {
             for (int k = 0; k < 5; k++) {
-                phase[k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
-                arrived[k] += ((double)ts[10 + k] - (double)ts[k]) * 1e-3;
+                phase[whole][k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
+                arrived[whole][k] += ((double)ts[10 + k] - (double)ts[k]) * 1e-3;
             }
-            for (int k = 0; k < 4; k++) attn[k] += ((double)ts[6 + k] - (double)ts[1]) * 1e-3;
-            stamped++;
+            for (int k = 0; k < 4; k++) attn[whole][k] += ((double)ts[6 + k] - (double)ts[1]) * 1e-3;
+            stamped[whole]++;
         }
         mx_scope_close(inner);
     }
     printf("%-14s %2d layers, %4d keys: %7.1f us a layer with a kernel a layer, %7.1f in one kernel "
            "(best chain of %d, wall)",
            sh->name, sh->layers, keys, best[0] * 1e6 / sh->layers, best[1] * 1e6 / sh->layers, REPS);
-    if (stamped) {
+    for (int w = 0; w < 2; w++) {
         static const char *names[5] = {"A qkv+rope", "B attention", "C o-proj", "D norm+gate|up", "E down"};
-        printf("; block 0:");
-        for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[k] / stamped);
+        const int n = stamped[w];
+        if (!n) continue;
+        printf(w ? "\n  one kernel, its second layer:" : "; a kernel a layer, block 0:");
+        for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[w][k] / n);
         printf(" us\n  the last block at each barrier, from its phase's start:");
-        for (int k = 0; k < 5; k++) printf(" %c %.1f", 'A' + k, arrived[k] / stamped);
+        for (int k = 0; k < 5; k++) printf(" %c %.1f", 'A' + k, arrived[w][k] / n);
         printf(" us; attention, the last block's start %.1f, keys %.1f, partials %.1f, merge %.1f us",
-               attn[0] / stamped, attn[1] / stamped, attn[2] / stamped, attn[3] / stamped);
+               attn[w][0] / n, attn[w][1] / n, attn[w][2] / n, attn[w][3] / n);
     }
     printf("\n  layers kernel: %s\n", mx_cuda_layer_status());
     mx_cuda_layers_free(one);
