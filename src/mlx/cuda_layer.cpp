@@ -90,9 +90,6 @@ const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
 // Phase A's idle warps prefetch the attention's keys and values into L2
 // (-1: by shape, use_kvp(); 0/1 forces it off or on).
 const int kKvPrefetch = env_int("GOMLX_CUDA_LAYER_KVP", -1, 0, 1);
-// Weights (and keys) asked of L2 a phase ahead, by bits (sm_90+; the
-// source's WPF says which; -1: by shape, use_wpf()).
-const int kWeightPrefetch = env_int("GOMLX_CUDA_LAYER_WPF", -1, 0, 2047);
 const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
 const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
 // Tensor cores for phase D's products (sm_80+; 0: the FMA loop) and the
@@ -213,12 +210,6 @@ int use_kvp(const Dims &d) {
     if (kKvPrefetch >= 0) return kKvPrefetch;
     const double qkv_bytes = (double)(d.n_heads + 2 * d.n_kv) * d.head_dim * d.hidden * (0.5 + 4.0 / d.gs);
     return qkv_bytes <= 6e6;
-}
-
-// Which of the next phases' weights each block asks L2 for ahead of them
-// (the source's WPF bits). Off until measured.
-int use_wpf(const Dims &) {
-    return kWeightPrefetch >= 0 ? kWeightPrefetch : 0;
 }
 
 // Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
@@ -516,7 +507,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
             "TSA=" + std::to_string(tca_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
             "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma),
-            "KVP=" + std::to_string(use_kvp(d)), "WPF=" + std::to_string(use_wpf(d))};
+            "KVP=" + std::to_string(use_kvp(d))};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

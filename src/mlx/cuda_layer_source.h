@@ -81,8 +81,8 @@ static const char *const kCudaLayerSource = R"CUDA(
 #define BAR_TIMEOUT 2
 #define KV_COUNT 8
 #define STAMPS 48 // with TIMING: 16 stamps of 64 bits, words 48..79
-// The layer the stamps time: the second where there are several (the
-// first has no layer before it to ask L2 for its weights, WPF).
+// The layer the stamps time: the second where there are several (as in a
+// model's step: the layer before it has run; the first has not).
 #define TL (NL > 1 ? 1 : 0)
 
 __device__ __forceinline__ unsigned long long gpu_clock() {
@@ -716,136 +716,6 @@ __device__ __forceinline__ void prefetch_kv(const u16 *k_cache, const u16 *v_cac
 }
 #endif
 
-#if WPF && __CUDA_ARCH__ >= 900
-// ---- Weights asked of L2 a phase ahead (WPF, sm_90+): docs/GPU.md ----
-// The attention and the small products leave HBM mostly idle while the
-// MLP's gate|up streams at ~80% of it: each block asks L2 for the rows the
-// next phases will give *its* warps (so the lines sit in the L2 partition
-// near its SM), one bulk request a run of rows, carried out by the copy
-// engine while the threads go on. Bits of WPF: 1 B asks for C's weights, 2
-// B for D's, 4 C for D's, 8 C for E's, 16 D for E's, 32 E for the next
-// layer's A, 64 A for C's, 128 B's requests wait until the block's keys
-// are done, 256 with L2's evict_last priority, 512 A asks for its layer's
-// keys and values (each attention block its chunk), 1024 E for the next
-// layer's.
-#define WPF_ON 1
-__device__ __forceinline__ void l2_bulk(const void *p, size_t n) {
-    const size_t a = (size_t)p & ~(size_t)15, e = ((size_t)p + n + 15) & ~(size_t)15;
-#if WPF & 256
-    asm volatile("{ .reg .u64 g, pol; cvta.to.global.u64 g, %0;"
-                 " createpolicy.fractional.L2::evict_last.b64 pol, 1.0;"
-                 " cp.async.bulk.prefetch.L2.global.L2::cache_hint [g], %1, pol; }" ::"l"(a), "r"((u32)(e - a))
-                 : "memory");
-#else
-    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; cp.async.bulk.prefetch.L2.global [g], %1; }" ::"l"(a),
-                 "r"((u32)(e - a))
-                 : "memory");
-#endif
-}
-
-// Rows r .. r + n - 1 of a 4-bit matrix of K columns: weights, scales, biases.
-__device__ __forceinline__ void l2_rows(const u32 *w, const u16 *s, const u16 *b, int r, int n, int K) {
-    const int groups = K / GS;
-    l2_bulk(w + (size_t)r * (K >> 3), (size_t)n * (K >> 1));
-    l2_bulk(s + (size_t)r * groups, (size_t)n * groups * 2);
-    l2_bulk(b + (size_t)r * groups, (size_t)n * groups * 2);
-}
-
-// The k-th unit (item or tile) of a phase this block's warps take, or -1:
-// with teams (tensor cores) tiles blockIdx.x + k * grid; on the FMA loop a
-// warp's items, NWARPS consecutive ones a round. Increasing in k.
-__device__ __forceinline__ int block_unit(bool teams, int k, int units) {
-    const int it = teams ? blockIdx.x + k * (int)gridDim.x
-                         : blockIdx.x * NWARPS + k % NWARPS + k / NWARPS * (int)gridDim.x * NWARPS;
-    return it < units ? it : -1;
-}
-
-// Phase A's rows for this block (q|k|v: rotation pairs of q and k heads,
-// then v rows; as phase A deals them).
-__device__ void l2_phase_a(const unsigned long long *tw, int qd, int kvd, int hidden) {
-    const u32 *w = (const u32 *)tw[T_QKV];
-    const u16 *s = (const u16 *)tw[T_QKV + 1], *b = (const u16 *)tw[T_QKV + 2];
-    const int per = TCA_ON ? 16 : ROWS_A, units = (qd + 2 * kvd) / per, rope_units = (qd + kvd) / per;
-    for (int k = threadIdx.x;; k += LT) {
-        const int it = block_unit(TCA_ON != 0, k, units);
-        if (it < 0) break;
-        if (it >= rope_units) {
-            l2_rows(w, s, b, qd + kvd + per * (it - rope_units), per, hidden);
-            continue;
-        }
-        const int head = it / (HD / per), j0 = it % (HD / per) * (per / 2);
-#if ROPE_TRAD
-        l2_rows(w, s, b, head * HD + 2 * j0, per, hidden);
-#else
-        l2_rows(w, s, b, head * HD + j0, per / 2, hidden);
-        l2_rows(w, s, b, head * HD + j0 + HD / 2, per / 2, hidden);
-#endif
-    }
-}
-
-// Phase C's or E's rows for this block (TEAM > 0: 16-row tiles, else two
-// rows an item), n rows of K columns.
-__device__ void l2_residual(bool teams, const u32 *w, const u16 *s, const u16 *b, int K, int n) {
-    const int per = teams ? 16 : 2;
-    for (int k = threadIdx.x;; k += LT) {
-        const int it = block_unit(teams, k, n / per);
-        if (it < 0) break;
-        l2_rows(w, s, b, it * per, per, K);
-    }
-}
-
-// Phase D's gate rows and their up rows (ff below) for this block.
-__device__ void l2_phase_d(const unsigned long long *tw, int hidden, int ff) {
-    const u32 *w = (const u32 *)tw[T_GU];
-    const u16 *s = (const u16 *)tw[T_GU + 1], *b = (const u16 *)tw[T_GU + 2];
-    const int per = TC_ON ? 8 : ROWS_D / 2;
-    for (int k = threadIdx.x;; k += LT) {
-        const int it = block_unit(TC_ON != 0, k, ff / per);
-        if (it < 0) break;
-        l2_rows(w, s, b, it * per, per, hidden);
-        l2_rows(w, s, b, ff + it * per, per, hidden);
-    }
-}
-
-__device__ __forceinline__ void l2_phase_c(const unsigned long long *tw, int qd, int hidden) {
-    l2_residual(TCR_C > 0 && TCR_ON, (const u32 *)tw[T_O], (const u16 *)tw[T_O + 1], (const u16 *)tw[T_O + 2], qd,
-                hidden);
-}
-__device__ __forceinline__ void l2_phase_e(const unsigned long long *tw, int ff, int hidden) {
-    l2_residual(TCR_E > 0 && TCR_ON, (const u32 *)tw[T_DN], (const u16 *)tw[T_DN + 1], (const u16 *)tw[T_DN + 2], ff,
-                hidden);
-}
-
-// The keys and values before the token's slot of the layer in row tw, each
-// attention block its chunks' (as phase B splits them), one request a kv
-// head's run of keys and cache.
-__device__ void l2_keys(const unsigned long long *tw, int slot0, int n_kv) {
-    const int cap = (int)tw[T_CAP];
-    const int slot = slot0 - (int)(u32)tw[T_SLOT], window = (int)(u32)(tw[T_SLOT] >> 32);
-    const int first = window > 0 && slot - window + 1 > 0 ? slot - window + 1 : 0, n_keys = slot - first + 1;
-    int chunks = (int)gridDim.x / (n_kv * HS);
-    if (chunks < 1) chunks = 1;
-    if (chunks > (n_keys + KC - 1) / KC) chunks = (n_keys + KC - 1) / KC;
-    const int per_chunk = (n_keys + chunks - 1) / chunks;
-    // a block's chunks: u = blockIdx.x + i * grid
-    for (int u = blockIdx.x + threadIdx.x * (int)gridDim.x; u < n_kv * HS * chunks; u += LT * (int)gridDim.x) {
-        const int kvh = u / (HS * chunks), c = u % chunks;
-        const int k0 = first + c * per_chunk, k1 = min(k0 + per_chunk, slot);
-        if (k1 <= k0) continue;
-        const size_t off = ((size_t)kvh * cap + k0) * HD * 2, bytes = (size_t)(k1 - k0) * HD * 2;
-        l2_bulk((const char *)tw[T_K_CACHE] + off, bytes);
-        l2_bulk((const char *)tw[T_V_CACHE] + off, bytes);
-    }
-}
-// What phase B asks for: C's weights (WPF & 1), D's (WPF & 2).
-__device__ __forceinline__ void l2_from_b(const unsigned long long *tw, int qd, int hidden, int ff) {
-    if (WPF & 1) l2_phase_c(tw, qd, hidden);
-    if (WPF & 2) l2_phase_d(tw, hidden, ff);
-}
-#else
-#define WPF_ON 0
-#endif
-
 extern "C" __global__ void __launch_bounds__(LT, 1)
 KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
             LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot0,
@@ -899,10 +769,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- A: q|k|v, RoPE, cache writes ----
     if (layer == TL) stamp(ctrl, 0);
-#if WPF_ON
-    if (WPF & 64) l2_phase_c(tw, qd, hidden);
-    if ((WPF & 512) || ((WPF & 1024) && !layer)) l2_keys(tw, slot0, n_kv);
-#endif
   {
     const u32 *qkv_w = TABLE(const u32 *, T_QKV);
     const u16 *qkv_s = TABLE(const u16 *, T_QKV + 1), *qkv_b = TABLE(const u16 *, T_QKV + 2);
@@ -999,9 +865,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 1);
     if (layer == TL && tid == 0) stamp_latest(ctrl, ST_B_START);
-#if WPF_ON
-    if (!(WPF & 128) || (int)blockIdx.x >= n_kv * HS * chunks) l2_from_b(tw, qd, hidden, ff);
-#endif
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
@@ -1068,9 +931,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             }
         }
         if (layer == TL) stamp_block_latest(ctrl, ST_KEYS);
-#if WPF_ON
-        if ((WPF & 128) && u == (int)blockIdx.x) l2_from_b(tw, qd, hidden, ff);
-#endif
         // The block's warps combined per head into one partial (max, sum,
         // acc), RH heads a round (wbuf: [RH][NWARPS][HD + 2]).
 #pragma unroll
@@ -1156,10 +1016,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- C: h1 = h + o Wo^T ----
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
-#if WPF_ON
-    if (WPF & 4) l2_phase_d(tw, hidden, ff);
-    if (WPF & 8) l2_phase_e(tw, ff, hidden);
-#endif
     residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                    GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 2);
@@ -1167,9 +1023,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     if (layer == TL) stamp(ctrl, 3);
 
     // ---- D: act = silu(g) * u ----
-#if WPF_ON
-    if (WPF & 16) l2_phase_e(tw, ff, hidden);
-#endif
   {
     const u32 *gu_w = TABLE(const u32 *, T_GU);
     const u16 *gu_s = TABLE(const u16 *, T_GU + 1), *gu_b = TABLE(const u16 *, T_GU + 2);
@@ -1224,12 +1077,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- E: out = h1 + act Wdown^T ----
     // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
-#if WPF_ON
-    if (layer + 1 < NL) { // the next layer's row came into shared memory at this layer's start
-        if (WPF & 32) l2_phase_a(rows[(layer + 1) & 1], qd, kvd, hidden);
-        if (WPF & 1024) l2_keys(rows[(layer + 1) & 1], slot0, n_kv);
-    }
-#endif
     residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
