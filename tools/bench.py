@@ -5,7 +5,9 @@ For each model: `gomlx bench --json` (the C engine through its public API)
 and mlx-lm's stream_generate with EOS ignored, both with a 512-token random
 prompt and greedy decoding of 32 and 128 tokens, median of --runs. Decode
 tok/s uses one definition for both: (generated - 1) / (time from the first
-token to the last). Prints a table with ratios and writes JSON. A short
+token to the last). Prints a table with ratios and, per row, the
+performance issue's targets it meets or misses (target_verdicts), and
+writes JSON (each row's verdicts under "targets"). A short
 probe first estimates how long mlx-lm would take; a model over --ref-budget
 (MLX's CPU quantized matmul makes a 0.5B model take about an hour here) is
 measured with gomlx alone and says so.
@@ -101,6 +103,48 @@ class MlxLm:
         return {"load_ms": self.load_ms, "results": results}
 
 
+# The performance issue's targets, judged for every row of the table (a row
+# without what a target needs shows it as not judged): decode at least 1.1x
+# mlx-lm and prompt at least level with it, on the same backend and files;
+# peak memory within 10% of what the engine computes it needs; on a GPU a
+# host share of a decode step under 10%, and on the 3B shapes at least 50%
+# of the bandwidth roofline.
+ROOFLINE_SHAPES = ("llama-3.2-3b", "qwen2.5-3b")
+
+
+def target_verdicts(row, ref_row, gpu, name):
+    """[{target, value, met}] for one table row; met None: not judged."""
+    def judged(target, value, met):
+        return {"target": target, "value": None if value is None else round(value, 3), "met": met}
+
+    out = []
+    if ref_row:
+        d = row["decode_tps"] / ref_row["decode_tps"]
+        p = row["prompt_tps"] / ref_row["prompt_tps"]
+        out += [judged("decode >= 1.1x mlx-lm", d, d >= 1.1), judged("prompt >= 1.0x mlx-lm", p, p >= 1.0)]
+    else:
+        out += [judged("decode >= 1.1x mlx-lm", None, None), judged("prompt >= 1.0x mlx-lm", None, None)]
+    need = row.get("expected_memory")
+    peak = row["peak_memory"] / need if need else None
+    out.append(judged("peak <= 1.1x needed", peak, None if peak is None else peak <= 1.1))
+    if gpu:
+        host = row.get("host_ms_per_token")
+        share = host * row["decode_tps"] / 1000 if host is not None and row["decode_tps"] else None
+        out.append(judged("host < 10% of a step", share, None if share is None else share < 0.1))
+        if Path(str(name)).name.lower().startswith(ROOFLINE_SHAPES):
+            roof = row.get("roofline_pct")
+            out.append(judged("decode >= 50% of roofline", roof, None if roof is None else roof >= 50))
+    return out
+
+
+def verdict_text(verdicts):
+    """'met' when every judged target holds, else the missed ones; '?' marks those not judged."""
+    missed = [v for v in verdicts if v["met"] is False]
+    unjudged = [v for v in verdicts if v["met"] is None]
+    text = "MISSED: " + "; ".join(f"{v['target']} ({v['value']:g})" for v in missed) if missed else "met"
+    return text + (f" ({len(unjudged)} not judged)" if unjudged else "")
+
+
 def merge_rounds(rounds):
     """Median over rounds of each round's median, per generation length."""
     out = dict(rounds[0])
@@ -163,9 +207,10 @@ def main():
         mx.set_default_device(mx.cpu)
     report = {"mlx": mx.__version__, "device": str(mx.default_device()), "models": []}
     extra = ["--device", a.device] + a.gomlx_extra.split()
+    gpu = str(mx.default_device()).startswith("Device(gpu")
     print(f"MLX {mx.__version__} on {mx.default_device()}; prompt {a.prompt_tokens} tokens; median of {a.rounds} rounds x {a.runs} runs")
     hdr = (f"{'model':34} {'gen':>4} {'prompt tok/s':>13} {'ref':>9} {'ratio':>6} {'decode tok/s':>13} {'ref':>9} "
-           f"{'ratio':>6} {'%roof':>6} {'TTFT ms':>8} {'host ms/tok':>11} {'peak MiB':>9} {'peak/need':>9}")
+           f"{'ratio':>6} {'%roof':>6} {'TTFT ms':>8} {'host ms/tok':>11} {'peak MiB':>9} {'peak/need':>9}  targets")
     print(hdr)
     for name in a.models:
         variants, ref_dir = prepare(name, a.out_dir)
@@ -206,9 +251,10 @@ def main():
                 need = o.get("expected_memory")
                 ratio = f"{o['peak_memory'] / need:>9.2f}" if need else f"{'-':>9}"
                 roof = f"{o['roofline_pct']:>6.1f}" if o.get("roofline_pct") else f"{'-':>6}"
+                o["targets"] = target_verdicts(o, r, gpu, name)
                 print(f"{label:34} {o['gen']:>4} {o['prompt_tps']:>13.1f} {ref_p} {o['decode_tps']:>13.1f} {ref_d} "
                       f"{roof} {o['ttft_ms']:>8.1f} {o.get('host_ms_per_token', 0):>11.3f} "
-                      f"{o['peak_memory'] / 2**20:>9.1f} {ratio}", flush=True)
+                      f"{o['peak_memory'] / 2**20:>9.1f} {ratio}  {verdict_text(o['targets'])}", flush=True)
             if ours.get("roofline_tps"):
                 print(f"{label}: roofline {ours['roofline_tps']:.1f} tok/s ({ours['step_weight_bytes'] / 2**20:.1f} MiB "
                       f"of weights a token at {ours['read_gbps']:.1f} GB/s: {ours['read_probe']})", flush=True)

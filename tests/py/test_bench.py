@@ -69,3 +69,42 @@ def test_roofline_is_decode_over_measured_bandwidth():
     assert got["roofline_tps"] == pytest.approx(roof, rel=1e-3)
     for r in got["results"]:
         assert r["roofline_pct"] == pytest.approx(100 * r["decode_tps"] / got["roofline_tps"], rel=1e-3, abs=0.01)
+
+
+def load_bench_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_tool", os.path.join(ROOT, "tools", "bench.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_table_says_which_targets_a_row_misses():
+    """The issue's targets as the side-by-side table judges them: the
+    thresholds (1.1x decode, 1.0x prompt, peak within 10%, host under 10% of
+    a GPU step, 50% of the roofline on a GPU's 3B shapes), each at both
+    sides of its edge, and the rows that lack what a target needs."""
+    tool = load_bench_tool()
+    ref = {"decode_tps": 100.0, "prompt_tps": 1000.0}
+    row = {"decode_tps": 111.0, "prompt_tps": 1000.0, "peak_memory": 1090, "expected_memory": 1000,
+           "host_ms_per_token": 0.8, "roofline_pct": 50.5}
+    got = {v["target"]: v["met"] for v in tool.target_verdicts(row, ref, True, "gpu-work/llama-3.2-3b-4bit")}
+    assert got == {"decode >= 1.1x mlx-lm": True, "prompt >= 1.0x mlx-lm": True, "peak <= 1.1x needed": True,
+                   "host < 10% of a step": True, "decode >= 50% of roofline": True}
+    assert tool.verdict_text(tool.target_verdicts(row, ref, True, "llama-3.2-3b-4bit")) == "met"
+
+    slow = dict(row, decode_tps=109.0, prompt_tps=990.0, peak_memory=1110, host_ms_per_token=1.0, roofline_pct=38.9)
+    verdicts = tool.target_verdicts(slow, ref, True, "qwen2.5-3b-4bit")
+    assert [v["met"] for v in verdicts] == [False] * 5
+    # 1.0 ms of host time in a 109 tok/s step (9.17 ms) is 10.9% of it
+    assert [v["value"] for v in verdicts] == [1.09, 0.99, 1.11, 0.109, 38.9]
+    text = tool.verdict_text(verdicts)
+    assert text.startswith("MISSED: ") and "decode >= 50% of roofline (38.9)" in text and text.count(";") == 4
+
+    # roofline only for the 3B shapes, host share only on a GPU, ratios only beside mlx-lm
+    names = [v["target"] for v in tool.target_verdicts(row, ref, True, "mistral-7b-4bit")]
+    assert "decode >= 50% of roofline" not in names and "host < 10% of a step" in names
+    cpu = tool.target_verdicts(row, None, False, "smollm2")
+    assert [v["target"] for v in cpu] == ["decode >= 1.1x mlx-lm", "prompt >= 1.0x mlx-lm", "peak <= 1.1x needed"]
+    assert [v["met"] for v in cpu] == [None, None, True]
+    assert tool.verdict_text(cpu) == "met (2 not judged)"
