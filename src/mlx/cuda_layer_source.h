@@ -51,10 +51,9 @@
 // using any), HS (groups the query heads of a kv head are split into, a
 // block of the attention taking one), RH (query heads whose attention sums
 // a block combines at once), TIMING (1: block 0 stamps the GPU clock at the
-// end of each of the first layer's phases into the scratch, and the
-// latest block at points of them, for tools/c/bench_cuda_layer.c; 2: eight
-// more grid barriers in the first
-// layer's phase E, to time them), TC (1: phase D's products on tensor
+// end of each of layer TL's phases into the scratch, and the latest block
+// at points of them, for tools/c/bench_cuda_layer.c; 2: eight more grid
+// barriers in that layer's phase E, to time them), TC (1: phase D's products on tensor
 // cores where the GPU has mma.sync, sm_80+), TS (warps that share one of
 // its items, each taking a share of K: 1, 2 or 4), TCA and TSA (phase A
 // likewise, TSA warps a tile of 8 rotation pairs or 16 v rows), TCR_C and
@@ -91,8 +90,8 @@ __device__ __forceinline__ unsigned long long gpu_clock() {
     return t;
 }
 
-// Stamps 0-5: block 0's clock at the start and at the end of each of the
-// first layer's phases (after their barrier); stamp 0 also clears 6-15.
+// Stamps 0-5: block 0's clock at the start and at the end of each of
+// layer TL's phases (after their barrier); stamp 0 also clears 6-15.
 __device__ __forceinline__ void stamp(u32 *ctrl, int i) {
 #if TIMING
     if (blockIdx.x == 0 && threadIdx.x == 0) {
@@ -104,7 +103,7 @@ __device__ __forceinline__ void stamp(u32 *ctrl, int i) {
 #endif
 }
 
-// Stamps 6-15, the first layer's latest clock over all blocks (thread 0's)
+// Stamps 6-15, layer TL's latest clock over all blocks (thread 0's)
 // at: 6 the attention's start (leaving the barrier), 7 its warps' keys
 // done, 8 its chunk's partials written, 9 a group's chunks merged; 10-14
 // the arrival at the barrier after phase A, B, C, D and E.

@@ -258,8 +258,8 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
 /* 1 when a kernel run with c gave up waiting at a barrier (its blocks
  * were not all resident: results wrong); evaluates. -1 on error. */
 int mx_cuda_layers_timed_out(mx_cuda_layers *c);
-/* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) in the first layer of
- * the last run: 0-5 block 0's at the start and at the end of each of the
+/* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) in one layer of the
+ * last run (the second where c has several, else the first): 0-5 block 0's at the start and at the end of each of the
  * five phases (after each phase's barrier); then the latest over all
  * blocks at: 6 the attention's start, 7 its keys done, 8 its partials
  * written, 9 a merge done, 10-14 the arrival at each phase's barrier. */
