@@ -113,32 +113,29 @@ ROOFLINE_SHAPES = ("llama-3.2-3b", "qwen2.5-3b")
 
 
 def target_verdicts(row, ref_row, gpu, name):
-    """[{target, value, met}] for one table row; met None: not judged."""
-    def judged(target, value, met):
-        return {"target": target, "value": None if value is None else round(value, 3), "met": met}
+    """[{target, value, met}] for one table row; met None: not judged (no value)."""
+    def judged(target, value, holds):
+        return {"target": target, "value": None if value is None else round(value, 3),
+                "met": None if value is None else holds(value)}
 
-    out = []
-    if ref_row:
-        d = row["decode_tps"] / ref_row["decode_tps"]
-        p = row["prompt_tps"] / ref_row["prompt_tps"]
-        out += [judged("decode >= 1.1x mlx-lm", d, d >= 1.1), judged("prompt >= 1.0x mlx-lm", p, p >= 1.0)]
-    else:
-        out += [judged("decode >= 1.1x mlx-lm", None, None), judged("prompt >= 1.0x mlx-lm", None, None)]
+    def per_ref(key):
+        return row[key] / ref_row[key] if ref_row else None
+
     need = row.get("expected_memory")
-    peak = row["peak_memory"] / need if need else None
-    out.append(judged("peak <= 1.1x needed", peak, None if peak is None else peak <= 1.1))
+    out = [judged("decode >= 1.1x mlx-lm", per_ref("decode_tps"), lambda v: v >= 1.1),
+           judged("prompt >= 1.0x mlx-lm", per_ref("prompt_tps"), lambda v: v >= 1.0),
+           judged("peak <= 1.1x needed", row["peak_memory"] / need if need else None, lambda v: v <= 1.1)]
     if gpu:
         host = row.get("host_ms_per_token")
         share = host * row["decode_tps"] / 1000 if host is not None and row["decode_tps"] else None
-        out.append(judged("host < 10% of a step", share, None if share is None else share < 0.1))
+        out.append(judged("host < 10% of a step", share, lambda v: v < 0.1))
         if Path(str(name)).name.lower().startswith(ROOFLINE_SHAPES):
-            roof = row.get("roofline_pct")
-            out.append(judged("decode >= 50% of roofline", roof, None if roof is None else roof >= 50))
+            out.append(judged("decode >= 50% of roofline", row.get("roofline_pct"), lambda v: v >= 50))
     return out
 
 
 def verdict_text(verdicts):
-    """'met' when every judged target holds, else the missed ones; '?' marks those not judged."""
+    """'met' when every judged target holds, else the missed ones; then how many were not judged."""
     missed = [v for v in verdicts if v["met"] is False]
     unjudged = [v for v in verdicts if v["met"] is None]
     text = "MISSED: " + "; ".join(f"{v['target']} ({v['value']:g})" for v in missed) if missed else "met"

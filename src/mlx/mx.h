@@ -259,8 +259,9 @@ mx_array mx_cuda_layers_step(mx_cuda_layers *c, mx_array h, const mx_layer_step 
  * were not all resident: results wrong); evaluates. -1 on error. */
 int mx_cuda_layers_timed_out(mx_cuda_layers *c);
 /* With GOMLX_CUDA_LAYER_TIMING=1: the GPU clock (ns) in one layer of the
- * last run (the second where c has several, else the first): 0-5 block 0's at the start and at the end of each of the
- * five phases (after each phase's barrier); then the latest over all
+ * last run (the second where c has several, else the first): 0-5 block
+ * 0's at the start and at the end of each of the five phases (after each
+ * phase's barrier); then the latest over all
  * blocks at: 6 the attention's start, 7 its keys done, 8 its partials
  * written, 9 a merge done, 10-14 the arrival at each phase's barrier. */
 int mx_cuda_layers_stamps(mx_cuda_layers *c, uint64_t stamps[16]);
