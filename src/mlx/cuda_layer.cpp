@@ -86,7 +86,7 @@ const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
 const int kKeysAhead = env_int("GOMLX_CUDA_LAYER_KK", 2, 1, 8);
-const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 3);
+const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
 // Phase A's idle warps prefetch the attention's keys and values into L2
 // (-1: by shape, use_kvp(); 0/1 forces it off or on).
 const int kKvPrefetch = env_int("GOMLX_CUDA_LAYER_KVP", -1, 0, 1);
@@ -103,12 +103,6 @@ const int kTcResidualTeamKnob = env_int("GOMLX_CUDA_LAYER_TSR", 0, 1, 16);
 // tca_team()).
 const int kTcAKnob = env_int("GOMLX_CUDA_LAYER_TCA", -1, 0, 1);
 const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
-// The next phase's rows staged in shared memory by the copy engine, by
-// phase bits (1 A, 2 C, 4 D, 8 E, 16 E asked for at the end of A; -1: by
-// shape, use_stg()), and the shared memory a block asks for at least
-// (bytes; 0: what it needs), which leaves L1 the rest of the SM's 256 KB.
-const int kStageKnob = env_int("GOMLX_CUDA_LAYER_STG", -1, 0, 31);
-const int kSharedKnob = env_int("GOMLX_CUDA_LAYER_SMEM", 0, 0, 256 * 1024);
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;
@@ -263,73 +257,10 @@ int heads_per_round(const Dims &d) {
 }
 
 // x staged as 16-bit values, or per warp some heads' attention sums.
-int main_shared_bytes(const Dims &d) {
+int shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int tc = use_tc(d) || use_tca(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
     return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
-}
-
-// Where the staging buffer starts (after the main shared memory) and its
-// bytes: what the device lets a block opt in to, less the kernel's static
-// shared memory (under 1 KB); 0 where it cannot stage (before sm_90).
-int stage_offset(const Dims &d) { return (main_shared_bytes(d) + 127) & ~127; }
-int shared_optin() {
-    const int kMaxSharedOptin = 97; // CU_DEVICE_ATTRIBUTE_*
-    static const int optin = gomlx::cuda_jit::device_attribute(kMaxSharedOptin);
-    return optin - 1024;
-}
-int stage_room(const Dims &d) {
-    const int kCapabilityMajor = 75; // CU_DEVICE_ATTRIBUTE_*
-    static const int major = gomlx::cuda_jit::device_attribute(kCapabilityMajor);
-    if (major < 9) return 0;
-    const int bytes = (shared_optin() - stage_offset(d)) & ~127;
-    return bytes >= 32 * 1024 ? bytes : 0;
-}
-
-// Bytes phase C's or E's rows (K columns, `hidden` rows) take staged in
-// the block that takes the most, in stg_residual's order: a tile of 16
-// rows a team (team > 0), else a two-row item a warp.
-int residual_stage_need(const Dims &d, int K, int team) {
-    const int grid = sm_count(), unit_rows = team > 0 ? 16 : 2, scale_row = 2 * (K / d.gs);
-    // a tile's rows padded as the source's stg_tile_bytes() lays them out
-    const int tile = 16 * (K / 2 + 64 + 2 * (scale_row + (scale_row % 16 ? 0 : 16)));
-    const int unit = team > 0 ? tile : unit_rows * (K / 2 + 4 * (K / d.gs)), units = d.hidden / unit_rows;
-    const int per_block = team > 0 ? (units + grid - 1) / grid
-                                   : std::min(units, kWarps) * ((units + grid * kWarps - 1) / (grid * kWarps));
-    return (per_block * unit + 127) & ~127;
-}
-
-// Which phases' rows a block stages in shared memory ahead of them (the
-// source's STG bits: 1 A on tensor cores, 2 C, 4 D on tensor cores, 8 E).
-// A phase on the FMA loop stages two-row items, whose scales need K / GS a
-// multiple of 4 to stay 16-byte aligned. Off: staging E alone sped phase E
-// (Llama-3.2-3B 9.0 -> 7.9 us) but its copies, issued at the end of D,
-// slowed D's last blocks more (15.4 -> 22.4); C and A staged were slower
-// (docs/bench/h100-2026-11-27-s16-staging.txt).
-int use_stg(const Dims &d) {
-    if (stage_room(d) == 0) return 0;
-    int bits = kStageKnob >= 0 ? kStageKnob : 0;
-    if (!use_tca(d)) bits &= ~1;
-    if (!use_tcr_c(d) && (d.n_heads * d.head_dim / d.gs) % 4) bits &= ~2;
-    if (!use_tc(d)) bits &= ~4;
-    if (!use_tcr_e(d) && (d.ff / d.gs) % 4) bits &= ~(8 | 16);
-    if (bits & 16) bits &= ~8;
-    return bits;
-}
-
-// The staging regions: E's rows asked for early (bit 16) take what they
-// need, within the room; the other phases' share the rest.
-int stage_e_bytes(const Dims &d) {
-    if (!(use_stg(d) & 16)) return 0;
-    return std::min(residual_stage_need(d, d.ff, use_tcr_e(d)), stage_room(d));
-}
-int stage_bytes(const Dims &d) { return use_stg(d) & 15 ? stage_room(d) - stage_e_bytes(d) : 0; }
-
-// Shared memory a block asks for: the main part and the staging regions,
-// or more where GOMLX_CUDA_LAYER_SMEM asks (measuring what less L1 costs).
-int shared_bytes(const Dims &d) {
-    const int need = use_stg(d) ? stage_offset(d) + stage_bytes(d) + stage_e_bytes(d) : main_shared_bytes(d);
-    return std::max(need, std::min(kSharedKnob, shared_optin()));
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -389,7 +320,7 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (need_cache)
         if (const char *why = cache_misfit(s, t)) return why;
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0, gemma};
-    if (main_shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
+    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }
@@ -576,9 +507,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
             "TSA=" + std::to_string(tca_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
             "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma),
-            "KVP=" + std::to_string(use_kvp(d)), "STG=" + std::to_string(use_stg(d)),
-            "STG_OFF=" + std::to_string(stage_offset(d)), "STG_BYTES=" + std::to_string(stage_bytes(d)),
-            "STG_E_OFF=" + std::to_string(stage_bytes(d)), "STG_E_BYTES=" + std::to_string(stage_e_bytes(d))};
+            "KVP=" + std::to_string(use_kvp(d))};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

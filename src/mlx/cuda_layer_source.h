@@ -107,10 +107,6 @@ __device__ __forceinline__ void stamp(u32 *ctrl, int i) {
 // at: 6 the attention's start (leaving the barrier), 7 its warps' keys
 // done, 8 its chunk's partials written, 9 a group's chunks merged; 10-14
 // the arrival at the barrier after phase A, B, C, D and E.
-// With TIMING 3, stamps 6-9 time phases D and E inside instead: 6 E's x
-// in shared memory, 7 E's staged rows landed, 8 E's rows written, 9 D's x
-// normed (SUB below).
-#define SUB (TIMING == 3)
 #define ST_B_START 6
 #define ST_KEYS 7
 #define ST_PARTIALS 8
@@ -145,10 +141,6 @@ __device__ __forceinline__ float load_cg_half(const u16 *p) {
     asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.global.cg.u16 %0, [g]; }" : "=h"(h) : "l"(p));
     return half_at((u32)h, 0);
 }
-
-// 16 bytes at p (16-byte aligned) in global or shared memory (a weight
-// row staged by STG, or not).
-__device__ __forceinline__ V4 load16g(const u16 *p) { return *reinterpret_cast<const V4 *>(p); }
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
@@ -364,7 +356,7 @@ __device__ __forceinline__ float gate_act(float g) {
 // any: a phase is a few rounds of loads per warp (one block of 16 warps an
 // SM), so their latency, more than the bandwidth, bounds it. Every lane
 // gets the sums.
-template <int R, int U, bool G = false>
+template <int R, int U>
 __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                          const u16 *biases, const int (&rows)[R], int K,
                                          float (&out)[R]) {
@@ -387,7 +379,7 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
             const int g = (c << 5) / GS;
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                q[u][r] = G ? load16g(wr[r] + c * 8) : load16(wr[r] + c * 8, true);
+                q[u][r] = load16(wr[r] + c * 8, true);
                 sc[u][r] = load_half(sr[r] + g), bi[u][r] = load_half(br[r] + g);
             }
         }
@@ -410,186 +402,24 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
     for (int r = 0; r < R; r++) out[r] = warp_sum(acc[r]);
 }
 
-// dot_rows with DOT_U (at most 8 loads a lane ahead); G: the weights may
-// be staged in shared memory (generic loads).
-template <int R, bool G = false>
+// dot_rows with DOT_U (at most 8 loads a lane ahead).
+template <int R>
 __device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scales, const u16 *biases,
                                     const int (&rows)[R], int K, float (&out)[R]) {
-    dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R), G>(xs, w, scales, biases, rows, K, out);
+    dot_rows<R, (DOT_U * R <= 8 ? DOT_U : 8 / R)>(xs, w, scales, biases, rows, K, out);
 }
-
-// Where a block stages a phase's rows (STG below; unused without it).
-struct Stg {
-    unsigned char *buf; // bytes at smem + STG_OFF (E early: + STG_E_OFF)
-    u32 bar;            // the mbarrier's shared address
-    u32 parity;         // of the staging waited for next
-    u32 *flag;          // the timeout flag (a copy that never lands)
-    int bytes;          // the room at buf
-};
-
-// A 16-row tile staged for tc_residual_rows: each row's weights, then each
-// row's scales, then biases, at strides padded so that the 8 rows whose
-// 16 bytes a warp's lanes read at once fall in different banks (rows 4 KB
-// apart all start in bank 0: an 8-way conflict, and a staged phase E took
-// 6 us over rows already in shared memory). Scales whose row is not a
-// multiple of 16 bytes cannot be copied a row at a time; they go as one run.
-__device__ __forceinline__ int stg_tile_w_stride(int K) { return K / 2 + 64; }
-__device__ __forceinline__ bool stg_tile_s_rows(int K) { return (2 * (K / GS)) % 16 == 0; }
-__device__ __forceinline__ int stg_tile_s_stride(int K) { return 2 * (K / GS) + (stg_tile_s_rows(K) ? 16 : 0); }
-__device__ __forceinline__ int stg_tile_bytes(int K) { return 16 * (stg_tile_w_stride(K) + 2 * stg_tile_s_stride(K)); }
-
-#if STG && __CUDA_ARCH__ >= 900
-// ---- A phase's weights staged in shared memory before it (STG, sm_90+) ----
-// The phases' time is their chains of dependent steps more than HBM (a
-// phase whose weights sat in L2 was hardly faster): a warp waits on a few
-// rounds of loads of its rows, each ~1 us under load. Instead the block's
-// thread 0 asks the copy engine (cp.async.bulk) for every row its warps
-// will take in the next phase, into shared memory, as soon as the block is
-// done with the last phase that used that memory: the bytes stream during
-// the grid barrier and the next phase's norm, and its warps then read them
-// from shared memory. Rows past the room left are read from global memory
-// as before. Bits of STG: 1 phase A (tensor cores), 2 C, 4 D (tensor
-// cores), 8 E; 16 E's rows asked for at the end of A, into a region of
-// their own (STG_E_BYTES at STG_E_OFF), so that they land while HBM idles
-// in the attention and phase C.
-#define STG_A ((STG & 1) && TCA_ON)
-#define STG_C (STG & 2)
-#define STG_D ((STG & 4) && TC_ON)
-#define STG_EE (STG & 16)
-#define STG_E ((STG & 8) || STG_EE)
-
-__device__ __forceinline__ u32 shared_addr(const void *p) {
-    u32 a;
-    asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(a) : "l"(p));
-    return a;
-}
-
-// n bytes (a multiple of 16, both ends 16-byte aligned) from global src to
-// shared dst, counted on the barrier.
-__device__ __forceinline__ void stg_copy(const Stg &st, unsigned char *dst, const void *src, u32 n) {
-    asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;" ::"r"(st.bar), "r"(n) : "memory");
-    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1;"
-                 " cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [g], %2, [%3]; }" ::"r"(
-                     shared_addr(dst)),
-                 "l"(src), "r"(n), "r"(st.bar)
-                 : "memory");
-}
-
-// Before thread 0 stages anew: the block's reads of what was staged before
-// are done (the caller's __syncthreads) and ordered before the copies.
-__device__ __forceinline__ void stg_begin() { asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); }
-
-// Thread 0, after its copies: the barrier's phase completes when they land.
-__device__ __forceinline__ void stg_end(const Stg &st) {
-    asm volatile("{ .reg .b64 s; mbarrier.arrive.shared::cta.b64 s, [%0]; }" ::"r"(st.bar) : "memory");
-}
-
-// Every thread, before reading what was staged (the copies' bytes are then
-// visible to it). A copy that never lands raises the timeout flag after
-// ~seconds rather than hang the GPU.
-__device__ __forceinline__ void stg_wait(Stg &st) {
-    for (long long spins = 0;; spins++) {
-        u32 done;
-        asm volatile("{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; selp.u32 %0, 1, 0, p; }"
-                     : "=r"(done) : "r"(st.bar), "r"(st.parity) : "memory");
-        if (done) break;
-        if (spins > (1ll << 22)) {
-            atomicExch(st.flag, 1u);
-            break;
-        }
-    }
-    st.parity ^= 1u;
-}
-
-// Rows r .. r + n - 1 of a 4-bit matrix of K columns (weights, scales,
-// biases) staged at dst, in that order.
-__device__ __forceinline__ void stg_rows(const Stg &st, unsigned char *dst, const u32 *w, const u16 *s, const u16 *b,
-                                         int r, int n, int K) {
-    const int groups = K / GS;
-    const u32 wb = (u32)n * (K / 2), sb = (u32)n * groups * 2;
-    stg_copy(st, dst, w + (size_t)r * (K >> 3), wb);
-    stg_copy(st, dst + wb, s + (size_t)r * groups, sb);
-    stg_copy(st, dst + wb + sb, b + (size_t)r * groups, sb);
-}
-
-// Where rows staged at src by stg_rows(.., r, n, K) are, as bases indexed
-// by the matrix's own row numbers (row i's weights at w + i * (K / 8)).
-__device__ __forceinline__ void stg_bases(const unsigned char *src, int r, int n, int K, const u32 *&w, const u16 *&s,
-                                          const u16 *&b) {
-    const int groups = K / GS;
-    const u32 wb = (u32)n * (K / 2), sb = (u32)n * groups * 2;
-    w = reinterpret_cast<const u32 *>(src) - (size_t)r * (K >> 3);
-    s = reinterpret_cast<const u16 *>(src + wb) - (size_t)r * groups;
-    b = reinterpret_cast<const u16 *>(src + wb + sb) - (size_t)r * groups;
-}
-
-// Bytes a unit of rows takes staged, and how many of the block's units fit.
-__device__ __forceinline__ int stg_unit_bytes(int rows, int K) { return rows * (K / 2 + 4 * (K / GS)); }
-__device__ __forceinline__ int stg_fit(int unit_bytes, int bytes = STG_BYTES) { return bytes / unit_bytes; }
-
-// Phase C's or E's rows for this block's warps (2 a warp's item, or 16 a
-// team's tile, laid out as stg_tile_bytes says), in the order they take
-// them; the copies shared by `lanes` lanes (this one `lane`), whose caller
-// has them all asked for before stg_end.
-__device__ void stg_residual(const Stg &st, bool teams, const u32 *w, const u16 *s, const u16 *b, int K, int n,
-                             int lane = 0, int lanes = 1) {
-    if (teams) {
-        const int ub = stg_tile_bytes(K), fit = stg_fit(ub, st.bytes), ws = stg_tile_w_stride(K);
-        const int ss = stg_tile_s_stride(K), groups = K / GS, per_tile = stg_tile_s_rows(K) ? 48 : 18;
-        for (int c = lane; c < fit * per_tile; c += lanes) {
-            const int k = c / per_tile, j = c % per_tile, it = blockIdx.x + k * (int)gridDim.x;
-            if (it >= n / 16) break;
-            unsigned char *dst = st.buf + (size_t)k * ub, *ds = dst + 16 * ws, *db = ds + 16 * ss;
-            const size_t r = (size_t)16 * it + j % 16;
-            if (j < 16)
-                stg_copy(st, dst + j * ws, w + r * (K >> 3), K / 2);
-            else if (per_tile == 18) // scales and biases as one run each
-                stg_copy(st, j == 16 ? ds : db, (j == 16 ? s : b) + (size_t)16 * it * groups, 32 * groups);
-            else
-                stg_copy(st, (j < 32 ? ds : db) + j % 16 * ss, (j < 32 ? s : b) + r * groups, 2 * groups);
-        }
-        return;
-    }
-    const int per = 2, ub = stg_unit_bytes(per, K), fit = stg_fit(ub, st.bytes);
-    for (int k = lane; k < fit; k += lanes) {
-        const int it = blockIdx.x * NWARPS + k % NWARPS + k / NWARPS * (int)gridDim.x * NWARPS;
-        if (it >= n / per) break;
-        stg_rows(st, st.buf + (size_t)k * ub, w, s, b, it * per, per, K);
-    }
-}
-#else
-#define STG_A 0
-#define STG_C 0
-#define STG_D 0
-#define STG_E 0
-#define STG_EE 0
-__device__ __forceinline__ int stg_unit_bytes(int, int) { return 1; }
-__device__ __forceinline__ int stg_fit(int, int = 0) { return 0; }
-__device__ __forceinline__ void stg_bases(const unsigned char *, int, int, int, const u32 *&, const u16 *&,
-                                          const u16 *&) {}
-__device__ __forceinline__ void stg_wait(Stg &) {}
-#endif
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
 // (phases C and E); res is read through L2 when another block wrote it.
 // Without res (Gemma 2), out[r] = round(x W[r]^T).
-// With S, the rows the block staged (stg, as stg_residual laid them out)
-// are read from shared memory.
-template <bool S = false>
 __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                               const u16 *biases, int K, const u16 *res, bool res_cg,
-                                              u16 *out, int n, const unsigned char *stg = nullptr,
-                                              int stg_bytes = 0) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = gridDim.x * NWARPS;
-    const int ub = stg_unit_bytes(2, K), fit = S ? stg_fit(ub, stg_bytes) : 0;
-    for (int it = blockIdx.x * NWARPS + warp; it < n / 2; it += n_warps) {
+                                              u16 *out, int n) {
+    const int lane = threadIdx.x & 31, n_warps = gridDim.x * NWARPS;
+    for (int it = blockIdx.x * NWARPS + (threadIdx.x >> 5); it < n / 2; it += n_warps) {
         const int rows[2] = {2 * it, 2 * it + 1};
-        const u32 *wv = w;
-        const u16 *sv = scales, *bv = biases;
-        const int k = (it - (int)blockIdx.x * NWARPS - warp) / n_warps * NWARPS + warp;
-        if (k < fit) stg_bases(stg + (size_t)k * ub, 2 * it, 2, K, wv, sv, bv);
         float a[2];
-        dot<2, S>(xs, wv, sv, bv, rows, K, a);
+        dot<2>(xs, w, scales, biases, rows, K, a);
         if (lane) continue;
 #pragma unroll
         for (int r = 0; r < 2; r++) {
@@ -692,13 +522,13 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
 // group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
 // before any is used.
-// Rows given by their weights (wl, wh), scales and biases; G: they may be
-// staged in shared memory (generic loads).
-template <bool G>
-__device__ __forceinline__ void tc_dot_rows(const TcX &x, const u32 *wl, const u32 *wh, const u16 *sl, const u16 *sh,
-                                            const u16 *bl, const u16 *bh, int K, int g_begin, int g_end,
-                                            float &out_lo, float &out_hi) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+__device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
+                                       int lo, int hi, int K, int g_begin, int g_end, float &out_lo,
+                                       float &out_hi) {
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, groups = K / GS;
+    const u32 *wl = w + (size_t)lo * (K >> 3), *wh = w + (size_t)hi * (K >> 3);
+    const u16 *sl = scales + (size_t)lo * groups, *sh = scales + (size_t)hi * groups;
+    const u16 *bl = biases + (size_t)lo * groups, *bh = biases + (size_t)hi * groups;
     float ylo = 0.f, yhi = 0.f;
     for (int w0 = g_begin; w0 < g_end; w0 += 8) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
@@ -721,10 +551,8 @@ __device__ __forceinline__ void tc_dot_rows(const TcX &x, const u32 *wl, const u
             for (int i = 0; i < NLD; i++) {
                 const int gw = (16 * i + 4 * t) * 8 / GS;
                 const int off = gw < ng ? 16 * i : 0; // past the window: a valid address, x zero
-                ql[i] = G ? load16g(reinterpret_cast<const u16 *>(rl + off))
-                          : load16(reinterpret_cast<const u16 *>(rl + off), true);
-                qh[i] = G ? load16g(reinterpret_cast<const u16 *>(rh + off))
-                          : load16(reinterpret_cast<const u16 *>(rh + off), true);
+                ql[i] = load16(reinterpret_cast<const u16 *>(rl + off), true);
+                qh[i] = load16(reinterpret_cast<const u16 *>(rh + off), true);
             }
 #pragma unroll
             for (int i = 0; i < NLD; i++) {
@@ -765,43 +593,19 @@ __device__ __forceinline__ void tc_dot_rows(const TcX &x, const u32 *wl, const u
     out_lo = ylo, out_hi = yhi;
 }
 
-// Rows lo and hi of a 4-bit matrix (global memory).
-__device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
-                                       int lo, int hi, int K, int g_begin, int g_end, float &out_lo,
-                                       float &out_hi) {
-    const int groups = K / GS;
-    tc_dot_rows<false>(x, w + (size_t)lo * (K >> 3), w + (size_t)hi * (K >> 3), scales + (size_t)lo * groups,
-                       scales + (size_t)hi * groups, biases + (size_t)lo * groups, biases + (size_t)hi * groups, K,
-                       g_begin, g_end, out_lo, out_hi);
-}
-
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W (n a multiple of
 // 16): a team of N warps takes 16 rows at a time (tiles dealt to the
 // blocks in turn), each warp a share of K, and its member 0 adds the
 // shares up (N = NWARPS: a block a tile).
-template <int N, bool S = false>
+template <int N>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
-                                 const u16 *res, bool res_cg, u16 *out, int n, const unsigned char *stg = nullptr,
-                                 int stg_bytes = 0) {
+                                 const u16 *res, bool res_cg, u16 *out, int n) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N, groups = K / GS;
     const int share = (groups + N - 1) / N, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
-    const int ub = stg_tile_bytes(K), fit = S ? stg_fit(ub, stg_bytes) : 0;
-    const int ws = stg_tile_w_stride(K), ss = stg_tile_s_stride(K) / 2, rl = lane >> 2;
     for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
-        const int lo = tile * 16 + rl;
-        const int k = (tile - (int)blockIdx.x) / (int)gridDim.x;
+        const int lo = tile * 16 + (lane >> 2);
         float a_lo, a_hi;
-        if (k < fit) { // its rows from shared memory (stg_residual's layout)
-            const unsigned char *src = stg + (size_t)k * ub;
-            const u16 *s0 = reinterpret_cast<const u16 *>(src + 16 * ws), *b0 = s0 + 16 * ss;
-            tc_dot_rows<true>(x, reinterpret_cast<const u32 *>(src + rl * ws),
-                              reinterpret_cast<const u32 *>(src + (rl + 8) * ws), s0 + rl * ss, s0 + (rl + 8) * ss,
-                              b0 + rl * ss, b0 + (rl + 8) * ss, K, g0, g1, a_lo, a_hi);
-        } else {
-            tc_dot_rows<false>(x, w + (size_t)lo * (K >> 3), w + (size_t)(lo + 8) * (K >> 3), scales + (size_t)lo * groups,
-                               scales + (size_t)(lo + 8) * groups, biases + (size_t)lo * groups,
-                               biases + (size_t)(lo + 8) * groups, K, g0, g1, a_lo, a_hi);
-        }
+        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, a_lo, a_hi);
         if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
         const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
         const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
@@ -817,32 +621,21 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
 #define TCR_ON 0
 #endif
 
-
 // out = res + round(x W^T) for the n rows of W, x (K values) written by
 // other blocks of this kernel (phases C and E); on tensor cores with
 // TEAM > 0, TEAM warps a 16-row tile.
-// S: the block staged its rows (stg_residual) and waits for them here.
-template <int TEAM, bool S = false>
+template <int TEAM>
 __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *scales, const u16 *biases, int K,
-                               const u16 *res, bool res_cg, u16 *out, int n, Stg &st, u32 *sub = nullptr) {
+                               const u16 *res, bool res_cg, u16 *out, int n) {
 #if TCR_ON
     if (TEAM > 0) {
         copy_to_shared<true>(x, xs, K);
-        const TcX tx = tc_finish_x(xs, K);
-        if (sub) stamp_block_latest(sub, 6);
-        if (S) stg_wait(st);
-        if (sub) stamp_block_latest(sub, 7);
-        tc_residual_rows<(TEAM > 0 ? TEAM : 1), S>(tx, w, scales, biases, K, res, res_cg, out, n, st.buf, st.bytes);
-        if (sub) stamp_block_latest(sub, 8);
+        tc_residual_rows<(TEAM > 0 ? TEAM : 1)>(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
         return;
     }
 #endif
     copy_to_shared(x, xs, K);
-    if (sub) stamp_block_latest(sub, 6);
-    if (S) stg_wait(st);
-    if (sub) stamp_block_latest(sub, 7);
-    residual_rows<S>(xs, w, scales, biases, K, res, res_cg, out, n, st.buf, st.bytes);
-    if (sub) stamp_block_latest(sub, 8);
+    residual_rows(xs, w, scales, biases, K, res, res_cg, out, n);
 }
 
 // Phase A's outputs for rows r0 and r1 of q|k|v with sums a0 and a1: rounded
@@ -922,60 +715,6 @@ __device__ __forceinline__ void prefetch_kv(const u16 *k_cache, const u16 *v_cac
 }
 #endif
 
-#if STG && __CUDA_ARCH__ >= 900
-// Phase A's tile `it` (tensor cores) as runs of rows: 8 rotation pairs of a
-// q or k head are rows r0.. and r1.. (two runs of 8; one run of 16 with
-// ROPE_TRAD), 16 v rows one run from r0. True for two runs.
-__device__ __forceinline__ bool a_tile_runs(int it, int qd, int kvd, int &r0, int &r1) {
-    const int rope_tiles = (qd + kvd) / 16;
-    if (it >= rope_tiles) {
-        r0 = qd + kvd + 16 * (it - rope_tiles), r1 = r0;
-        return false;
-    }
-    const int head = it / (HD / 16), j0 = it % (HD / 16) * 8;
-#if ROPE_TRAD
-    r0 = head * HD + 2 * j0, r1 = r0;
-    return false;
-#else
-    r0 = head * HD + j0, r1 = r0 + HD / 2;
-    return true;
-#endif
-}
-
-// Phase A's tiles for this block (tensor cores), 16 rows' worth a tile.
-__device__ void stg_phase_a(const Stg &st, const unsigned long long *tw, int qd, int kvd, int hidden) {
-    const u32 *w = (const u32 *)tw[T_QKV];
-    const u16 *s = (const u16 *)tw[T_QKV + 1], *b = (const u16 *)tw[T_QKV + 2];
-    const int ub = stg_unit_bytes(16, hidden), fit = stg_fit(ub), tiles = (qd + 2 * kvd) / 16;
-    for (int k = 0; k < fit; k++) {
-        const int it = blockIdx.x + k * (int)gridDim.x;
-        if (it >= tiles) break;
-        int r0, r1;
-        unsigned char *dst = st.buf + (size_t)k * ub;
-        if (a_tile_runs(it, qd, kvd, r0, r1)) {
-            stg_rows(st, dst, w, s, b, r0, 8, hidden);
-            stg_rows(st, dst + ub / 2, w, s, b, r1, 8, hidden);
-        } else {
-            stg_rows(st, dst, w, s, b, r0, 16, hidden);
-        }
-    }
-}
-
-// Phase D's items for this block (tensor cores): 8 gate rows, then their
-// 8 up rows.
-__device__ void stg_phase_d(const Stg &st, const unsigned long long *tw, int hidden, int ff) {
-    const u32 *w = (const u32 *)tw[T_GU];
-    const u16 *s = (const u16 *)tw[T_GU + 1], *b = (const u16 *)tw[T_GU + 2];
-    const int ub = stg_unit_bytes(16, hidden), fit = stg_fit(ub);
-    for (int k = 0; k < fit; k++) {
-        const int it = blockIdx.x + k * (int)gridDim.x;
-        if (it >= ff / 8) break;
-        stg_rows(st, st.buf + (size_t)k * ub, w, s, b, 8 * it, 8, hidden);
-        stg_rows(st, st.buf + (size_t)k * ub + ub / 2, w, s, b, ff + 8 * it, 8, hidden);
-    }
-}
-#endif
-
 extern "C" __global__ void __launch_bounds__(LT, 1)
 KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ table, u32 *scratch
             LAYER_ARRAYS, u16 *out, int hidden, int n_heads, int n_kv, int ff, int slot0,
@@ -1002,29 +741,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // waited for it).
     __shared__ unsigned long long rows[2][TABLE_WORDS];
     if (tid < TABLE_WORDS) rows[0][tid] = table[tid];
-#if STG && __CUDA_ARCH__ >= 900
-    // The block's staging of the next phase's rows (STG) and the barrier
-    // its copies complete on.
-    __shared__ __align__(8) unsigned long long stg_bar[2];
-    Stg st{smem + STG_OFF, shared_addr(&stg_bar[0]), 0u, ctrl + BAR_TIMEOUT, STG_BYTES};
-    if (tid == 0) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(st.bar) : "memory");
-#if STG_EE
-    Stg se{smem + STG_OFF + STG_E_OFF, shared_addr(&stg_bar[1]), 0u, ctrl + BAR_TIMEOUT, STG_E_BYTES};
-    if (tid == 0) asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;" ::"r"(se.bar) : "memory");
-#else
-    Stg &se = st;
-#endif
-#else
-    Stg st{nullptr, 0u, 0u, nullptr, 0};
-    Stg &se = st;
-#endif
     __syncthreads();
-#if STG_A
-    if (tid == 0) { // the first layer's phase A
-        stg_phase_a(st, rows[0], qd, kvd, hidden);
-        stg_end(st);
-    }
-#endif
 
   for (int layer = 0; layer < NL; layer++) {
     // The layer's buffers are read from its row in each phase (held across
@@ -1051,19 +768,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- A: q|k|v, RoPE, cache writes ----
     if (layer == TL) stamp(ctrl, 0);
-#if STG_EE
-    // Phase E's rows, asked for by the last warp (the one with the fewest
-    // of A's items: asking stalls a warp for about as long as the copies
-    // take), landing during A, the attention and C. The region's last
-    // readers were the layer before's E, a grid barrier ago.
-    if (warp == NWARPS - 1) {
-        stg_begin();
-        stg_residual(se, TCR_E > 0 && TCR_ON, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1),
-                     TABLE(const u16 *, T_DN + 2), ff, hidden, lane, 32);
-        __syncwarp();
-        if (lane == 0) stg_end(se);
-    }
-#endif
   {
     const u32 *qkv_w = TABLE(const u32 *, T_QKV);
     const u16 *qkv_s = TABLE(const u16 *, T_QKV + 1), *qkv_b = TABLE(const u16 *, T_QKV + 2);
@@ -1096,10 +800,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         const int team = warp / TSA, member = warp % TSA, groups = hidden / GS;
         const int share = (groups + TSA - 1) / TSA, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
         const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
-#if STG_A
-        stg_wait(st);
-        const int ub = stg_unit_bytes(16, hidden), fit = stg_fit(ub);
-#endif
         for (int it = team * gridDim.x + blockIdx.x; it < tiles; it += gridDim.x * (NWARPS / TSA)) {
             const bool rope = it < rope_tiles;
             int lo, hi, j = 0;
@@ -1115,25 +815,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
             }
             float a0, a1;
-#if STG_A
-            const int k = (it - (int)blockIdx.x) / (int)gridDim.x;
-            if (k < fit) { // its rows from shared memory
-                int r0, r1;
-                const u32 *w0, *w1;
-                const u16 *s0, *s1, *b0, *b1;
-                const unsigned char *src = st.buf + (size_t)k * ub;
-                if (a_tile_runs(it, qd, kvd, r0, r1)) {
-                    stg_bases(src, r0, 8, hidden, w0, s0, b0);
-                    stg_bases(src + ub / 2, r1, 8, hidden, w1, s1, b1);
-                } else {
-                    stg_bases(src, r0, 16, hidden, w0, s0, b0);
-                    w1 = w0, s1 = s0, b1 = b0;
-                }
-                tc_dot_rows<true>(x, w0 + (size_t)lo * (hidden >> 3), w1 + (size_t)hi * (hidden >> 3),
-                                  s0 + (size_t)lo * groups, s1 + (size_t)hi * groups, b0 + (size_t)lo * groups,
-                                  b1 + (size_t)hi * groups, hidden, g0, g1, a0, a1);
-            } else
-#endif
             tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
             qkv_out(qo, lo, hi, a0, a1, rope, j);
@@ -1180,18 +861,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #endif
   }
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED);
-#if STG_C
-    __syncthreads(); // the block is done with what it staged for A
-    if (tid == 0) { // phase C's rows, landing during the attention
-        stg_begin();
-        stg_residual(st, TCR_C > 0 && TCR_ON, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1),
-                     TABLE(const u16 *, T_O + 2), qd, hidden);
-        stg_end(st);
-    }
-#endif
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 1);
-    if (layer == TL && !SUB && tid == 0) stamp_latest(ctrl, ST_B_START);
+    if (layer == TL && tid == 0) stamp_latest(ctrl, ST_B_START);
 
     // ---- B: attention, chunks of keys per kv head, merged by the last ----
     __shared__ int merge;
@@ -1257,7 +929,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 }
             }
         }
-        if (layer == TL && !SUB) stamp_block_latest(ctrl, ST_KEYS);
+        if (layer == TL) stamp_block_latest(ctrl, ST_KEYS);
         // The block's warps combined per head into one partial (max, sum,
         // acc), RH heads a round (wbuf: [RH][NWARPS][HD + 2]).
 #pragma unroll
@@ -1296,7 +968,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             asm volatile("{ .reg .u64 a; cvta.to.global.u64 a, %1; atom.acq_rel.gpu.global.add.u32 %0, [a], 1; }"
                          : "=r"(arrived) : "l"(ctrl + KV_COUNT + kvh * HS + g) : "memory");
             merge = arrived == (u32)chunks - 1;
-            if (layer == TL && !SUB) stamp_latest(ctrl, ST_PARTIALS);
+            if (layer == TL) stamp_latest(ctrl, ST_PARTIALS);
         }
         __syncthreads();
         if (!merge) continue;
@@ -1334,7 +1006,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             }
             o_buf[(h0 + r) * HD + d] = store_half(num / den);
         }
-        if (layer == TL && !SUB && tid == 0) stamp_latest(ctrl, ST_MERGED);
+        if (layer == TL && tid == 0) stamp_latest(ctrl, ST_MERGED);
         if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 1);
@@ -1343,18 +1015,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- C: h1 = h + o Wo^T ----
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
-    residual_phase<TCR_C, STG_C != 0>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1),
-                                      TABLE(const u16 *, T_O + 2), qd, GEMMA ? nullptr : x_in, x_cg,
-                                      GEMMA ? p_buf : out, hidden, st);
+    residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
+                   GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 2);
-#if STG_D
-    __syncthreads();
-    if (tid == 0) { // phase D's rows
-        stg_begin();
-        stg_phase_d(st, tw, hidden, ff);
-        stg_end(st);
-    }
-#endif
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 3);
 
@@ -1369,31 +1032,14 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         mlp_input<true>(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf,
                         TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
         const TcX x = tc_finish_x(xs, hidden);
-        if (SUB && layer == TL) stamp_block_latest(ctrl, 9);
         // A team of TS warps takes an item, each warp a share of K. Items
         // are dealt to the blocks in turn, so every SM gets work when
         // there are fewer items than teams.
         const int team = warp / TS, member = warp % TS, groups = hidden / GS;
         const int share = (groups + TS - 1) / TS, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
-#if STG_D
-        stg_wait(st);
-        const int ub = stg_unit_bytes(16, hidden), fit = stg_fit(ub);
-#endif
         for (int it = team * gridDim.x + blockIdx.x; it < ff / 8; it += gridDim.x * (NWARPS / TS)) {
             const int r = it * 8 + (lane >> 2);
             float gs, us;
-#if STG_D
-            const int k = (it - (int)blockIdx.x) / (int)gridDim.x;
-            if (k < fit) { // its gate and up rows from shared memory
-                const u32 *w0, *w1;
-                const u16 *s0, *s1, *b0, *b1;
-                stg_bases(st.buf + (size_t)k * ub, 8 * it, 8, hidden, w0, s0, b0);
-                stg_bases(st.buf + (size_t)k * ub + ub / 2, ff + 8 * it, 8, hidden, w1, s1, b1);
-                tc_dot_rows<true>(x, w0 + (size_t)r * (hidden >> 3), w1 + (size_t)(r + ff) * (hidden >> 3),
-                                  s0 + (size_t)r * groups, s1 + (size_t)(r + ff) * groups, b0 + (size_t)r * groups,
-                                  b1 + (size_t)(r + ff) * groups, hidden, g0, g1, gs, us);
-            } else
-#endif
             tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us);
             if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
@@ -1425,34 +1071,14 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #endif
   }
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 3);
-#if STG_E && !STG_EE
-    __syncthreads();
-    if (tid == 0) { // phase E's rows
-        stg_begin();
-        stg_residual(st, TCR_E > 0 && TCR_ON, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1),
-                     TABLE(const u16 *, T_DN + 2), ff, hidden);
-        stg_end(st);
-    }
-#endif
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 4);
 
     // ---- E: out = h1 + act Wdown^T ----
     // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
-    residual_phase<TCR_E, STG_E != 0>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1),
-                                      TABLE(const u16 *, T_DN + 2), ff, GEMMA ? nullptr : out, true,
-                                      GEMMA ? p_buf : out, hidden, STG_EE ? se : st, SUB && layer == TL ? ctrl : nullptr);
+    residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
+                   ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
-#if STG_A
-    if (layer + 1 < NL) {
-        __syncthreads();
-        if (tid == 0) { // the next layer's phase A (its row came in at this layer's start)
-            stg_begin();
-            stg_phase_a(st, rows[(layer + 1) & 1], qd, kvd, hidden);
-            stg_end(st);
-        }
-    }
-#endif
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 4);
 #if TIMING == 2 // the barrier's cost: eight more in E's time
     if (layer == TL)

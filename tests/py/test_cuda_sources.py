@@ -59,7 +59,7 @@ def compile_cuda(lib, source, arch, defines):
 # them; the first four are what the benchmark shapes pick on an H100.
 LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
                   KC=32, KK=2, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCA=0, TSA=1, TCR_C=0, TCR_E=0, GEMMA=0,
-                  KVP=0, STG=0, STG_OFF=0, STG_BYTES=0, STG_E_OFF=0, STG_E_BYTES=0)
+                  KVP=0)
 LAYER_VARIANTS = {
     "llama-3.2-3b": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_E=8),
     "qwen2.5-3b": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=16, KVP=1),
@@ -71,20 +71,6 @@ LAYER_VARIANTS = {
     "g128-teams-of-4-tc-residuals": dict(NL=2, GS=128, HD=192, REP=6, RH=6, TC=1, TS=4, TCA=1, TSA=1, TCR_C=8, TCR_E=16,
                                          TIMING=1, KVP=1),
     "gemma-float16-fma": dict(NL=3, XT=1, HD=256, REP=2, RH=2, GEMMA=1, TC=0, KVP=1),
-    # the next phase's rows staged in shared memory, every phase
-    "llama-3.2-3b-staged": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_E=8, STG=15, STG_OFF=49152,
-                                STG_BYTES=181248, TIMING=1),
-    "qwen2.5-3b-staged": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=16, KVP=1, STG=14,
-                              STG_OFF=40960, STG_BYTES=189440),
-    "gemma-2-2b-staged": dict(NL=26, HD=256, REP=2, HS=2, RH=1, TC=1, TS=1, TCA=1, TSA=8, GEMMA=1, KVP=1, STG=15,
-                              STG_OFF=40960, STG_BYTES=189440),
-    "float16-g32-traditional-rope-staged": dict(NL=2, XT=1, GS=32, HD=64, REP=1, RH=1, ROPE_TRAD=1, TCA=1, TSA=2, TC=1,
-                                                TCR_C=4, STG=15, STG_OFF=16384, STG_BYTES=65536),
-    # phase E's rows asked for at the end of phase A, in a region of their own
-    "llama-3.2-3b-e-early": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_E=8, STG=16, STG_OFF=49152,
-                                 STG_E_BYTES=150528, TIMING=3),
-    "qwen2.5-3b-c-and-e-early": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=16, KVP=1,
-                                     STG=18, STG_OFF=40960, STG_BYTES=90112, STG_E_OFF=90112, STG_E_BYTES=100096),
 }
 
 
@@ -95,7 +81,7 @@ def layer_source(nl):
 
 
 LAYER_CASES = [(v, "sm_90") for v in LAYER_VARIANTS] + [
-    (v, arch) for v in ("llama-3.2-3b", "gemma-2-2b", "llama-3.2-3b-staged") for arch in ("sm_80", "compute_75")]
+    (v, arch) for v in ("llama-3.2-3b", "gemma-2-2b") for arch in ("sm_80", "compute_75")]
 
 
 @pytest.mark.parametrize("variant,arch", LAYER_CASES)

@@ -61,8 +61,6 @@ static mx_qlinear quantized(int out, int in, int bias) {
 }
 
 static int run(const shape *sh, int keys) {
-    const char *timing = getenv("GOMLX_CUDA_LAYER_TIMING");
-    const int sub = timing && atoi(timing) == 3;
     mx_scope *scope = mx_scope_open();
     int d = sh->head_dim, qd = sh->n_heads * d, kvd = sh->n_kv * d, cap = keys + 64, half = d / 2;
     mx_layer_step *L = calloc((size_t)sh->layers, sizeof *L);
@@ -136,9 +134,7 @@ static int run(const shape *sh, int keys) {
                 phase[whole][k] += (double)(ts[k + 1] - ts[k]) * 1e-3;
                 arrived[whole][k] += ((double)ts[10 + k] - (double)ts[k]) * 1e-3;
             }
-            /* GOMLX_CUDA_LAYER_TIMING=3: stamps 6-8 inside phase E, 9 inside D */
-            for (int k = 0; k < 4; k++)
-                attn[whole][k] += ((double)ts[6 + k] - (double)ts[sub ? (k < 3 ? 4 : 3) : 1]) * 1e-3;
+            for (int k = 0; k < 4; k++) attn[whole][k] += ((double)ts[6 + k] - (double)ts[1]) * 1e-3;
             stamped[whole]++;
         }
         mx_scope_close(inner);
@@ -154,13 +150,8 @@ static int run(const shape *sh, int keys) {
         for (int k = 0; k < 5; k++) printf(" %s %.1f", names[k], phase[w][k] / n);
         printf(" us\n  the last block at each barrier, from its phase's start:");
         for (int k = 0; k < 5; k++) printf(" %c %.1f", 'A' + k, arrived[w][k] / n);
-        if (sub)
-            printf(" us; the last block, from its phase's start: D's x normed %.1f; E's x in shared memory %.1f, "
-                   "its staged rows landed %.1f, its rows written %.1f us",
-                   attn[w][3] / n, attn[w][0] / n, attn[w][1] / n, attn[w][2] / n);
-        else
-            printf(" us; attention, the last block's start %.1f, keys %.1f, partials %.1f, merge %.1f us",
-                   attn[w][0] / n, attn[w][1] / n, attn[w][2] / n, attn[w][3] / n);
+        printf(" us; attention, the last block's start %.1f, keys %.1f, partials %.1f, merge %.1f us",
+               attn[w][0] / n, attn[w][1] / n, attn[w][2] / n, attn[w][3] / n);
     }
     printf("\n  layers kernel: %s\n", mx_cuda_layer_status());
     mx_cuda_layers_free(one);
