@@ -1,20 +1,57 @@
 // bench_test.go - generation speed on the default model (as in the
 // original README: go test -bench=. -benchtime=1x -run=^$), and what the Go
-// layer costs over the C API.
+// layer costs over the C API. GOMLX_BENCH_MODEL (and GOMLX_BENCH_DEVICE:
+// cpu or gpu) measure another model instead, as tools/bench.py does.
 
 package gomlx
 
 import (
 	"context"
+	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 )
 
 const benchPrompt = "Write a long story about a robot who learns to paint."
 
+var benched struct {
+	once  sync.Once
+	model *Model
+	err   error
+}
+
+// benchModel is the model the benchmarks measure: GOMLX_BENCH_MODEL on
+// GOMLX_BENCH_DEVICE (cpu, gpu; unset: auto) when set, loaded once and
+// closed by TestMain, else the default model the tests share.
+func benchModel(b *testing.B) *Model {
+	b.Helper()
+	path := os.Getenv("GOMLX_BENCH_MODEL")
+	if path == "" {
+		return sharedModel(b)
+	}
+	device := DeviceAuto
+	switch d := os.Getenv("GOMLX_BENCH_DEVICE"); d {
+	case "", "auto":
+	case "cpu":
+		device = DeviceCPU
+	case "gpu":
+		device = DeviceGPU
+	default:
+		b.Fatalf("GOMLX_BENCH_DEVICE=%q: want cpu, gpu or auto", d)
+	}
+	benched.once.Do(func() {
+		benched.model, benched.err = LoadModel(context.Background(), path, WithDevice(device))
+	})
+	if benched.err != nil {
+		b.Fatalf("loading %s: %v", path, benched.err)
+	}
+	return benched.model
+}
+
 func benchGenerate(b *testing.B, maxTokens int) {
-	m := sharedModel(b)
+	m := benchModel(b)
 	in := greedy(benchPrompt, maxTokens)
 	in.IgnoreEOS = true // exactly maxTokens tokens per run
 	// One warm-up run, untimed.
@@ -57,7 +94,7 @@ func BenchmarkGenerate128(b *testing.B) { benchGenerate(b, 128) }
 // over the pairs; c-ms/op and go-ms/op are the median wall times.
 func BenchmarkGoOverhead(b *testing.B) {
 	const tokens = 32
-	m := sharedModel(b)
+	m := benchModel(b)
 	in := GenerateInput{Prompt: benchPrompt, MaxTokens: tokens, IgnoreEOS: true}
 	if _, _, err := rawGenerateText(m, benchPrompt, tokens); err != nil { // warm-up
 		b.Fatal(err)

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if shared.model != nil {
 		shared.model.Close()
 	}
+	if benched.model != nil {
+		benched.model.Close()
+	}
 	os.Exit(code)
 }
 

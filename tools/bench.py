@@ -10,12 +10,16 @@ performance issue's targets it meets or misses (target_verdicts), and
 writes JSON (each row's verdicts under "targets"). A short
 probe first estimates how long mlx-lm would take; a model over --ref-budget
 (MLX's CPU quantized matmul makes a 0.5B model take about an hour here) is
-measured with gomlx alone and says so.
+measured with gomlx alone and says so. Last, in the same run, what the Go
+API adds over the C API on the first model (BenchmarkGoOverhead, through
+`go test` or a test binary built with `go test -c`).
 
     python tools/bench.py --gomlx build/gomlx [--models smollm2 qwen2.5-0.5b] [--json out.json]
 """
 import argparse
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -142,6 +146,48 @@ def verdict_text(verdicts):
     return text + (f" ({len(unjudged)} not judged)" if unjudged else "")
 
 
+def parse_go_overhead(text):
+    """BenchmarkGoOverhead's result line from `go test -bench` output as
+    {pairs, c_ms, go_ms, overhead_us}, or None when there is none."""
+    want = {"c-ms/op": "c_ms", "go-ms/op": "go_ms", "go-overhead-µs/op": "overhead_us"}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 2 or not parts[0].startswith("BenchmarkGoOverhead") or not parts[1].isdigit():
+            continue
+        metrics = {unit: value for value, unit in zip(parts[2::2], parts[3::2])}
+        try:
+            out = {key: float(metrics[unit]) for unit, key in want.items()}
+        except (KeyError, ValueError):
+            return None
+        return {"pairs": int(parts[1]), **out}
+    return None
+
+
+def run_go_overhead(model, device, pairs, go_test):
+    """BenchmarkGoOverhead on `model`: through the test binary go_test when
+    given, else `go test` in the checkout. ({...}, None) or (None, why)."""
+    env = dict(os.environ, GOMLX_BENCH_MODEL=str(Path(model).resolve()))
+    if device != "auto":
+        env["GOMLX_BENCH_DEVICE"] = device
+    bench = ["-run", "^$", "-bench", "^BenchmarkGoOverhead$", "-benchtime", f"{pairs}x"]
+    if go_test:
+        cmd = [str(go_test)] + ["-test." + a.lstrip("-") if a.startswith("-") else a for a in bench]
+    elif shutil.which("go"):
+        cmd = ["go", "test"] + bench + ["."]
+    else:
+        return None, "no Go toolchain here (--go-test takes a binary built with `go test -c`)"
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"{type(e).__name__}: {e}"
+    res = parse_go_overhead(proc.stdout)
+    if res is None:
+        noise = ("FAIL", "exit status", "ok ", "PASS", "goos:", "goarch:", "pkg:", "cpu:")
+        said = [ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip() and not ln.startswith(noise)]
+        return None, f"exit {proc.returncode}: " + (" | ".join(said[-3:]) or "no benchmark result")
+    return res, None
+
+
 def merge_rounds(rounds):
     """Median over rounds of each round's median, per generation length."""
     out = dict(rounds[0])
@@ -198,6 +244,10 @@ def main():
     ap.add_argument("--out-dir", type=Path, default=ROOT / "bench-models")
     ap.add_argument("--json", type=Path, help="write all results here")
     ap.add_argument("--gomlx-extra", default="", help="extra gomlx bench flags, e.g. --no-cpu-kernels")
+    ap.add_argument("--go-pairs", type=int, default=20,
+                    help="C/Go request pairs of the Go API's overhead on the first model (0: not measured)")
+    ap.add_argument("--go-test", type=Path, help="a test binary of the Go package (go test -c), for a machine "
+                                                 "without Go; default: go test in this checkout")
     a = ap.parse_args()
     import mlx.core as mx
     if a.device == "cpu":
@@ -209,8 +259,10 @@ def main():
     hdr = (f"{'model':34} {'gen':>4} {'prompt tok/s':>13} {'ref':>9} {'ratio':>6} {'decode tok/s':>13} {'ref':>9} "
            f"{'ratio':>6} {'%roof':>6} {'TTFT ms':>8} {'host ms/tok':>11} {'peak MiB':>9} {'peak/need':>9}  targets")
     print(hdr)
+    first_model = None
     for name in a.models:
         variants, ref_dir = prepare(name, a.out_dir)
+        first_model = first_model or variants[0][1]
         ref = MlxLm(ref_dir)
         skipped = None
         # The probe is for MLX's slow CPU kernels; on a GPU its short prompt
@@ -260,6 +312,18 @@ def main():
                 entry["mlx_lm_skipped"] = skipped
             report["models"].append(entry)
         if a.json:  # after every model, so a cut-short run keeps what it measured
+            a.json.write_text(json.dumps(report, indent=2))
+    if a.go_pairs > 0 and first_model is not None:
+        go, why = run_go_overhead(first_model, a.device, a.go_pairs, a.go_test)
+        label = f"Go API over the C API ({Path(str(first_model)).name}, {a.device})"
+        if go:
+            print(f"{label}: {go['overhead_us']:.0f} µs a 32-token request, median of {go['pairs']} pairs "
+                  f"(wall: C {go['c_ms']:.1f} ms, Go {go['go_ms']:.1f} ms)", flush=True)
+            report["go_overhead"] = {"model": Path(str(first_model)).name, **go}
+        else:
+            print(f"{label}: not measured: {why}", flush=True)
+            report["go_overhead"] = {"model": Path(str(first_model)).name, "error": why}
+        if a.json:
             a.json.write_text(json.dumps(report, indent=2))
     return 0
 

@@ -108,3 +108,25 @@ def test_table_says_which_targets_a_row_misses():
     assert [v["target"] for v in cpu] == ["decode >= 1.1x mlx-lm", "prompt >= 1.0x mlx-lm", "peak <= 1.1x needed"]
     assert [v["met"] for v in cpu] == [None, None, True]
     assert tool.verdict_text(cpu) == "met (2 not judged)"
+
+
+def test_go_overhead_measured_in_the_same_run():
+    """The side-by-side run ends with what the Go API adds over the C API:
+    BenchmarkGoOverhead through `go test` on the run's first model (given
+    to it by GOMLX_BENCH_MODEL: a model that is not there is what the
+    failure names), parsed from Go's benchmark line; no result is None,
+    never a number."""
+    tool = load_bench_tool()
+    model = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+    got, why = tool.run_go_overhead(model, "cpu", 2, None)
+    assert why is None, why
+    assert got["pairs"] == 2 and got["c_ms"] > 0 and got["go_ms"] > 0
+    missing = os.path.join(ROOT, "testdata", "no-such-model.gguf")
+    got, why = tool.run_go_overhead(missing, "cpu", 1, None)
+    assert got is None and "model not found" in why and "no-such-model.gguf" in why
+
+    line = "BenchmarkGoOverhead-2 \t 20\t 300000000 ns/op\t 150.5 c-ms/op\t 151.0 go-ms/op\t 49.5 go-overhead-µs/op"
+    assert tool.parse_go_overhead("goos: linux\n" + line + "\nPASS\n") == {
+        "pairs": 20, "c_ms": 150.5, "go_ms": 151.0, "overhead_us": 49.5}
+    assert tool.parse_go_overhead("PASS\nok  \tgithub.com/ril3y/gomlx\t0.1s\n") is None
+    assert tool.parse_go_overhead(line.replace("go-overhead-µs/op", "B/op")) is None
