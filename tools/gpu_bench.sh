@@ -2,7 +2,9 @@
 # Benchmarks gomlx against mlx-lm on an NVIDIA GPU with the mlx-cuda-13
 # wheel, on a machine without internet: everything comes from WHEELS (the
 # cp3XX mlx wheel, mlx-cuda-13, mlx-lm) and the CUDA 13 libraries that
-# PyTorch's own wheels installed. Usage:
+# PyTorch's own wheels installed. The Go API's overhead is measured with
+# build/gomlx.test where there is one (built where Go is: go test -c -o
+# build/gomlx.test .), else with go test if the machine has Go. Usage:
 #   tools/gpu_bench.sh WHEELS_DIR OUT_DIR [model names for make_bench_models.py]
 set -euo pipefail
 WHEELS=$1 OUT=$2
@@ -16,5 +18,8 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY "$ROOT/tools/make_bench_models.py" --out "$ROOT/gpu-work/models" $MODELS
 DIRS=()
 for m in $MODELS; do DIRS+=("$ROOT/gpu-work/models/$m-4bit"); done
-$PY "$ROOT/tools/bench.py" --gomlx "$ROOT/build/gomlx" --device gpu --models "${DIRS[@]}" ${BENCH_ARGS:-} \
+GO_TEST=()
+[ -x "$ROOT/build/gomlx.test" ] && GO_TEST=(--go-test "$ROOT/build/gomlx.test")
+export LD_LIBRARY_PATH="$ROOT/build:$LD_LIBRARY_PATH"
+$PY "$ROOT/tools/bench.py" --gomlx "$ROOT/build/gomlx" --device gpu --models "${DIRS[@]}" "${GO_TEST[@]}" ${BENCH_ARGS:-} \
   --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.txt"
