@@ -202,9 +202,9 @@ __device__ void grid_end(u32 *ctrl) {
     }
 }
 
-// Where element k of x sits in the tensor cores' order (tc_dot): each run
-// of 8 as 0 4 1 5 2 6 3 7, so that one 16-byte load gives a lane its x pairs.
-__device__ __forceinline__ int tc_pos(int k) { return (k & ~7) | (k & 3) << 1 | (k >> 2 & 1); }
+// x in the tensor cores' order (tc_dot), "tc_pos order": each run of 8
+// values as 0 4 1 5 2 6 3 7 (value k of a run at (k & 3) << 1 | k >> 2), so
+// that one 16-byte load gives a lane its x pairs (put_run_tc writes it).
 
 __device__ __forceinline__ V4 load_cg16(const u16 *p) {
     V4 v;
@@ -229,6 +229,34 @@ __device__ __forceinline__ V4 load_run(const u16 *p, bool cg, bool aligned) {
 }
 
 __device__ __forceinline__ bool aligned16(const void *p) { return ((size_t)p & 15) == 0; }
+
+// Where tc_dot finds, after x's n values in shared memory, each group's sum
+// of x and 64 zero bytes (tc_finish_x).
+__device__ __forceinline__ float *tc_xsum(u16 *xp, int n) {
+    return reinterpret_cast<float *>(reinterpret_cast<unsigned char *>(xp) + ((2 * n + 15) & ~15));
+}
+__device__ __forceinline__ V4 *tc_zero(u16 *xp, int n) { return reinterpret_cast<V4 *>(tc_xsum(xp, n) + ((n / GS + 3) & ~3)); }
+
+// Run c of x (8 values, as 4 words) written to xs in tc_pos order (word j
+// holds values j and j + 4), one 16-byte store.
+__device__ __forceinline__ void put_run_tc(u16 *xs, int c, const u32 (&w)[4]) {
+    *reinterpret_cast<V4 *>(xs + 8 * c) = V4{__byte_perm(w[0], w[2], 0x5410), __byte_perm(w[0], w[2], 0x7632),
+                                             __byte_perm(w[1], w[3], 0x5410), __byte_perm(w[1], w[3], 0x7632)};
+}
+
+// x for tensor cores: each group's sum of x as its runs are written, a
+// run's 8 values (s; 0 where the thread has none) added over the GS / 8
+// consecutive threads whose runs make a group, the first of them writing
+// it (runs c = thread + j LT, so lanes and runs align); and the zeros. In
+// the same pass as the runs: a later pass over all of x cost phase E ~1 us
+// (its x in shared memory at 2.1 us against 1.0-1.4 for the FMA loop's x).
+// Every lane of the warp calls it.
+__device__ __forceinline__ void tc_group_sum(u16 *xs, int n, int c, bool has, float s) {
+#pragma unroll
+    for (int o = 1; o < GS / 8; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (has && c % (GS / 8) == 0) tc_xsum(xs, n)[c / (GS / 8)] = s;
+    if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
+}
 
 // x's n elements (a multiple of 8), 16 bytes a load, into xs as they are;
 // this thread's sum of their squares. A thread keeps to the runs of 8 it
@@ -255,15 +283,34 @@ __device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs
 // stays within a run).
 template <bool PERM>
 __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float inv, int n) {
-    for (int c = threadIdx.x; c < n / 8; c += LT) {
-        const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
-        const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
+    if (!PERM) {
+        for (int c = threadIdx.x; c < n / 8; c += LT) {
+            const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
+            const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const int k = 8 * c + i;
-            xs[PERM ? tc_pos(k) : k] =
-                store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv));
+            for (int i = 0; i < 8; i++)
+                xs[8 * c + i] = store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv));
         }
+        return;
+    }
+    for (int c0 = 0; c0 < n / 8; c0 += LT) {
+        const int c = c0 + threadIdx.x;
+        const bool has = c < n / 8;
+        float s = 0.f;
+        if (has) {
+            const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
+            const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
+            u32 out[4];
+#pragma unroll
+            for (int i = 0; i < 8; i += 2) {
+                const u16 a = store_half(half_at(ws[i / 2], 0) * round_half(half_at(words[i / 2], 0) * inv));
+                const u16 b = store_half(half_at(ws[i / 2], 1) * round_half(half_at(words[i / 2], 1) * inv));
+                out[i / 2] = (u32)a | (u32)b << 16;
+                s += half_at(out[i / 2], 0), s += half_at(out[i / 2], 1);
+            }
+            put_run_tc(xs, c, out);
+        }
+        tc_group_sum(xs, n, c, has, s);
     }
 }
 
@@ -282,15 +329,23 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
 template <bool PERM = false>
 __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
     const bool aligned = aligned16(x);
-    for (int c = threadIdx.x; c < n / 8; c += LT) {
-        const V4 v = load_run(x + 8 * c, true, aligned);
-        if (PERM) {
+    if (!PERM) {
+        for (int c = threadIdx.x; c < n / 8; c += LT) *(V4 *)(xs + 8 * c) = load_run(x + 8 * c, true, aligned);
+        __syncthreads();
+        return;
+    }
+    for (int c0 = 0; c0 < n / 8; c0 += LT) {
+        const int c = c0 + threadIdx.x;
+        const bool has = c < n / 8;
+        float s = 0.f;
+        if (has) {
+            const V4 v = load_run(x + 8 * c, true, aligned);
             const u32 words[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
-            for (int i = 0; i < 8; i++) xs[tc_pos(8 * c + i)] = (u16)(words[i / 2] >> (16 * (i & 1)));
-        } else {
-            *(V4 *)(xs + 8 * c) = v;
+            for (int i = 0; i < 8; i++) s += half_at(words[i / 2], i & 1);
+            put_run_tc(xs, c, words);
         }
+        tc_group_sum(xs, n, c, has, s);
     }
     __syncthreads();
 }
@@ -501,21 +556,12 @@ __device__ __forceinline__ bool tc_team_sum(const TcX &x, float &lo, float &hi) 
     return member == 0;
 }
 
-// After norm_to_shared<true> wrote xp: the group sums and the zeros.
+// x for tc_dot, after a writer with PERM (norm_to_shared, post_norm_add,
+// copy_to_shared) put it in shared memory with its group sums and zeros,
+// and synchronized the block.
 __device__ TcX tc_finish_x(u16 *xp, int n) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    float *xsum = reinterpret_cast<float *>(reinterpret_cast<unsigned char *>(xp) + ((2 * n + 15) & ~15));
-    V4 *zero = reinterpret_cast<V4 *>(xsum + ((n / GS + 3) & ~3));
-    float *team = reinterpret_cast<float *>(zero + 4);
-    if (threadIdx.x < 4) zero[threadIdx.x] = V4{0u, 0u, 0u, 0u};
-    for (int j = warp; j < n / GS; j += NWARPS) {
-        float s = 0.f;
-        for (int k = lane; k < GS; k += 32) s += load_half(xp + j * GS + k);
-        s = warp_sum(s);
-        if (lane == 0) xsum[j] = s;
-    }
-    __syncthreads();
-    return TcX{xp, xsum, zero, team};
+    V4 *zero = tc_zero(xp, n);
+    return TcX{xp, tc_xsum(xp, n), zero, reinterpret_cast<float *>(zero + 4)};
 }
 
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
