@@ -103,6 +103,10 @@ const int kTcResidualTeamKnob = env_int("GOMLX_CUDA_LAYER_TSR", 0, 1, 16);
 // tca_team()).
 const int kTcAKnob = env_int("GOMLX_CUDA_LAYER_TCA", -1, 0, 1);
 const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
+// How the FMA loop's items are dealt (-1: by shape, deal_spread(); 0: a
+// block's warps consecutive items; 1: consecutive items to consecutive
+// blocks).
+const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;
@@ -220,6 +224,21 @@ int rows_a(const Dims &d) {
     if (kRowsAKnob) return kRowsAKnob == 2 ? 2 : 4;
     const int rows = (d.n_heads + 2 * d.n_kv) * d.head_dim, warps = sm_count() * kWarps;
     return rows / 2 <= warps && rows / 4 < warps / 2 ? 2 : 4;
+}
+
+// Whether a phase of `items` FMA-loop items deals them to the blocks in
+// turn rather than a block's warps taking consecutive ones: where they are
+// at most 60% of the grid's warps, so that dealt a block at a time they
+// would leave 40% of the SMs idle. On an H100 (alternating, decode tok/s):
+// Gemma-2-2B, whose o-proj and down projection have 1152 items for 2112
+// warps, 618-628 -> 642-649; Qwen2.5-3B with its 1024-item o-proj and
+// 1280-item q|k|v spread, level (613.7-614.1 -> 611.5-613.5; by this rule
+// only the o-proj is, not measured alone); spreading Llama-3.2-3B's 1536
+// items cost 1% (672 -> 665) and Mistral-7B's 2048 5% (391 -> 373)
+// (docs/bench/h100-2026-11-27-s17-deal.txt).
+int deal_spread(int items) {
+    if (kDealKnob >= 0) return kDealKnob;
+    return items * 10 <= sm_count() * kWarps * 6 ? 1 : 0;
 }
 
 // Control words, q, the attention's partial sums, its output, the MLP's
@@ -507,7 +526,10 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
             "TSA=" + std::to_string(tca_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
             "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma),
-            "KVP=" + std::to_string(use_kvp(d))};
+            "KVP=" + std::to_string(use_kvp(d)),
+            "DEAL_A=" + std::to_string(use_tca(d) ? 0 : deal_spread((d.n_heads + 2 * d.n_kv) * d.head_dim / rows_a(d))),
+            "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
+            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2))};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

@@ -60,7 +60,8 @@
 // TCR_E (0: phase C or E on the FMA loop, else on tensor cores with that
 // many warps a 16-row tile: 1, 2, 4, 8 or 16), GEMMA (1: Gemma 2's
 // post-norms and GeGLU), KVP (1: phase A's idle warps prefetch the
-// attention's keys and values into L2).
+// attention's keys and values into L2), DEAL_A, DEAL_C, DEAL_E (1: that
+// phase's FMA-loop items dealt to the blocks in turn, dealt_warp).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -140,6 +141,17 @@ __device__ __forceinline__ float load_cg_half(const u16 *p) {
     u16 h;
     asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.global.cg.u16 %0, [g]; }" : "=h"(h) : "l"(p));
     return half_at((u32)h, 0);
+}
+
+// This warp's place in the order a phase's FMA-loop items are dealt in
+// (the first item goes to place 0, the next to 1, ...): a block's warps
+// take consecutive items, which leaves whole SMs idle where there are
+// fewer items than warps; SPREAD deals consecutive items to consecutive
+// blocks instead, every SM its share (the host's DEAL_A, DEAL_C, DEAL_E).
+template <bool SPREAD>
+__device__ __forceinline__ int dealt_warp() {
+    const int warp = threadIdx.x >> 5;
+    return SPREAD ? warp * (int)gridDim.x + (int)blockIdx.x : (int)blockIdx.x * NWARPS + warp;
 }
 
 __device__ __forceinline__ float warp_max(float v) {
@@ -466,12 +478,13 @@ __device__ __forceinline__ void dot(const u16 *xs, const u32 *w, const u16 *scal
 
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W, two rows a warp
 // (phases C and E); res is read through L2 when another block wrote it.
-// Without res (Gemma 2), out[r] = round(x W[r]^T).
+// Without res (Gemma 2), out[r] = round(x W[r]^T). SPREAD: dealt_warp's.
+template <bool SPREAD>
 __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const u16 *scales,
                                               const u16 *biases, int K, const u16 *res, bool res_cg,
                                               u16 *out, int n) {
     const int lane = threadIdx.x & 31, n_warps = gridDim.x * NWARPS;
-    for (int it = blockIdx.x * NWARPS + (threadIdx.x >> 5); it < n / 2; it += n_warps) {
+    for (int it = dealt_warp<SPREAD>(); it < n / 2; it += n_warps) {
         const int rows[2] = {2 * it, 2 * it + 1};
         float a[2];
         dot<2>(xs, w, scales, biases, rows, K, a);
@@ -669,8 +682,9 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
 
 // out = res + round(x W^T) for the n rows of W, x (K values) written by
 // other blocks of this kernel (phases C and E); on tensor cores with
-// TEAM > 0, TEAM warps a 16-row tile.
-template <int TEAM>
+// TEAM > 0, TEAM warps a 16-row tile; else on the FMA loop, its items
+// dealt as SPREAD says.
+template <int TEAM, bool SPREAD>
 __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                const u16 *res, bool res_cg, u16 *out, int n) {
 #if TCR_ON
@@ -681,7 +695,7 @@ __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *s
     }
 #endif
     copy_to_shared(x, xs, K);
-    residual_rows(xs, w, scales, biases, K, res, res_cg, out, n);
+    residual_rows<SPREAD>(xs, w, scales, biases, K, res, res_cg, out, n);
 }
 
 // Phase A's outputs for rows r0 and r1 of q|k|v with sums a0 and a1: rounded
@@ -769,7 +783,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     __shared__ float part[32];
     u16 *xs = reinterpret_cast<u16 *>(smem);
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int gwarp = blockIdx.x * NWARPS + warp, n_warps = gridDim.x * NWARPS;
+    const int gwarp = dealt_warp<DEAL_A != 0>(), n_warps = gridDim.x * NWARPS;
     const int qd = n_heads * HD, kvd = n_kv * HD; // n_heads == REP * n_kv
 
     u32 *ctrl = scratch;
@@ -1061,7 +1075,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- C: h1 = h + o Wo^T ----
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
-    residual_phase<TCR_C>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
+    residual_phase<TCR_C, DEAL_C != 0>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                    GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 2);
     grid_sync(ctrl, bar_n);
@@ -1097,7 +1111,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     mlp_input(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW), xs,
               hidden, eps, part);
     // An item is ROWS_D / 2 gate rows and their up rows.
-    for (int it = gwarp; it < ff / (ROWS_D / 2); it += n_warps) {
+    for (int it = dealt_warp<false>(); it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];
 #pragma unroll
         for (int p = 0; p < ROWS_D / 2; p++) {
@@ -1122,7 +1136,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- E: out = h1 + act Wdown^T ----
     // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
-    residual_phase<TCR_E>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
+    residual_phase<TCR_E, DEAL_E != 0>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 4);
