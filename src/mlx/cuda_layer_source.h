@@ -270,6 +270,26 @@ __device__ __forceinline__ void tc_group_sum(u16 *xs, int n, int c, bool has, fl
     if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
 }
 
+// x's n values into xs for tensor cores, a run of 8 a thread at a time:
+// make(c, words) gives run c's values, which go to xs in tc_pos order and
+// into their group's sum. Every thread of the block calls it.
+template <class Make>
+__device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
+    for (int c0 = 0; c0 < n / 8; c0 += LT) {
+        const int c = c0 + threadIdx.x;
+        const bool has = c < n / 8;
+        float s = 0.f;
+        if (has) {
+            u32 words[4];
+            make(c, words);
+#pragma unroll
+            for (int i = 0; i < 8; i++) s += half_at(words[i / 2], i & 1);
+            put_run_tc(xs, c, words);
+        }
+        tc_group_sum(xs, n, c, has, s);
+    }
+}
+
 // x's n elements (a multiple of 8), 16 bytes a load, into xs as they are;
 // this thread's sum of their squares. A thread keeps to the runs of 8 it
 // loaded here (runs c = thread, thread + LT, ...) until the next
@@ -305,25 +325,14 @@ __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float 
         }
         return;
     }
-    for (int c0 = 0; c0 < n / 8; c0 += LT) {
-        const int c = c0 + threadIdx.x;
-        const bool has = c < n / 8;
-        float s = 0.f;
-        if (has) {
-            const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
-            const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
-            u32 out[4];
+    tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) {
+        const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
+        const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-            for (int i = 0; i < 8; i += 2) {
-                const u16 a = store_half(half_at(ws[i / 2], 0) * round_half(half_at(words[i / 2], 0) * inv));
-                const u16 b = store_half(half_at(ws[i / 2], 1) * round_half(half_at(words[i / 2], 1) * inv));
-                out[i / 2] = (u32)a | (u32)b << 16;
-                s += half_at(out[i / 2], 0), s += half_at(out[i / 2], 1);
-            }
-            put_run_tc(xs, c, out);
-        }
-        tc_group_sum(xs, n, c, has, s);
-    }
+        for (int i = 0; i < 4; i++)
+            out[i] = (u32)store_half(half_at(ws[i], 0) * round_half(half_at(words[i], 0) * inv)) |
+                     (u32)store_half(half_at(ws[i], 1) * round_half(half_at(words[i], 1) * inv)) << 16;
+    });
 }
 
 // xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
@@ -346,19 +355,10 @@ __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
         __syncthreads();
         return;
     }
-    for (int c0 = 0; c0 < n / 8; c0 += LT) {
-        const int c = c0 + threadIdx.x;
-        const bool has = c < n / 8;
-        float s = 0.f;
-        if (has) {
-            const V4 v = load_run(x + 8 * c, true, aligned);
-            const u32 words[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int i = 0; i < 8; i++) s += half_at(words[i / 2], i & 1);
-            put_run_tc(xs, c, words);
-        }
-        tc_group_sum(xs, n, c, has, s);
-    }
+    tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) {
+        const V4 v = load_run(x + 8 * c, true, aligned);
+        out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+    });
     __syncthreads();
 }
 
