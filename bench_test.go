@@ -31,15 +31,15 @@ func benchModel(b *testing.B) *Model {
 	if path == "" {
 		return sharedModel(b)
 	}
-	device := DeviceAuto
-	switch d := os.Getenv("GOMLX_BENCH_DEVICE"); d {
-	case "", "auto":
-	case "cpu":
-		device = DeviceCPU
-	case "gpu":
-		device = DeviceGPU
-	default:
-		b.Fatalf("GOMLX_BENCH_DEVICE=%q: want cpu, gpu or auto", d)
+	name, device, known := os.Getenv("GOMLX_BENCH_DEVICE"), DeviceAuto, false
+	for _, d := range []Device{DeviceAuto, DeviceCPU, DeviceGPU} {
+		if name == "" || name == d.String() {
+			device, known = d, true
+			break
+		}
+	}
+	if !known {
+		b.Fatalf("GOMLX_BENCH_DEVICE=%q: want cpu, gpu or auto", name)
 	}
 	benched.once.Do(func() {
 		benched.model, benched.err = LoadModel(context.Background(), path, WithDevice(device))

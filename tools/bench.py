@@ -253,6 +253,11 @@ def main():
     if a.device == "cpu":
         mx.set_default_device(mx.cpu)
     report = {"mlx": mx.__version__, "device": str(mx.default_device()), "models": []}
+
+    def save():  # after every model, so a cut-short run keeps what it measured
+        if a.json:
+            a.json.write_text(json.dumps(report, indent=2))
+
     extra = ["--device", a.device] + a.gomlx_extra.split()
     gpu = str(mx.default_device()).startswith("Device(gpu")
     print(f"MLX {mx.__version__} on {mx.default_device()}; prompt {a.prompt_tokens} tokens; median of {a.rounds} rounds x {a.runs} runs")
@@ -311,20 +316,17 @@ def main():
             if skipped:
                 entry["mlx_lm_skipped"] = skipped
             report["models"].append(entry)
-        if a.json:  # after every model, so a cut-short run keeps what it measured
-            a.json.write_text(json.dumps(report, indent=2))
+        save()
     if a.go_pairs > 0 and first_model is not None:
         go, why = run_go_overhead(first_model, a.device, a.go_pairs, a.go_test)
         label = f"Go API over the C API ({Path(str(first_model)).name}, {a.device})"
         if go:
             print(f"{label}: {go['overhead_us']:.0f} µs a 32-token request, median of {go['pairs']} pairs "
                   f"(wall: C {go['c_ms']:.1f} ms, Go {go['go_ms']:.1f} ms)", flush=True)
-            report["go_overhead"] = {"model": Path(str(first_model)).name, **go}
         else:
             print(f"{label}: not measured: {why}", flush=True)
-            report["go_overhead"] = {"model": Path(str(first_model)).name, "error": why}
-        if a.json:
-            a.json.write_text(json.dumps(report, indent=2))
+        report["go_overhead"] = {"model": Path(str(first_model)).name, **(go or {"error": why})}
+        save()
     return 0
 
 

@@ -259,20 +259,20 @@ __device__ __forceinline__ void put_run_tc(u16 *xs, int c, const u32 (&w)[4]) {
 // x for tensor cores: each group's sum of x as its runs are written, a
 // run's 8 values (s; 0 where the thread has none) added over the GS / 8
 // consecutive threads whose runs make a group, the first of them writing
-// it (runs c = thread + j LT, so lanes and runs align); and the zeros. In
-// the same pass as the runs: a later pass over all of x cost phase E ~1 us
-// (its x in shared memory at 2.1 us against 1.0-1.4 for the FMA loop's x).
-// Every lane of the warp calls it.
+// it (runs c = thread + j LT, so lanes and runs align). In the same pass
+// as the runs: a later pass over all of x cost phase E ~1 us (its x in
+// shared memory at 2.1 us against 1.0-1.4 for the FMA loop's x). Every
+// lane of the warp calls it.
 __device__ __forceinline__ void tc_group_sum(u16 *xs, int n, int c, bool has, float s) {
 #pragma unroll
     for (int o = 1; o < GS / 8; o <<= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     if (has && c % (GS / 8) == 0) tc_xsum(xs, n)[c / (GS / 8)] = s;
-    if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
 }
 
 // x's n values into xs for tensor cores, a run of 8 a thread at a time:
 // make(c, words) gives run c's values, which go to xs in tc_pos order and
-// into their group's sum. Every thread of the block calls it.
+// into their group's sum; then the zeros. Every thread of the block calls
+// it.
 template <class Make>
 __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
     for (int c0 = 0; c0 < n / 8; c0 += LT) {
@@ -288,6 +288,7 @@ __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
         }
         tc_group_sum(xs, n, c, has, s);
     }
+    if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
 }
 
 // x's n elements (a multiple of 8), 16 bytes a load, into xs as they are;
@@ -313,6 +314,12 @@ __device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs
 // This thread's runs of xs normed in place as MLX's rms_norm rounds them:
 // v * inv rounded, times w, rounded (with PERM, in tc_pos order, which
 // stays within a run).
+// Value i (0 or 1) of the word x normed by inv and times the same value of
+// the word w, as MLX's rms_norm rounds them.
+__device__ __forceinline__ u16 normed(u32 x, u32 w, int i, float inv) {
+    return store_half(half_at(w, i) * round_half(half_at(x, i) * inv));
+}
+
 template <bool PERM>
 __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float inv, int n) {
     if (!PERM) {
@@ -320,8 +327,7 @@ __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float 
             const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
             const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
-            for (int i = 0; i < 8; i++)
-                xs[8 * c + i] = store_half(half_at(ws[i / 2], i & 1) * round_half(half_at(words[i / 2], i & 1) * inv));
+            for (int i = 0; i < 8; i++) xs[8 * c + i] = normed(words[i / 2], ws[i / 2], i & 1, inv);
         }
         return;
     }
@@ -330,8 +336,7 @@ __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float 
         const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            out[i] = (u32)store_half(half_at(ws[i], 0) * round_half(half_at(words[i], 0) * inv)) |
-                     (u32)store_half(half_at(ws[i], 1) * round_half(half_at(words[i], 1) * inv)) << 16;
+            out[i] = (u32)normed(words[i], ws[i], 0, inv) | (u32)normed(words[i], ws[i], 1, inv) << 16;
     });
 }
 
