@@ -107,12 +107,6 @@ const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
 // block's warps consecutive items; 1: consecutive items to consecutive
 // blocks).
 const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
-// A warp's first window of each phase on tensor cores asked for before the
-// barrier in front of it (the source's STW bits: 1 A, 2 C, 4 D, 8 E; 16
-// after the barrier instead), copied into shared memory (mode 1) or only
-// asked into L1 (mode 2).
-const int kStageWindowKnob = env_int("GOMLX_CUDA_LAYER_STW", 0, 0, 31);
-const int kStageWindowMode = env_int("GOMLX_CUDA_LAYER_STW_MODE", 1, 1, 2);
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;
@@ -282,29 +276,10 @@ int heads_per_round(const Dims &d) {
 }
 
 // x staged as 16-bit values, or per warp some heads' attention sums.
-int main_shared_bytes(const Dims &d) {
+int shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int tc = use_tc(d) || use_tca(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
     return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
-}
-
-// The STW bits of the phases that are on tensor cores (bit 16 kept where
-// any is left).
-int use_stw(const Dims &d) {
-    int bits = kStageWindowKnob & 15;
-    if (!use_tca(d)) bits &= ~1;
-    if (!use_tcr_c(d)) bits &= ~2;
-    if (!use_tc(d)) bits &= ~4;
-    if (!use_tcr_e(d)) bits &= ~8;
-    return bits ? bits | (kStageWindowKnob & 16) : 0;
-}
-// Where the warps' staged windows start in shared memory (STW_OFF), after
-// the main part; a warp's window is 64 GS bytes (64 KB a block at group
-// size 64).
-int stw_offset(const Dims &d) { return (main_shared_bytes(d) + 127) & ~127; }
-int shared_bytes(const Dims &d) {
-    if (!use_stw(d) || kStageWindowMode != 1) return main_shared_bytes(d);
-    return stw_offset(d) + kWarps * 64 * d.gs;
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -364,7 +339,7 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (need_cache)
         if (const char *why = cache_misfit(s, t)) return why;
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0, gemma};
-    if (main_shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
+    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }
@@ -554,9 +529,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "KVP=" + std::to_string(use_kvp(d)),
             "DEAL_A=" + std::to_string(use_tca(d) ? 0 : deal_spread((d.n_heads + 2 * d.n_kv) * d.head_dim / rows_a(d))),
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
-            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
-            "STW=" + std::to_string(use_stw(d)), "STW_MODE=" + std::to_string(kStageWindowMode),
-            "STW_OFF=" + std::to_string(stw_offset(d))};
+            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2))};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

@@ -582,66 +582,13 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
     return TcX{xp, tc_xsum(xp, n), zero, reinterpret_cast<float *>(zero + 4)};
 }
 
-#if STW
-// A warp's first window of a phase on tensor cores asked for before the
-// barrier in front of the phase (STW bits: 1 A, 2 C, 4 D, 8 E; 16: after
-// it, before x), so that its loads' latency passes during the barrier and
-// x's norm: with STW_MODE 1 copied (cp.async, no registers held) into the
-// warp's region of shared memory at STW_OFF, [NLD][lo, hi][lane] 16 bytes
-// each; with 2 only asked into L1 (prefetch). The window's scales and
-// biases are asked into L1 either way.
-__device__ __forceinline__ V4 *stw_region() {
-    extern __shared__ __align__(16) unsigned char smem[];
-    return reinterpret_cast<V4 *>(smem + STW_OFF) + (threadIdx.x >> 5) * (GS / 16) * 64;
-}
-__device__ __forceinline__ u32 shared_address(const void *p) {
-    u32 a;
-    asm("{ .reg .u64 s; cvta.to.shared.u64 s, %1; cvt.u32.u64 %0, s; }" : "=r"(a) : "l"(p));
-    return a;
-}
-__device__ __forceinline__ void prefetch_l1(const void *p) {
-    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L1 [g]; }" ::"l"(p));
-}
-__device__ __forceinline__ void stw_ask(const u32 *w, const u16 *scales, const u16 *biases, int lo, int hi, int K,
-                                        int g_begin, int g_end) {
-    if (g_begin >= g_end) return;
-    const int lane = threadIdx.x & 31, t = lane & 3, groups = K / GS, ng = min(8, g_end - g_begin);
-    const u32 *rl = w + (size_t)lo * (K >> 3) + (size_t)g_begin * (GS / 8) + 4 * t;
-    const u32 *rh = w + (size_t)hi * (K >> 3) + (size_t)g_begin * (GS / 8) + 4 * t;
-#if STW_MODE == 1
-    V4 *st = stw_region();
-    asm volatile("cp.async.wait_all;" ::: "memory"); // none of an earlier ask still landing here
-#endif
-#pragma unroll
-    for (int i = 0; i < GS / 16; i++) {
-        const int gw = (16 * i + 4 * t) * 8 / GS, off = gw < ng ? 16 * i : 0;
-#if STW_MODE == 1
-        const u32 dl = shared_address(st + (2 * i) * 32 + lane), dh = shared_address(st + (2 * i + 1) * 32 + lane);
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }"
-                     ::"r"(dl), "l"(rl + off) : "memory");
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }"
-                     ::"r"(dh), "l"(rh + off) : "memory");
-#else
-        prefetch_l1(rl + off), prefetch_l1(rh + off);
-#endif
-    }
-#if STW_MODE == 1
-    asm volatile("cp.async.commit_group;" ::: "memory");
-#endif
-    const int j0 = min(g_begin + 2 * t, g_end - 1);
-    prefetch_l1(scales + (size_t)lo * groups + j0), prefetch_l1(scales + (size_t)hi * groups + j0);
-    prefetch_l1(biases + (size_t)lo * groups + j0), prefetch_l1(biases + (size_t)hi * groups + j0);
-}
-#endif
-
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
 // group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
-// before any is used; with `staged`, the first window was copied into the
-// warp's region by stw_ask.
+// before any is used.
 __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
                                        int lo, int hi, int K, int g_begin, int g_end, float &out_lo,
-                                       float &out_hi, bool staged = false) {
+                                       float &out_hi) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, groups = K / GS;
     const u32 *wl = w + (size_t)lo * (K >> 3), *wh = w + (size_t)hi * (K >> 3);
     const u16 *sl = scales + (size_t)lo * groups, *sh = scales + (size_t)hi * groups;
@@ -664,14 +611,6 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
             V4 ql[NLD], qh[NLD];
             const u32 *rl = wl + (size_t)w0 * (GS / 8) + 4 * t;
             const u32 *rh = wh + (size_t)w0 * (GS / 8) + 4 * t;
-#if STW && STW_MODE == 1
-            if (staged && w0 == g_begin) {
-                const V4 *st = stw_region();
-                asm volatile("cp.async.wait_all;" ::: "memory");
-#pragma unroll
-                for (int i = 0; i < NLD; i++) ql[i] = st[(2 * i) * 32 + lane], qh[i] = st[(2 * i + 1) * 32 + lane];
-            } else
-#endif
 #pragma unroll
             for (int i = 0; i < NLD; i++) {
                 const int gw = (16 * i + 4 * t) * 8 / GS;
@@ -724,58 +663,26 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 // shares up (N = NWARPS: a block a tile).
 template <int N>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
-                                 const u16 *res, bool res_cg, u16 *out, int n, bool staged) {
+                                 const u16 *res, bool res_cg, u16 *out, int n) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N, groups = K / GS;
     const int share = (groups + N - 1) / N, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
     for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
         const int lo = tile * 16 + (lane >> 2);
         float a_lo, a_hi;
-        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, a_lo, a_hi, staged);
-        staged = false;
+        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, a_lo, a_hi);
         if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
         const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
         const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
         out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
     }
 }
-#if STW
-// stw_ask for this warp's first tile of tc_residual_rows<N>.
-template <int N>
-__device__ __forceinline__ void stw_ask_residual(const u32 *w, const u16 *scales, const u16 *biases, int K, int n) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N, groups = K / GS;
-    const int share = (groups + N - 1) / N, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
-    const int tile = team * gridDim.x + blockIdx.x, lo = tile * 16 + (lane >> 2);
-    if (tile < n / 16) stw_ask(w, scales, biases, lo, lo + 8, K, g0, g1);
-}
-#endif
-// Phase A's tile `it` on tensor cores: 8 rotation pairs of a q or k head
-// (this lane's rows lo and hi a pair, angle j; true) or 16 consecutive v
-// rows (lo and lo + 8; false).
-__device__ __forceinline__ bool tca_tile_rows(int it, int qd, int kvd, int &lo, int &hi, int &j) {
-    const int lane = threadIdx.x & 31, rope_tiles = (qd + kvd) / 16;
-    j = 0;
-    if (it >= rope_tiles) {
-        lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
-        return false;
-    }
-    const int head = it / (HD / 16);
-    j = it % (HD / 16) * 8 + (lane >> 2);
-#if ROPE_TRAD
-    lo = head * HD + 2 * j, hi = lo + 1;
-#else
-    lo = head * HD + j, hi = lo + HD / 2;
-#endif
-    return true;
-}
 #define TC_ON TC
 #define TCA_ON TCA
 #define TCR_ON 1
-#define STW_ON STW
 #else
 #define TC_ON 0
 #define TCA_ON 0
 #define TCR_ON 0
-#define STW_ON 0
 #endif
 
 // out = res + round(x W^T) for the n rows of W, x (K values) written by
@@ -784,11 +691,11 @@ __device__ __forceinline__ bool tca_tile_rows(int it, int qd, int kvd, int &lo, 
 // dealt as SPREAD says.
 template <int TEAM, bool SPREAD>
 __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *scales, const u16 *biases, int K,
-                               const u16 *res, bool res_cg, u16 *out, int n, bool staged) {
+                               const u16 *res, bool res_cg, u16 *out, int n) {
 #if TCR_ON
     if (TEAM > 0) {
         copy_to_shared<true>(x, xs, K);
-        tc_residual_rows<(TEAM > 0 ? TEAM : 1)>(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n, staged);
+        tc_residual_rows<(TEAM > 0 ? TEAM : 1)>(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
         return;
     }
 #endif
@@ -853,26 +760,6 @@ __device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a
 #define T_CAP 20
 #define T_SLOT 21
 #define TABLE_WORDS 22
-
-#if STW_ON
-// stw_ask for this warp's first tile of phase A (TSA warps a tile) and of
-// phase D (TS warps an item of 8 gate rows and their up rows).
-__device__ __forceinline__ void stw_ask_a(const unsigned long long *tw, int hidden, int qd, int kvd) {
-    const int warp = threadIdx.x >> 5, team = warp / TSA, member = warp % TSA, groups = hidden / GS;
-    const int share = (groups + TSA - 1) / TSA, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
-    const int it = team * gridDim.x + blockIdx.x;
-    int lo, hi, j;
-    if (it >= (qd + 2 * kvd) / 16) return;
-    tca_tile_rows(it, qd, kvd, lo, hi, j);
-    stw_ask((const u32 *)tw[T_QKV], (const u16 *)tw[T_QKV + 1], (const u16 *)tw[T_QKV + 2], lo, hi, hidden, g0, g1);
-}
-__device__ __forceinline__ void stw_ask_d(const unsigned long long *tw, int hidden, int ff) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / TS, member = warp % TS;
-    const int groups = hidden / GS, share = (groups + TS - 1) / TS, g0 = min(groups, member * share);
-    const int g1 = min(groups, g0 + share), it = team * gridDim.x + blockIdx.x, r = it * 8 + (lane >> 2);
-    if (it < ff / 8) stw_ask((const u32 *)tw[T_GU], (const u16 *)tw[T_GU + 1], (const u16 *)tw[T_GU + 2], r, r + ff, hidden, g0, g1);
-}
-#endif
 
 #if KVP
 // A warp with no work in phase A asks L2 for its share of the keys and
@@ -960,9 +847,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         nullptr,
 #endif
         inv_freq, rope_log2_base, position, q_buf, k_cache, v_cache, qd, kvd, cap, slot};
-#if STW_ON && TCA_ON
-    if ((STW & 1) && (layer == 0 || (STW & 16))) stw_ask_a(tw, hidden, qd, kvd);
-#endif
     // x normed into shared memory (in tc_pos order for tensor cores).
 #if GEMMA
     if (layer) // out = h1 + the layer before's normed MLP output, this layer's h
@@ -981,13 +865,22 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         const int team = warp / TSA, member = warp % TSA, groups = hidden / GS;
         const int share = (groups + TSA - 1) / TSA, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
         const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
-        bool staged = (STW & 1) != 0;
         for (int it = team * gridDim.x + blockIdx.x; it < tiles; it += gridDim.x * (NWARPS / TSA)) {
-            int lo, hi, j;
-            const bool rope = tca_tile_rows(it, qd, kvd, lo, hi, j);
+            const bool rope = it < rope_tiles;
+            int lo, hi, j = 0;
+            if (rope) {
+                const int head = it / (HD / 16);
+                j = it % (HD / 16) * 8 + (lane >> 2);
+#if ROPE_TRAD
+                lo = head * HD + 2 * j, hi = lo + 1;
+#else
+                lo = head * HD + j, hi = lo + HD / 2;
+#endif
+            } else {
+                lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
+            }
             float a0, a1;
-            tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, a0, a1, staged);
-            staged = false;
+            tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
             qkv_out(qo, lo, hi, a0, a1, rope, j);
         }
@@ -1181,31 +1074,17 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         if (layer == TL && tid == 0) stamp_latest(ctrl, ST_MERGED);
         if (tid == 0) ctrl[KV_COUNT + kvh * HS + g] = 0;
     }
-#if STW_ON
-    if (TCR_C && (STW & 2) && !(STW & 16))
-        stw_ask_residual<TCR_C ? TCR_C : 1>(TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd, hidden);
-#endif
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 1);
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 2);
 
     // ---- C: h1 = h + o Wo^T ----
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
-#if STW_ON
-    if (TCR_C && (STW & 2) && (STW & 16))
-        stw_ask_residual<TCR_C ? TCR_C : 1>(TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd, hidden);
-#endif
     residual_phase<TCR_C, DEAL_C != 0>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
-                   GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden, STW_ON && TCR_C && (STW & 2));
-#if STW_ON && TC_ON
-    if ((STW & 4) && !(STW & 16)) stw_ask_d(tw, hidden, ff);
-#endif
+                   GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 2);
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 3);
-#if STW_ON && TC_ON
-    if ((STW & 4) && (STW & 16)) stw_ask_d(tw, hidden, ff);
-#endif
 
     // ---- D: act = silu(g) * u ----
   {
@@ -1223,12 +1102,10 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         // there are fewer items than teams.
         const int team = warp / TS, member = warp % TS, groups = hidden / GS;
         const int share = (groups + TS - 1) / TS, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
-        bool staged = (STW & 4) != 0;
         for (int it = team * gridDim.x + blockIdx.x; it < ff / 8; it += gridDim.x * (NWARPS / TS)) {
             const int r = it * 8 + (lane >> 2);
             float gs, us;
-            tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us, staged);
-            staged = false;
+            tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us);
             if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
             act[r] = store_half(gate_act(g) * up);
@@ -1258,22 +1135,14 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
   }
 #endif
   }
-#if STW_ON
-    if (TCR_E && (STW & 8) && !(STW & 16))
-        stw_ask_residual<TCR_E ? TCR_E : 1>(TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2), ff, hidden);
-#endif
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 3);
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 4);
-#if STW_ON
-    if (TCR_E && (STW & 8) && (STW & 16))
-        stw_ask_residual<TCR_E ? TCR_E : 1>(TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2), ff, hidden);
-#endif
 
     // ---- E: out = h1 + act Wdown^T ----
     // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
     residual_phase<TCR_E, DEAL_E != 0>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
-                   ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden, STW_ON && TCR_E && (STW & 8));
+                   ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 4);
 #if TIMING == 2 // the barrier's cost: eight more in E's time
@@ -1281,9 +1150,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         for (int i = 0; i < 8; i++) grid_sync(ctrl, bar_n);
 #endif
     if (layer == TL) stamp(ctrl, 5);
-#if STW_ON && TCA_ON
-    if ((STW & 1) && !(STW & 16) && layer + 1 < NL) stw_ask_a(rows[(layer + 1) & 1], hidden, qd, kvd);
-#endif
   }
 #if GEMMA
     // The last layer's MLP output, normed, added to its h1.
