@@ -107,9 +107,6 @@ const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
 // block's warps consecutive items; 1: consecutive items to consecutive
 // blocks).
 const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
-// Whether the tensor-core dot takes a warp's windows of weights through
-// shared memory two ahead (use_tcp()).
-const int kTcPipeline = env_int("GOMLX_CUDA_LAYER_TCP", 0, 0, 1);
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;
@@ -279,19 +276,10 @@ int heads_per_round(const Dims &d) {
 }
 
 // x staged as 16-bit values, or per warp some heads' attention sums.
-int main_shared_bytes(const Dims &d) {
+int shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int tc = use_tc(d) || use_tca(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
     return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
-}
-
-// Whether the tensor-core dot takes its windows through shared memory two
-// ahead (TCP; group sizes up to 64: two windows a warp are 128 GS bytes).
-int use_tcp(const Dims &d) { return kTcPipeline && d.gs <= 64 ? 1 : 0; }
-// Where the windows' slots start (TCP_OFF), after the main part.
-int tcp_offset(const Dims &d) { return (main_shared_bytes(d) + 127) & ~127; }
-int shared_bytes(const Dims &d) {
-    return use_tcp(d) ? tcp_offset(d) + kWarps * 128 * d.gs : main_shared_bytes(d);
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -351,7 +339,7 @@ const char *misfit(const mx_layer_step *s, mc::Dtype t, Dims *d, bool need_cache
     if (need_cache)
         if (const char *why = cache_misfit(s, t)) return why;
     *d = Dims{hidden, nh, nkv, hd, ff, gs, t == mc::float16, s->qkv.bias != nullptr, s->rope_traditional != 0, gemma};
-    if (main_shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
+    if (shared_bytes(*d) > kMaxSharedBytes) return "hidden, q or MLP width over 24576 (about 21000 with tensor cores)";
     if (sm_count() <= 0) return "the GPU's SM count is unknown";
     return nullptr;
 }
@@ -541,8 +529,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "KVP=" + std::to_string(use_kvp(d)),
             "DEAL_A=" + std::to_string(use_tca(d) ? 0 : deal_spread((d.n_heads + 2 * d.n_kv) * d.head_dim / rows_a(d))),
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
-            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
-            "TCP=" + std::to_string(use_tcp(d)), "TCP_OFF=" + std::to_string(tcp_offset(d))};
+            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2))};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

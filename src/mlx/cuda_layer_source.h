@@ -582,135 +582,73 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
     return TcX{xp, tc_xsum(xp, n), zero, reinterpret_cast<float *>(zero + 4)};
 }
 
-// One window's part of tc_dot for this lane: its 16-byte loads of rows lo
-// and hi (ql, qh: row bytes 64 i + 16 t of the window, words 16 i + 4 t ..
-// + 3, all in the window's group (16 i + 4 t) * 8 / GS) and the scales and
-// biases of its two groups (C's columns 2t, 2t + 1).
-struct TcWindow {
-    V4 ql[GS / 16], qh[GS / 16];
-    float s0l, s1l, s0h, s1h, b0l, b1l, b0h, b1h;
-};
-__device__ __forceinline__ void tc_load_scales(TcWindow &q, const u16 *sl, const u16 *sh, const u16 *bl,
-                                               const u16 *bh, int w0, int g_end) {
-    const int t = threadIdx.x & 3;
-    const int j0 = min(w0 + 2 * t, g_end - 1), j1 = min(w0 + 2 * t + 1, g_end - 1);
-    q.s0l = load_half(sl + j0), q.s1l = load_half(sl + j1), q.s0h = load_half(sh + j0), q.s1h = load_half(sh + j1);
-    q.b0l = load_half(bl + j0), q.b1l = load_half(bl + j1), q.b0h = load_half(bh + j0), q.b1h = load_half(bh + j1);
-}
-// Where this lane's load i of a row (lo: wr = wl, hi: wh) of the window at
-// w0 is.
-__device__ __forceinline__ const u16 *tc_word(const u32 *wr, int w0, int g_end, int i) {
-    const int t = threadIdx.x & 3, gw = (16 * i + 4 * t) * 8 / GS;
-    const int off = gw < min(8, g_end - w0) ? 16 * i : 0; // past the window: a valid address, x zero
-    return reinterpret_cast<const u16 *>(wr + (size_t)w0 * (GS / 8) + 4 * t + off);
-}
-__device__ __forceinline__ void tc_load_window(TcWindow &q, const u32 *wl, const u32 *wh, const u16 *sl,
-                                               const u16 *sh, const u16 *bl, const u16 *bh, int w0, int g_end) {
-    tc_load_scales(q, sl, sh, bl, bh, w0, g_end);
-#pragma unroll
-    for (int i = 0; i < GS / 16; i++) q.ql[i] = load16(tc_word(wl, w0, g_end, i), true), q.qh[i] = load16(tc_word(wh, w0, g_end, i), true);
-}
-#if TCP
-// With TCP, a warp's windows come through two slots of shared memory
-// (TCP_OFF, [warp][slot][i][lo, hi][lane] 16 bytes each), copied with
-// cp.async two windows ahead of their products, so that a warp keeps two
-// windows of loads in flight without holding registers for them.
-__device__ __forceinline__ V4 *tcp_slot(int slot) {
-    extern __shared__ __align__(16) unsigned char smem[];
-    return reinterpret_cast<V4 *>(smem + TCP_OFF) + ((threadIdx.x >> 5) * 2 + slot) * (GS / 16) * 64;
-}
-__device__ __forceinline__ void tcp_ask(const u32 *wl, const u32 *wh, int w0, int g_end, int slot) {
-    const int lane = threadIdx.x & 31;
-    V4 *st = tcp_slot(slot);
-#pragma unroll
-    for (int i = 0; i < GS / 16; i++) {
-        u32 dl, dh;
-        asm("{ .reg .u64 s; cvta.to.shared.u64 s, %1; cvt.u32.u64 %0, s; }" : "=r"(dl) : "l"(st + (2 * i) * 32 + lane));
-        asm("{ .reg .u64 s; cvta.to.shared.u64 s, %1; cvt.u32.u64 %0, s; }" : "=r"(dh) : "l"(st + (2 * i + 1) * 32 + lane));
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }"
-                     ::"r"(dl), "l"(tc_word(wl, w0, g_end, i)) : "memory");
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; cp.async.cg.shared.global [%0], [g], 16; }"
-                     ::"r"(dh), "l"(tc_word(wh, w0, g_end, i)) : "memory");
-    }
-    asm volatile("cp.async.commit_group;" ::: "memory");
-}
-#endif
-
-// The window at w0's products added to this lane's sums ylo and yhi.
-__device__ __forceinline__ void tc_window_sums(const TcX &x, const TcWindow &q, int w0, int g_end, float &ylo,
-                                               float &yhi) {
-    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, ng = min(8, g_end - w0);
-    // Four sets of sums, so that consecutive mma do not wait on each other.
-    float c4[4][4] = {};
-#pragma unroll
-    for (int i = 0; i < GS / 16; i++) {
-        const int gw = (16 * i + 4 * t) * 8 / GS;
-        const bool mine = g == gw && gw < ng; // B's column g holds this group
-        const V4 *xv = mine ? reinterpret_cast<const V4 *>(x.xp + w0 * GS + 8 * (16 * i + 4 * t)) : x.zero;
-        const u32 wlo[4] = {q.ql[i].x, q.ql[i].y, q.ql[i].z, q.ql[i].w};
-        const u32 whi[4] = {q.qh[i].x, q.qh[i].y, q.qh[i].z, q.qh[i].w};
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-            const V4 b = xv[r];
-            mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r]), nib_pair<0>(whi[r]), nib_pair<1>(wlo[r]),
-                      nib_pair<1>(whi[r]), b.x, b.y);
-            mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r]), nib_pair<2>(whi[r]), nib_pair<3>(wlo[r]),
-                      nib_pair<3>(whi[r]), b.z, b.w);
-        }
-    }
-    float c[4];
-#pragma unroll
-    for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
-    // sum q x = 16 (C - sum x): scale * that + bias * sum x.
-    if (w0 + 2 * t < g_end) {
-        const float x0 = x.xsum[min(w0 + 2 * t, g_end - 1)];
-        ylo += 16.f * q.s0l * c[0] + (q.b0l - 16.f * q.s0l) * x0;
-        yhi += 16.f * q.s0h * c[2] + (q.b0h - 16.f * q.s0h) * x0;
-    }
-    if (w0 + 2 * t + 1 < g_end) {
-        const float x1 = x.xsum[min(w0 + 2 * t + 1, g_end - 1)];
-        ylo += 16.f * q.s1l * c[1] + (q.b1l - 16.f * q.s1l) * x1;
-        yhi += 16.f * q.s1h * c[3] + (q.b1h - 16.f * q.s1h) * x1;
-    }
-}
-
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
 // group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
-// before any is used; with TCP, through shared memory two windows ahead.
+// before any is used.
 __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
                                        int lo, int hi, int K, int g_begin, int g_end, float &out_lo,
                                        float &out_hi) {
-    const int groups = K / GS;
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, groups = K / GS;
     const u32 *wl = w + (size_t)lo * (K >> 3), *wh = w + (size_t)hi * (K >> 3);
     const u16 *sl = scales + (size_t)lo * groups, *sh = scales + (size_t)hi * groups;
     const u16 *bl = biases + (size_t)lo * groups, *bh = biases + (size_t)hi * groups;
     float ylo = 0.f, yhi = 0.f;
-#if TCP
-    const int lane = threadIdx.x & 31;
-    if (g_begin < g_end) tcp_ask(wl, wh, g_begin, g_end, 0);
-    if (g_begin + 8 < g_end) tcp_ask(wl, wh, g_begin + 8, g_end, 1);
-    TcWindow q;
-    if (g_begin < g_end) tc_load_scales(q, sl, sh, bl, bh, g_begin, g_end);
-    for (int w0 = g_begin, k = 0; w0 < g_end; w0 += 8, k++) {
-        // Window k's copies done: at most window k + 1's still landing.
-        if (w0 + 8 < g_end) asm volatile("cp.async.wait_group 1;" ::: "memory");
-        else asm volatile("cp.async.wait_group 0;" ::: "memory");
-        const V4 *st = tcp_slot(k & 1);
-#pragma unroll
-        for (int i = 0; i < GS / 16; i++) q.ql[i] = st[(2 * i) * 32 + lane], q.qh[i] = st[(2 * i + 1) * 32 + lane];
-        if (w0 + 16 < g_end) tcp_ask(wl, wh, w0 + 16, g_end, k & 1);
-        // A row's later scales share the first window's lines (in L1 by now).
-        if (k) tc_load_scales(q, sl, sh, bl, bh, w0, g_end);
-        tc_window_sums(x, q, w0, g_end, ylo, yhi);
-    }
-#else
     for (int w0 = g_begin; w0 < g_end; w0 += 8) {
-        TcWindow q;
-        tc_load_window(q, wl, wh, sl, sh, bl, bh, w0, g_end);
-        tc_window_sums(x, q, w0, g_end, ylo, yhi);
+        // This lane's two groups of the window (C's columns 2t, 2t + 1).
+        const int j0 = min(w0 + 2 * t, g_end - 1), j1 = min(w0 + 2 * t + 1, g_end - 1);
+        const float s0l = load_half(sl + j0), s1l = load_half(sl + j1), s0h = load_half(sh + j0),
+                    s1h = load_half(sh + j1);
+        const float b0l = load_half(bl + j0), b1l = load_half(bl + j1), b0h = load_half(bh + j0),
+                    b1h = load_half(bh + j1);
+        const int ng = min(8, g_end - w0);
+        // Four sets of sums, so that consecutive mma do not wait on each other.
+        float c4[4][4] = {};
+        // A lane's 16-byte loads i: row bytes 64 i + 16 t of the window,
+        // words 16 i + 4 t .. + 3, all in the window's group (16 i + 4 t) * 8 / GS.
+        {
+            constexpr int NLD = GS / 16;
+            V4 ql[NLD], qh[NLD];
+            const u32 *rl = wl + (size_t)w0 * (GS / 8) + 4 * t;
+            const u32 *rh = wh + (size_t)w0 * (GS / 8) + 4 * t;
+#pragma unroll
+            for (int i = 0; i < NLD; i++) {
+                const int gw = (16 * i + 4 * t) * 8 / GS;
+                const int off = gw < ng ? 16 * i : 0; // past the window: a valid address, x zero
+                ql[i] = load16(reinterpret_cast<const u16 *>(rl + off), true);
+                qh[i] = load16(reinterpret_cast<const u16 *>(rh + off), true);
+            }
+#pragma unroll
+            for (int i = 0; i < NLD; i++) {
+                const int gw = (16 * i + 4 * t) * 8 / GS;
+                const bool mine = g == gw && gw < ng; // B's column g holds this group
+                const V4 *xv = mine ? reinterpret_cast<const V4 *>(x.xp + w0 * GS + 8 * (16 * i + 4 * t)) : x.zero;
+                const u32 wlo[4] = {ql[i].x, ql[i].y, ql[i].z, ql[i].w}, whi[4] = {qh[i].x, qh[i].y, qh[i].z, qh[i].w};
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    const V4 b = xv[r];
+                    mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r]), nib_pair<0>(whi[r]), nib_pair<1>(wlo[r]),
+                              nib_pair<1>(whi[r]), b.x, b.y);
+                    mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r]), nib_pair<2>(whi[r]), nib_pair<3>(wlo[r]),
+                              nib_pair<3>(whi[r]), b.z, b.w);
+                }
+            }
+        }
+        float c[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
+        // sum q x = 16 (C - sum x): scale * that + bias * sum x.
+        if (w0 + 2 * t < g_end) {
+            const float x0 = x.xsum[j0];
+            ylo += 16.f * s0l * c[0] + (b0l - 16.f * s0l) * x0;
+            yhi += 16.f * s0h * c[2] + (b0h - 16.f * s0h) * x0;
+        }
+        if (w0 + 2 * t + 1 < g_end) {
+            const float x1 = x.xsum[j1];
+            ylo += 16.f * s1l * c[1] + (b1l - 16.f * s1l) * x1;
+            yhi += 16.f * s1h * c[3] + (b1h - 16.f * s1h) * x1;
+        }
     }
-#endif
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {
         ylo += __shfl_xor_sync(0xffffffffu, ylo, o);
