@@ -107,6 +107,12 @@ const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
 // block's warps consecutive items; 1: consecutive items to consecutive
 // blocks).
 const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
+// Whether a team's warps on tensor cores take every n-th window of K
+// (TCI), so that a round's loads are adjacent in each row, instead of a
+// contiguous share each: decode on an H100 Llama-3.2-3B 669-670 -> 675-676
+// tok/s, Qwen2.5-3B 607-613 -> 624, Mistral-7B 390 -> 396-397, Gemma-2-2B
+// level (docs/bench/h100-2026-11-27-s18-interleaved.txt).
+const int kTcInterleave = env_int("GOMLX_CUDA_LAYER_TCI", 1, 0, 1);
 
 struct Dims {
     int hidden, n_heads, n_kv, head_dim, ff, gs, half, bias, trad, gemma;
@@ -529,7 +535,8 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "KVP=" + std::to_string(use_kvp(d)),
             "DEAL_A=" + std::to_string(use_tca(d) ? 0 : deal_spread((d.n_heads + 2 * d.n_kv) * d.head_dim / rows_a(d))),
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
-            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2))};
+            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
+            "TCI=" + std::to_string(kTcInterleave)};
 }
 
 void build(Kernel &k, const Dims &d, const mx_layer_step *protos, int n, mc::Dtype t,

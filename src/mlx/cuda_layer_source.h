@@ -61,7 +61,8 @@
 // many warps a 16-row tile: 1, 2, 4, 8 or 16), GEMMA (1: Gemma 2's
 // post-norms and GeGLU), KVP (1: phase A's idle warps prefetch the
 // attention's keys and values into L2), DEAL_A, DEAL_C, DEAL_E (1: that
-// phase's FMA-loop items dealt to the blocks in turn, dealt_warp).
+// phase's FMA-loop items dealt to the blocks in turn, dealt_warp), TCI (1:
+// a team's warps take every n-th window of K, tc_share).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -574,6 +575,19 @@ __device__ __forceinline__ bool tc_team_sum(const TcX &x, float &lo, float &hi) 
     return member == 0;
 }
 
+// The windows of K's `groups` that member `member` of a team of n warps
+// takes (tc_dot's g_begin, g_end, step): a contiguous share of K, or with
+// TCI every n-th window, so that the team's loads of a round are adjacent
+// in each row.
+__device__ __forceinline__ void tc_share(int member, int n, int groups, int &g0, int &g1, int &step) {
+#if TCI
+    g0 = min(groups, 8 * member), g1 = groups, step = 8 * n;
+#else
+    const int share = (groups + n - 1) / n;
+    g0 = min(groups, member * share), g1 = min(groups, g0 + share), step = 8;
+#endif
+}
+
 // x for tc_dot, after a writer with PERM (norm_to_shared, post_norm_add,
 // copy_to_shared) put it in shared memory with its group sums and zeros,
 // and synchronized the block.
@@ -585,16 +599,16 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
 // group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
-// before any is used.
+// before any is used; windows start every `step` groups (tc_share).
 __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
-                                       int lo, int hi, int K, int g_begin, int g_end, float &out_lo,
+                                       int lo, int hi, int K, int g_begin, int g_end, int step, float &out_lo,
                                        float &out_hi) {
     const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, groups = K / GS;
     const u32 *wl = w + (size_t)lo * (K >> 3), *wh = w + (size_t)hi * (K >> 3);
     const u16 *sl = scales + (size_t)lo * groups, *sh = scales + (size_t)hi * groups;
     const u16 *bl = biases + (size_t)lo * groups, *bh = biases + (size_t)hi * groups;
     float ylo = 0.f, yhi = 0.f;
-    for (int w0 = g_begin; w0 < g_end; w0 += 8) {
+    for (int w0 = g_begin; w0 < g_end; w0 += step) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
         const int j0 = min(w0 + 2 * t, g_end - 1), j1 = min(w0 + 2 * t + 1, g_end - 1);
         const float s0l = load_half(sl + j0), s1l = load_half(sl + j1), s0h = load_half(sh + j0),
@@ -664,12 +678,13 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 template <int N>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                  const u16 *res, bool res_cg, u16 *out, int n) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N, groups = K / GS;
-    const int share = (groups + N - 1) / N, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N;
+    int g0, g1, step;
+    tc_share(member, N, K / GS, g0, g1, step);
     for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
         const int lo = tile * 16 + (lane >> 2);
         float a_lo, a_hi;
-        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, a_lo, a_hi);
+        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, step, a_lo, a_hi);
         if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
         const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
         const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
@@ -862,8 +877,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // share of K.
     {
         const TcX x = tc_finish_x(xs, hidden);
-        const int team = warp / TSA, member = warp % TSA, groups = hidden / GS;
-        const int share = (groups + TSA - 1) / TSA, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
+        const int team = warp / TSA, member = warp % TSA;
+        int g0, g1, step;
+        tc_share(member, TSA, hidden / GS, g0, g1, step);
         const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
         for (int it = team * gridDim.x + blockIdx.x; it < tiles; it += gridDim.x * (NWARPS / TSA)) {
             const bool rope = it < rope_tiles;
@@ -880,7 +896,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
             }
             float a0, a1;
-            tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, a0, a1);
+            tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
             qkv_out(qo, lo, hi, a0, a1, rope, j);
         }
@@ -1100,12 +1116,13 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         // A team of TS warps takes an item, each warp a share of K. Items
         // are dealt to the blocks in turn, so every SM gets work when
         // there are fewer items than teams.
-        const int team = warp / TS, member = warp % TS, groups = hidden / GS;
-        const int share = (groups + TS - 1) / TS, g0 = min(groups, member * share), g1 = min(groups, g0 + share);
+        const int team = warp / TS, member = warp % TS;
+        int g0, g1, step;
+        tc_share(member, TS, hidden / GS, g0, g1, step);
         for (int it = team * gridDim.x + blockIdx.x; it < ff / 8; it += gridDim.x * (NWARPS / TS)) {
             const int r = it * 8 + (lane >> 2);
             float gs, us;
-            tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, gs, us);
+            tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, step, gs, us);
             if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
             act[r] = store_half(gate_act(g) * up);
