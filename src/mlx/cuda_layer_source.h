@@ -312,33 +312,34 @@ __device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs
     return ss;
 }
 
-// This thread's runs of xs normed in place as MLX's rms_norm rounds them:
-// v * inv rounded, times w, rounded (with PERM, in tc_pos order, which
-// stays within a run).
 // Value i (0 or 1) of the word x normed by inv and times the same value of
 // the word w, as MLX's rms_norm rounds them.
 __device__ __forceinline__ u16 normed(u32 x, u32 w, int i, float inv) {
     return store_half(half_at(w, i) * round_half(half_at(x, i) * inv));
 }
 
+// Run c of xs (8 values, as 4 words) normed by inv, times w's run c.
+__device__ __forceinline__ void normed_run(const u16 *xs, const u16 *w, int c, float inv, u32 (&out)[4]) {
+    const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
+    const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) out[i] = (u32)normed(words[i], ws[i], 0, inv) | (u32)normed(words[i], ws[i], 1, inv) << 16;
+}
+
+// This thread's runs of xs normed in place as MLX's rms_norm rounds them:
+// v * inv rounded, times w, rounded (with PERM, in tc_pos order, which
+// stays within a run).
 template <bool PERM>
 __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float inv, int n) {
-    if (!PERM) {
-        for (int c = threadIdx.x; c < n / 8; c += LT) {
-            const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
-            const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
-#pragma unroll
-            for (int i = 0; i < 8; i++) xs[8 * c + i] = normed(words[i / 2], ws[i / 2], i & 1, inv);
-        }
+    if (PERM) {
+        tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) { normed_run(xs, w, c, inv, out); });
         return;
     }
-    tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) {
-        const V4 v = *(const V4 *)(xs + 8 * c), wv = load16(w + 8 * c, true);
-        const u32 words[4] = {v.x, v.y, v.z, v.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            out[i] = (u32)normed(words[i], ws[i], 0, inv) | (u32)normed(words[i], ws[i], 1, inv) << 16;
-    });
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        u32 out[4];
+        normed_run(xs, w, c, inv, out);
+        *(V4 *)(xs + 8 * c) = V4{out[0], out[1], out[2], out[3]};
+    }
 }
 
 // xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
@@ -356,15 +357,13 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
 template <bool PERM = false>
 __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
     const bool aligned = aligned16(x);
-    if (!PERM) {
+    if (PERM)
+        tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) {
+            const V4 v = load_run(x + 8 * c, true, aligned);
+            out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
+        });
+    else
         for (int c = threadIdx.x; c < n / 8; c += LT) *(V4 *)(xs + 8 * c) = load_run(x + 8 * c, true, aligned);
-        __syncthreads();
-        return;
-    }
-    tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) {
-        const V4 v = load_run(x + 8 * c, true, aligned);
-        out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
-    });
     __syncthreads();
 }
 
