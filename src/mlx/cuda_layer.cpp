@@ -76,7 +76,8 @@ std::map<std::string, Kernel> g_kernels; // by name (kernel())
 // Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
 // than 1 measured slower on an H100, as did an L2 prefetch of the next
 // phases' weights), rows per item in phases A (0: by shape, rows_a()) and
-// D, fewest keys per attention chunk; the phase timestamps of
+// D, fewest keys per attention chunk, keys a warp of it loads at once (0:
+// by shape, keys_ahead()); the phase timestamps of
 // tools/c/bench_cuda_layer.c; query heads a block combines at once and
 // groups of a kv head's query heads in the attention (0: by shape).
 using gomlx::cuda_jit::env_int;
@@ -85,7 +86,7 @@ const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
 const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
 const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
 const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
-const int kKeysAhead = env_int("GOMLX_CUDA_LAYER_KK", 2, 1, 8);
+const int kKeysAheadKnob = env_int("GOMLX_CUDA_LAYER_KK", 0, 1, 8);
 const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
 // Phase A's idle warps prefetch the attention's keys and values into L2
 // (-1: by shape, use_kvp(); 0/1 forces it off or on).
@@ -220,6 +221,18 @@ int use_kvp(const Dims &d) {
     if (kKvPrefetch >= 0) return kKvPrefetch;
     const double qkv_bytes = (double)(d.n_heads + 2 * d.n_kv) * d.head_dim * d.hidden * (0.5 + 4.0 / d.gs);
     return qkv_bytes <= 6e6;
+}
+
+// Keys a warp of the attention loads before using any: 3 where a lane
+// holds at most 4 elements of a head (head dim <= 128), else 2. With 600
+// keys on an H100, 3 took a round of loads from the warps of a 38-key
+// chunk (Llama-3.2-3B's keys done 3.8 -> 3.5 us); decode, alternating:
+// Llama-3.2-3B 682-683 -> 684-686.5 tok/s, Mistral-7B 399 -> 400-400.5,
+// Qwen2.5-3B level (634-635 against 633-636), Gemma-2-2B's head dim 256
+// slower (655-656 -> 648-650); docs/bench/h100-2026-11-28-s19-attention.txt.
+int keys_ahead(const Dims &d) {
+    if (kKeysAheadKnob) return kKeysAheadKnob;
+    return d.head_dim <= 128 ? 3 : 2;
 }
 
 // Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
@@ -526,7 +539,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
             "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
             "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
-            "KK=" + std::to_string(kKeysAhead),
+            "KK=" + std::to_string(keys_ahead(d)),
             "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
             "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
             "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
