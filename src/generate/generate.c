@@ -111,6 +111,12 @@ static int emit(const gomlx_generate_params *p, gm_buf *text, const char *piece,
     return 0;
 }
 
+/* GOMLX_SETTLE=0: no mx_settle before a generation (A/B runs). */
+static int settle_on(void) {
+    const char *e = getenv("GOMLX_SETTLE");
+    return !(e && strcmp(e, "0") == 0);
+}
+
 int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
                 const gomlx_generate_params *p, const atomic_int *cancel, gomlx_result *out) {
     gm_model *m = s->model;
@@ -143,6 +149,10 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
         goto done;
     }
 
+    /* The last generation's buffers released before the peak is reset (on
+     * a GPU MLX lets go of them on a worker thread, and the step queued
+     * past its stop may still hold some). */
+    if (settle_on()) mx_settle();
     double t0 = gm_now_ms();
     mx_reset_peak_memory();
     /* Reuse the cached prefix; at least one token must run to get logits. */

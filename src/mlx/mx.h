@@ -80,6 +80,10 @@ size_t mx_dtype_size(mx_dtype t);
 /* ---- evaluation and readback ---- */
 int mx_eval(mx_array *arrays, int n);        /* 0 ok, -1 error */
 int mx_async_eval(mx_array *arrays, int n);
+/* Waits until the default stream's work is done and MLX has let go of the
+ * buffers it held for it (on a GPU it releases them on a worker thread
+ * after the outputs are ready), so that memory in use is back down. */
+int mx_settle(void);
 /* Evaluates a, converts it to `as` and copies its elements (row-major)
  * into dst, which holds `cap` bytes. */
 int mx_read(mx_array a, mx_dtype as, void *dst, size_t cap);

@@ -308,6 +308,16 @@ static int eval_common(mx_array *arrays, int n, bool async) {
 int mx_eval(mx_array *arrays, int n) { return eval_common(arrays, n, false); }
 int mx_async_eval(mx_array *arrays, int n) { return eval_common(arrays, n, true); }
 
+int mx_settle(void) {
+    // eval() returns when its outputs are ready; the buffers MLX kept alive
+    // for the kernels that made them go back only when its worker thread
+    // runs their completion handlers, which synchronize() waits for.
+    return guard_ret(-1, [] {
+        mlx_ns::synchronize();
+        return 0;
+    });
+}
+
 int mx_read(mx_array a, mx_dtype as, void *dst, size_t cap) {
     if (!a) return -1;
     return guard_ret(-1, [&] {

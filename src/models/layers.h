@@ -58,7 +58,7 @@ typedef struct gm_layer_walk {
     mx_scope *scope; /* the open layer's */
 } gm_layer_walk;
 void gm_walk_begin(gm_layer_walk *w, mx_array h, int tokens, int layers);
-/* Evaluates a GPU prefill every n layers instead of the default 4 (a
+/* Evaluates a GPU prefill every n layers instead of the default 2 (a
  * model whose layers leave more behind in a batch). */
 void gm_walk_eval_every(gm_layer_walk *w, int n);
 void gm_walk_open(gm_layer_walk *w);
