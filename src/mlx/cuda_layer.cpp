@@ -36,7 +36,10 @@
 
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
+#include "mlx/cuda_layer_dot_source.h"
 #include "mlx/cuda_layer_source.h"
+#include "mlx/cuda_layer_sync_source.h"
+#include "mlx/cuda_layer_x_source.h"
 #include "mlx/mx_internal.h"
 
 namespace mc = mlx::core;
@@ -492,12 +495,13 @@ void schedule(const mx_layer_step *s, int n, bool caches_only) {
     if (!pending.empty()) mc::eval(pending);
 }
 
-// The kernel's source for n layers: the caches' parameters (inputs the
-// code reads through the table) depend on n.
+// The kernel's source for n layers, its parts in order: the caches'
+// parameters (inputs the code reads through the table) depend on n.
 std::string layers_source(int n) {
     std::string params = "#define LAYER_ARRAYS";
     for (int i = 0; i < 2 * n; i++) params += " , const void *a" + std::to_string(i);
-    return params + "\n" + kCudaCommonSource + kCudaLayerSource;
+    return params + "\n" + kCudaCommonSource + kCudaLayerSyncSource + kCudaLayerXSource + kCudaLayerDotSource +
+           kCudaLayerSource;
 }
 
 // log2 of the RoPE base as MLX's CUDA RoPE passes it (std::log2 of a

@@ -78,8 +78,10 @@ LAYER_VARIANTS = {
 
 def layer_source(nl):
     params = "".join(f" , const void *a{i}" for i in range(2 * nl))
-    return (f"#define LAYER_ARRAYS{params}\n" + cuda_source("cuda_common_source.h", "kCudaCommonSource") +
-            cuda_source("cuda_layer_source.h", "kCudaLayerSource"))
+    parts = [("cuda_common_source.h", "kCudaCommonSource"), ("cuda_layer_sync_source.h", "kCudaLayerSyncSource"),
+             ("cuda_layer_x_source.h", "kCudaLayerXSource"), ("cuda_layer_dot_source.h", "kCudaLayerDotSource"),
+             ("cuda_layer_source.h", "kCudaLayerSource")]  # in cuda_layer.cpp's layers_source() order
+    return f"#define LAYER_ARRAYS{params}\n" + "".join(cuda_source(h, n) for h, n in parts)
 
 
 LAYER_CASES = [(v, "sm_90") for v in LAYER_VARIANTS] + [
