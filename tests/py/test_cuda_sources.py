@@ -3,7 +3,7 @@
 The kernels (src/mlx/cuda_*_source.h) are compiled with NVRTC when a model
 first runs on an NVIDIA GPU, so a mistake in them would otherwise show only
 there. Here NVRTC from the pinned nvidia-cuda-nvrtc wheel compiles the same
-source, with the defines cuda_layer.cpp and cuda_qmv.cpp pass, for the
+source, with the defines cuda_layer_variant.cpp and cuda_qmv.cpp pass, for the
 variants the benchmark shapes pick and for the edges of each define: SASS
 for sm_90 (H100/H200) and sm_80, and the compute_75 PTX every GPU falls back
 to; likewise `gomlx bench`'s memory read probe (cuda_read_probe.cpp). Whether the kernels compute the right thing is test_cuda_layer's and
@@ -55,7 +55,7 @@ def compile_cuda(lib, source, arch, defines):
     return rc, log.value.decode(errors="replace")
 
 
-# The layer kernel's defines as variant_defines() (cuda_layer.cpp) writes
+# The layer kernel's defines as variant_defines() (cuda_layer_variant.cpp) writes
 # them; the first four are what the benchmark shapes pick on an H100.
 LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
                   KC=32, KK=3, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCA=0, TSA=1, TCR_C=0, TCR_E=0, GEMMA=0,

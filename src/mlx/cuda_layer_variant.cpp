@@ -1,0 +1,246 @@
+// cuda_layer_variant.cpp - which variant of the layer kernel a shape
+// compiles to (cuda_layer_variant.h).
+#include "mlx/cuda_layer_variant.h"
+
+#include <algorithm>
+
+#include "mlx/cuda_jit.h"
+
+namespace gomlx::cuda_layer {
+namespace {
+
+using gomlx::cuda_jit::env_int;
+using gomlx::cuda_jit::sm_count;
+
+// Tuning knobs (A/B runs, docs/GPU.md): chunks a lane loads ahead (more
+// than 1 measured slower on an H100, as did an L2 prefetch of the next
+// phases' weights), rows per item in phases A (0: by shape, rows_a()) and
+// D, fewest keys per attention chunk, keys a warp of it loads at once (0:
+// by shape, keys_ahead()); the phase timestamps of
+// tools/c/bench_cuda_layer.c; query heads a block combines at once and
+// groups of a kv head's query heads in the attention (0: by shape).
+const int kDotUnroll = env_int("GOMLX_CUDA_LAYER_U", 1, 1, 4);
+const int kRowsAKnob = env_int("GOMLX_CUDA_LAYER_RA", 0, 2, 4);
+const int kRowsD = env_int("GOMLX_CUDA_LAYER_RD", 4, 2, 4) == 2 ? 2 : 4;
+const int kMinChunkKeys = env_int("GOMLX_CUDA_LAYER_KC", 32, 1, 4096);
+const int kKeysAheadKnob = env_int("GOMLX_CUDA_LAYER_KK", 0, 1, 8);
+const int kTiming = env_int("GOMLX_CUDA_LAYER_TIMING", 0, 0, 2);
+// Phase A's idle warps prefetch the attention's keys and values into L2
+// (-1: by shape, use_kvp(); 0/1 forces it off or on).
+const int kKvPrefetch = env_int("GOMLX_CUDA_LAYER_KVP", -1, 0, 1);
+const int kHeadsPerRoundKnob = env_int("GOMLX_CUDA_LAYER_RH", 0, 1, 8);
+const int kHeadGroupsKnob = env_int("GOMLX_CUDA_LAYER_HS", 0, 1, 8);
+// Tensor cores for phase D's products (sm_80+; 0: the FMA loop) and the
+// warps that share one of its items (0: by shape, tc_team()).
+const int kTensorCores = env_int("GOMLX_CUDA_LAYER_TC", 1, 0, 1);
+const int kTcTeamKnob = env_int("GOMLX_CUDA_LAYER_TS", 0, 1, 4);
+const int kTcResidualKnob = env_int("GOMLX_CUDA_LAYER_TCR", -1, 0, 2);
+const int kTcResidualTeamKnob = env_int("GOMLX_CUDA_LAYER_TSR", 0, 1, 16);
+// Phase A (q|k|v) on tensor cores (-1: by shape, use_tca(); 0/1 forces it
+// off or on) and the warps that share one of its tiles (0: by shape,
+// tca_team()).
+const int kTcAKnob = env_int("GOMLX_CUDA_LAYER_TCA", -1, 0, 1);
+const int kTcATeamKnob = env_int("GOMLX_CUDA_LAYER_TSA", 0, 1, 8);
+// How the FMA loop's items are dealt (-1: by shape, deal_spread(); 0: a
+// block's warps consecutive items; 1: consecutive items to consecutive
+// blocks).
+const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
+// Whether a team's warps on tensor cores take every n-th window of K
+// (TCI), so that a round's loads are adjacent in each row, instead of a
+// contiguous share each: decode on an H100 Llama-3.2-3B 669-670 -> 675-676
+// tok/s, Qwen2.5-3B 607-613 -> 624, Mistral-7B 390 -> 396-397, Gemma-2-2B
+// level (docs/bench/h100-2026-11-27-s18-interleaved.txt).
+const int kTcInterleave = env_int("GOMLX_CUDA_LAYER_TCI", 1, 0, 1);
+
+// Warps that share one of phase D's tensor-core items (8 gate rows and
+// their up rows), each taking a share of K: 2 where there are at most
+// half as many items as warps.
+int tc_team(const Dims &d) {
+    if (kTcTeamKnob) return kTcTeamKnob == 3 ? 2 : kTcTeamKnob;
+    return d.ff / 8 <= sm_count() * kWarps / 2 ? 2 : 1;
+}
+
+// Whether phase D runs on tensor cores (items of 8 gate rows: ff a multiple
+// of 8): Qwen2.5-3B +4%, Mistral-7B +6% decode on an H100 (ninth session).
+// Llama-3.2-3B's 1024 items, shared by teams of 2 warps, measured -1.4%
+// then; with the eleventh session's barrier and norms they are +1-2%
+// (590-594 against 579-588 tok/s alternating, phase D 15.9 against 16.2
+// us; teams of 1 or 4 slower: docs/bench/h100-2026-11-27-s12-tc.txt).
+// Where x for tensor cores would not fit 48 KB of shared memory (widths
+// over ~21000), the FMA loop.
+int tc_shared_bytes(const Dims &d) {
+    const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
+    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums, zeros, team sums
+    return ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
+}
+int use_tc(const Dims &d) {
+    return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
+}
+
+// Whether phase A (q|k|v, RoPE) runs on tensor cores: tiles of 8 rotation
+// pairs or 16 v rows (head dim a multiple of 16). By shape where the FMA
+// loop's lanes would take three or more rounds of loads a row (hidden over
+// 2048): on an H100, decode Mistral-7B 379 -> 392 tok/s, Gemma-2-2B 604 ->
+// 621, Llama-3.2-3B 639 -> 643; Qwen2.5-3B's two rounds were faster than
+// its tiles (594 against 576, docs/bench/h100-2026-11-27-s14-tca.txt).
+int use_tca(const Dims &d) {
+    if (!kTensorCores || kTcAKnob == 0 || d.head_dim % 16 || tc_shared_bytes(d) > kMaxSharedBytes) return 0;
+    return kTcAKnob == 1 || (d.hidden + 1023) / 1024 >= 3 ? 1 : 0;
+}
+
+// The largest power of two at most n (n >= 1): a team size from a knob.
+int pow2_floor(int n) {
+    int p = 1;
+    while (p * 2 <= n) p *= 2;
+    return p;
+}
+
+// The most warps (a power of two, at most `most`) that can share each of
+// `tiles` tiles while every tile still gets a team in one round of the
+// grid, so that a warp's share of the weights is as small as it can be.
+int one_round_team(int tiles, int most) {
+    int team = 1;
+    while (team < most && tiles <= sm_count() * kWarps / (2 * team)) team *= 2;
+    return team;
+}
+
+// Warps that share one of phase A's tiles, each a share of K (1, 2, 4, 8).
+int tca_team(const Dims &d) {
+    if (kTcATeamKnob) return pow2_floor(kTcATeamKnob);
+    return one_round_team((d.n_heads + 2 * d.n_kv) * d.head_dim / 16, 8);
+}
+
+// Warps that share a 16-row tile of phase C (o-proj, K = q width) or E
+// (down, K = ff), added to the residual, on tensor cores; 0: the FMA loop.
+// A tile's team is the most warps (up to 16) that still give every tile a
+// team in one round of the grid. By shape, phase C takes it only where
+// that is a block a tile and each warp a full window of 8 groups; phase E
+// where each warp's share of K is 8 to 16 groups: Qwen2.5-3B's down in
+// teams of 16 (13.8 -> 10.9 us on an H100), Llama-3.2-3B's in teams of 8
+// (10.5 -> 9.5 us, decode 632-641 -> 651.5 tok/s); Mistral-7B's 28 groups a
+// warp were slower (390-392 -> 388 tok/s), as were o-projs in teams of 8
+// (Llama-3.2-3B 5.5 -> 6.3 us; Gemma-2-2B with both phases 618 -> 581;
+// docs/bench/h100-2026-11-27-s14-tcr-teams.txt, …-s15-probe-tcr-e.txt).
+// GOMLX_CUDA_LAYER_TCR=1/0 forces both on or off, 2 phase E alone on;
+// forced on, GOMLX_CUDA_LAYER_TSR sets the team.
+int use_tcr(const Dims &d, int K, bool phase_e) {
+    if (!kTensorCores || kTcResidualKnob == 0 || d.hidden % 16) return 0;
+    const int team = one_round_team(d.hidden / 16, kWarps);
+    if (kTcResidualKnob == 1 || (kTcResidualKnob == 2 && phase_e))
+        return kTcResidualTeamKnob ? pow2_floor(kTcResidualTeamKnob) : team;
+    if (phase_e) {
+        const int groups = K / (team * d.gs);
+        return groups >= 8 && groups <= 16 ? team : 0;
+    }
+    return team == kWarps && K / d.gs >= 8 * kWarps ? kWarps : 0;
+}
+int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
+int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
+
+// Whether phase A's warps left without an item prefetch the attention's
+// keys and values into L2. The attention's keys then came 0.3-0.4 us
+// sooner on an H100 (600 keys, every shape), but the extra HBM reads slowed
+// a phase A that streams much (Llama-3.2-3B's 8.8 MB 9.0 -> 9.6 us,
+// Mistral-7B's 14 MB 10.4 -> 11.6; decode -2% and -1%, whichever warps or
+// how many asked), not one with room (Qwen2.5-3B's 3 MB, decode 588-591 ->
+// 594-595 tok/s; Gemma-2-2B's 5.3 MB, 619-622 -> 626-628);
+// docs/bench/h100-2026-11-27-s15-kv-prefetch.txt. So by shape where phase
+// A's weights are at most 6 MB.
+int use_kvp(const Dims &d) {
+    if (kKvPrefetch >= 0) return kKvPrefetch;
+    const double qkv_bytes = (double)(d.n_heads + 2 * d.n_kv) * d.head_dim * d.hidden * (0.5 + 4.0 / d.gs);
+    return qkv_bytes <= 6e6;
+}
+
+// Keys a warp of the attention loads before using any: 3 where a lane
+// holds at most 4 elements of a head (head dim <= 128), else 2. With 600
+// keys on an H100, 3 took a round of loads from the warps of a 38-key
+// chunk (Llama-3.2-3B's keys done 3.8 -> 3.5 us); decode, alternating:
+// Llama-3.2-3B 682-683 -> 684-686.5 tok/s, Mistral-7B 399 -> 400-400.5,
+// Qwen2.5-3B level (634-635 against 633-636), Gemma-2-2B's head dim 256
+// slower (655-656 -> 648-650); docs/bench/h100-2026-11-28-s19-attention.txt.
+int keys_ahead(const Dims &d) {
+    if (kKeysAheadKnob) return kKeysAheadKnob;
+    return d.head_dim <= 128 ? 3 : 2;
+}
+
+// Rows a warp's item takes in phase A (q|k|v): 4, unless 4-row items would
+// leave more than half the grid's warps idle while 2-row items still fit
+// in one round (Qwen2.5-3B's 2560 rows on an H100: 376 against 337 tok/s;
+// Llama-3.2-3B's 5120 and Mistral-7B's 6144 are faster with 4).
+int rows_a(const Dims &d) {
+    if (kRowsAKnob) return kRowsAKnob == 2 ? 2 : 4;
+    const int rows = (d.n_heads + 2 * d.n_kv) * d.head_dim, warps = sm_count() * kWarps;
+    return rows / 2 <= warps && rows / 4 < warps / 2 ? 2 : 4;
+}
+
+// Whether a phase of `items` FMA-loop items deals them to the blocks in
+// turn rather than a block's warps taking consecutive ones: where they are
+// at most 60% of the grid's warps, so that dealt a block at a time they
+// would leave 40% of the SMs idle. On an H100 (alternating, decode tok/s):
+// Gemma-2-2B, whose o-proj and down projection have 1152 items for 2112
+// warps, 618-628 -> 642-649; Qwen2.5-3B with its 1024-item o-proj and
+// 1280-item q|k|v spread, level (613.7-614.1 -> 611.5-613.5; by this rule
+// only the o-proj is, not measured alone); spreading Llama-3.2-3B's 1536
+// items cost 1% (672 -> 665) and Mistral-7B's 2048 5% (391 -> 373)
+// (docs/bench/h100-2026-11-27-s17-deal.txt).
+int deal_spread(int items) {
+    if (kDealKnob >= 0) return kDealKnob;
+    return items * 10 <= sm_count() * kWarps * 6 ? 1 : 0;
+}
+
+// Groups a kv head's query heads are split into in the attention, a block
+// taking one group's chunk of keys: the most that divide them while every
+// group still gets a chunk of keys from each of 16 blocks (Qwen2.5-3B's 2
+// kv heads with 8 query heads each: 4 groups of 2; kv heads >= 8: 1), at
+// most kMaxKv groups in all (their arrival counters).
+int head_groups(const Dims &d) {
+    const int rep = d.n_heads / d.n_kv;
+    if (kHeadGroupsKnob)
+        return rep % kHeadGroupsKnob == 0 && d.n_kv * kHeadGroupsKnob <= kMaxKv ? kHeadGroupsKnob : 1;
+    int best = 1;
+    for (int g = 2; g <= rep; g++)
+        if (rep % g == 0 && d.n_kv * g * 16 <= sm_count() && d.n_kv * g <= kMaxKv) best = g;
+    return best;
+}
+
+// Query heads of a block's group whose attention sums it combines across
+// its warps at once (one __syncthreads pair a round): as many as 48 KB of
+// shared memory hold, at most all of them.
+int heads_per_round(const Dims &d) {
+    const int rep = d.n_heads / d.n_kv / head_groups(d);
+    const int fit = kMaxSharedBytes / (4 * kWarps * (d.head_dim + 2));
+    const int want = kHeadsPerRoundKnob ? kHeadsPerRoundKnob : rep;
+    return std::max(1, std::min({want, rep, fit}));
+}
+
+} // namespace
+
+// x staged as 16-bit values, or per warp some heads' attention sums.
+int shared_bytes(const Dims &d) {
+    const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
+    const int tc = use_tc(d) || use_tca(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
+    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
+}
+
+std::vector<std::string> variant_defines(const Dims &d, int n) {
+    return {"NL=" + std::to_string(n),
+            "XT=" + std::to_string(d.half), "GS=" + std::to_string(d.gs), "HD=" + std::to_string(d.head_dim),
+            "REP=" + std::to_string(d.n_heads / d.n_kv), "HAS_BIAS=" + std::to_string(d.bias),
+            "ROPE_TRAD=" + std::to_string(d.trad), "LT=" + std::to_string(kThreads),
+            "DOT_U=" + std::to_string(kDotUnroll), "ROWS_A=" + std::to_string(rows_a(d)),
+            "ROWS_D=" + std::to_string(kRowsD), "KC=" + std::to_string(kMinChunkKeys),
+            "KK=" + std::to_string(keys_ahead(d)),
+            "HS=" + std::to_string(head_groups(d)), "RH=" + std::to_string(heads_per_round(d)),
+            "TIMING=" + std::to_string(kTiming), "TC=" + std::to_string(use_tc(d)),
+            "TS=" + std::to_string(tc_team(d)), "TCA=" + std::to_string(use_tca(d)),
+            "TSA=" + std::to_string(tca_team(d)), "TCR_C=" + std::to_string(use_tcr_c(d)),
+            "TCR_E=" + std::to_string(use_tcr_e(d)), "GEMMA=" + std::to_string(d.gemma),
+            "KVP=" + std::to_string(use_kvp(d)),
+            "DEAL_A=" + std::to_string(use_tca(d) ? 0 : deal_spread((d.n_heads + 2 * d.n_kv) * d.head_dim / rows_a(d))),
+            "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
+            "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
+            "TCI=" + std::to_string(kTcInterleave)};
+}
+
+} // namespace gomlx::cuda_layer
