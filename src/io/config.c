@@ -3,6 +3,7 @@
 #include "io/config.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,9 +12,26 @@
 
 static const char *supported_types[] = {"llama", "mistral", "qwen2", "gemma2"};
 
-static int get_int(const cJSON *o, const char *key, int def) {
+/* v as an int when it is a whole number within int's range (a C cast of
+ * anything else, 1e30 or 2^63, is undefined). */
+static int whole_int(const cJSON *v, int *out) {
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d == floor(d)) || d < INT_MIN || d > INT_MAX) return 0;
+    *out = (int)d;
+    return 1;
+}
+
+/* o[key] as an int: def when absent or null, an error when it is there
+ * but not a whole number an int holds. */
+static int get_int(const cJSON *o, const char *key, int def, int *out, const char *origin) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    return cJSON_IsNumber(v) ? (int)v->valuedouble : def;
+    if (!v || cJSON_IsNull(v)) {
+        *out = def;
+        return 0;
+    }
+    if (!whole_int(v, out)) return gm_fail(GOMLX_ERR_FORMAT, "%s: \"%s\" must be a whole number", origin, key);
+    return 0;
 }
 
 static double get_num(const cJSON *o, const char *key, double def) {
@@ -31,7 +49,7 @@ static int require_int(const cJSON *o, const char *key, int *out, const char *or
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v))
         return gm_fail(GOMLX_ERR_FORMAT, "%s: missing or non-numeric \"%s\"", origin, key);
-    *out = (int)v->valuedouble;
+    if (!whole_int(v, out)) return gm_fail(GOMLX_ERR_FORMAT, "%s: \"%s\" must be a whole number", origin, key);
     return 0;
 }
 
@@ -42,12 +60,15 @@ void gm_config_add_eos(gm_config *c, int32_t id) {
     if (c->n_eos < GM_MAX_EOS) c->eos_ids[c->n_eos++] = id;
 }
 
+/* Ids that are not whole numbers an int holds are left out, as negative
+ * ones are. */
 static void add_eos_json(gm_config *c, const cJSON *v) {
-    if (cJSON_IsNumber(v)) {
-        gm_config_add_eos(c, (int32_t)v->valuedouble);
+    int id;
+    if (whole_int(v, &id)) {
+        gm_config_add_eos(c, id);
     } else if (cJSON_IsArray(v)) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, v) if (cJSON_IsNumber(e)) gm_config_add_eos(c, (int32_t)e->valuedouble);
+        cJSON_ArrayForEach(e, v) if (whole_int(e, &id)) gm_config_add_eos(c, id);
     }
 }
 
@@ -65,6 +86,8 @@ static int parse_rope_scaling(gm_config *c, const cJSON *rs, const char *origin)
     if (!cJSON_IsString(t)) t = cJSON_GetObjectItemCaseSensitive(rs, "type");
     const char *type = cJSON_IsString(t) ? t->valuestring : "default";
     c->rope_factor = (float)get_num(rs, "factor", 1.0);
+    if (!(c->rope_factor > 0) || !isfinite(c->rope_factor))
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: rope_scaling factor must be a positive number", origin);
     if (!strcmp(type, "default")) {
         c->rope_scaling = GM_ROPE_DEFAULT;
     } else if (!strcmp(type, "linear")) {
@@ -73,7 +96,10 @@ static int parse_rope_scaling(gm_config *c, const cJSON *rs, const char *origin)
         c->rope_scaling = GM_ROPE_LLAMA3;
         c->rope_low_freq_factor = (float)get_num(rs, "low_freq_factor", 1.0);
         c->rope_high_freq_factor = (float)get_num(rs, "high_freq_factor", 4.0);
-        c->rope_original_max_position = get_int(rs, "original_max_position_embeddings", 8192);
+        int rc = get_int(rs, "original_max_position_embeddings", 8192, &c->rope_original_max_position, origin);
+        if (rc) return rc;
+        if (!(c->rope_low_freq_factor > 0) || !isfinite(c->rope_high_freq_factor) || c->rope_original_max_position <= 0)
+            return gm_fail(GOMLX_ERR_FORMAT, "%s: llama3 rope_scaling needs positive low_freq_factor, high_freq_factor and original_max_position_embeddings", origin);
         if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
             return gm_fail(GOMLX_ERR_FORMAT, "%s: llama3 rope_scaling needs high_freq_factor > low_freq_factor", origin);
     } else {
@@ -100,8 +126,9 @@ static int get_cap(const cJSON *o, const char *key, double def, float *out, cons
  * accepted when it follows such a pattern. */
 static int parse_gemma2(gm_config *c, const cJSON *root, const char *origin) {
     int rc;
-    c->head_dim = get_int(root, "head_dim", 256);
-    c->max_position_embeddings = get_int(root, "max_position_embeddings", 8192);
+    if ((rc = get_int(root, "head_dim", 256, &c->head_dim, origin)) ||
+        (rc = get_int(root, "max_position_embeddings", 8192, &c->max_position_embeddings, origin)))
+        return rc;
     const cJSON *qs = cJSON_GetObjectItemCaseSensitive(root, "query_pre_attn_scalar");
     c->query_pre_attn_scalar = qs ? (cJSON_IsNumber(qs) ? (float)qs->valuedouble : -1.0f) : 256.0f;
     if (!(c->query_pre_attn_scalar > 0) || !isfinite(c->query_pre_attn_scalar))
@@ -178,9 +205,11 @@ int gm_config_parse(const char *json_text, const char *origin, gm_config *out) {
         (rc = require_int(root, "num_attention_heads", &out->num_heads, origin)) ||
         (rc = require_int(root, "vocab_size", &out->vocab_size, origin)))
         goto done;
-    out->num_kv_heads = get_int(root, "num_key_value_heads", out->num_heads);
-    out->head_dim = get_int(root, "head_dim", out->num_heads > 0 ? out->hidden_size / out->num_heads : 0);
-    out->max_position_embeddings = get_int(root, "max_position_embeddings", 4096);
+    if ((rc = get_int(root, "num_key_value_heads", out->num_heads, &out->num_kv_heads, origin)) ||
+        (rc = get_int(root, "head_dim", out->num_heads > 0 ? out->hidden_size / out->num_heads : 0, &out->head_dim,
+                      origin)) ||
+        (rc = get_int(root, "max_position_embeddings", 4096, &out->max_position_embeddings, origin)))
+        goto done;
     out->rms_norm_eps = (float)get_num(root, "rms_norm_eps", is_gemma ? 1e-6 : 1e-5);
     out->rope_theta = (float)get_num(root, "rope_theta", is_qwen ? 1e6 : 10000.0);
     out->rope_traditional = get_bool(root, "rope_traditional", 0);
@@ -188,7 +217,10 @@ int gm_config_parse(const char *json_text, const char *origin, gm_config *out) {
     out->attention_bias = get_bool(root, "attention_bias", is_qwen);
     out->mlp_bias = get_bool(root, "mlp_bias", 0);
     const cJSON *sw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
-    out->sliding_window = cJSON_IsNumber(sw) ? (int)sw->valuedouble : 0;
+    if (cJSON_IsNumber(sw) && (!whole_int(sw, &out->sliding_window) || out->sliding_window < 0)) {
+        rc = gm_fail(GOMLX_ERR_FORMAT, "%s: sliding_window must be a whole number >= 0 or null", origin);
+        goto done;
+    }
     if (is_qwen && !get_bool(root, "use_sliding_window", 0)) out->sliding_window = 0;
     if (is_gemma && (rc = parse_gemma2(out, root, origin))) goto done;
     if ((rc = parse_rope_scaling(out, cJSON_GetObjectItemCaseSensitive(root, "rope_scaling"), origin))) goto done;
@@ -196,13 +228,15 @@ int gm_config_parse(const char *json_text, const char *origin, gm_config *out) {
     if (!cJSON_IsString(td)) td = cJSON_GetObjectItemCaseSensitive(root, "dtype");
     out->dtype = parse_dtype(cJSON_IsString(td) ? td->valuestring : NULL);
     add_eos_json(out, cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"));
-    out->bos_id = get_int(root, "bos_token_id", -1);
+    if (!whole_int(cJSON_GetObjectItemCaseSensitive(root, "bos_token_id"), &out->bos_id) || out->bos_id < 0)
+        out->bos_id = -1; /* absent, null or not an id: none */
 
     cJSON *q = cJSON_GetObjectItemCaseSensitive(root, "quantization");
     if (!q) q = cJSON_GetObjectItemCaseSensitive(root, "quantization_config");
     if (cJSON_IsObject(q)) {
-        out->quant_bits = get_int(q, "bits", 0);
-        out->quant_group_size = get_int(q, "group_size", 64);
+        if ((rc = get_int(q, "bits", 0, &out->quant_bits, origin)) ||
+            (rc = get_int(q, "group_size", 64, &out->quant_group_size, origin)))
+            goto done;
         const cJSON *mode = cJSON_GetObjectItemCaseSensitive(q, "mode");
         if (cJSON_IsString(mode) && strcmp(mode->valuestring, "affine") != 0) {
             rc = gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: quantization mode \"%s\" is not supported (affine is)", origin, mode->valuestring);
@@ -237,6 +271,10 @@ int gm_config_validate(const gm_config *c, const char *origin) {
         return gm_fail(GOMLX_ERR_UNSUPPORTED, "%s: %d-bit quantization is not supported", origin, c->quant_bits);
     if (!(c->rope_theta > 0) || !isfinite(c->rope_theta))
         return gm_fail(GOMLX_ERR_FORMAT, "%s: rope_theta must be positive", origin);
+    if (!(c->rms_norm_eps >= 0) || !isfinite(c->rms_norm_eps))
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: rms_norm_eps must be a number >= 0", origin);
+    if (c->max_position_embeddings <= 0)
+        return gm_fail(GOMLX_ERR_FORMAT, "%s: max_position_embeddings must be positive", origin);
     return 0;
 }
 
@@ -247,8 +285,8 @@ int gm_config_quant_for(const gm_config *c, const char *module, int *bits, int *
         const cJSON *o = cJSON_GetObjectItemCaseSensitive(c->quant, module);
         if (cJSON_IsFalse(o)) return 0;
         if (cJSON_IsObject(o)) {
-            *bits = get_int(o, "bits", *bits);
-            *group_size = get_int(o, "group_size", *group_size);
+            whole_int(cJSON_GetObjectItemCaseSensitive(o, "bits"), bits);
+            whole_int(cJSON_GetObjectItemCaseSensitive(o, "group_size"), group_size);
         }
     }
     return *bits > 0;

@@ -427,7 +427,7 @@ static void free_meta(gguf_meta *g) {
     if (g->file) fclose(g->file);
 }
 
-static int to_id(double d) { return d >= 0 ? (int)d : -1; }
+static int to_id(double d) { return d >= 0 && d <= INT_MAX ? (int)d : -1; }
 
 static int fill_config(gm_model *m, const gguf_meta *g, const char *path) {
     gm_config *c = &m->cfg;
@@ -437,6 +437,12 @@ static int fill_config(gm_model *m, const gguf_meta *g, const char *path) {
     snprintf(c->model_type, sizeof c->model_type, "%s", g->arch);
     if (g->embedding_length <= 0 || g->block_count <= 0 || g->head_count <= 0 || g->feed_forward_length <= 0)
         return gm_fail(GOMLX_ERR_FORMAT, "%s: GGUF metadata lacks %s.embedding_length/block_count/attention.head_count/feed_forward_length", path, g->arch);
+    /* Sizes an int holds (a C cast of a larger double is undefined). */
+    const double sizes[] = {g->embedding_length, g->feed_forward_length, g->block_count, g->head_count,
+                            g->head_count_kv, g->key_length, g->vocab_size, g->context_length};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        if (sizes[i] > INT_MAX)
+            return gm_fail(GOMLX_ERR_FORMAT, "%s: GGUF metadata gives a size of %.0f, past what the engine takes", path, sizes[i]);
     c->hidden_size = (int)g->embedding_length;
     c->intermediate_size = (int)g->feed_forward_length;
     c->num_layers = (int)g->block_count;

@@ -141,6 +141,23 @@ static int load_folder(gm_model *m, const char *dir, gm_weights *w, gm_load_prog
     return gm_weights_load_folder(dir, w, progress, user);
 }
 
+/* The first layer past the config's count that the files still hold
+ * weights for (those the architecture took are gone from w). */
+typedef struct {
+    int num_layers, extra; /* extra: -1 while none is found */
+} extra_layer;
+
+static int find_extra_layer(const char *name, mx_array a, void *u) {
+    (void)a;
+    extra_layer *e = u;
+    int i, n = 0;
+    if (sscanf(name, "model.layers.%d.%n", &i, &n) == 1 && n > 0 && i >= e->num_layers) {
+        e->extra = i;
+        return 1;
+    }
+    return 0;
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
@@ -185,6 +202,14 @@ int gm_model_load(const char *path, gm_load_progress progress, void *user, gm_mo
     if (!m->rope_freqs) m->rope_freqs = mx_keep(gm_rope_freqs(&m->cfg));
     if ((rc = m->arch->load(m, w))) {
         gm_fail_context(rc, "%s", path);
+        goto fail;
+    }
+    /* A config with fewer layers than the files would run a model cut
+     * short (mlx-lm refuses the weights it has no place for). */
+    extra_layer extra = {m->cfg.num_layers, -1};
+    if (gm_weights_each(w, find_extra_layer, &extra)) {
+        rc = gm_fail(GOMLX_ERR_FORMAT, "%s: the weights have layer %d but the config says %d layers (num_hidden_layers)",
+                     path, extra.extra, m->cfg.num_layers);
         goto fail;
     }
     m->embed_dtype = m->cfg.dtype;

@@ -121,6 +121,51 @@ static void test_wrong_head_counts(void) {
     CHECK_EQ_INT(try_load(d), GOMLX_ERR_FORMAT);
 }
 
+/* Config values that parse as JSON numbers but are no size, eps or
+ * factor the model can have: each refused by name (1e30 as an int was
+ * undefined behaviour and read as -2147483648). */
+static void test_out_of_range_config_values(void) {
+    static const struct {
+        const char *extra, *named;
+    } cases[] = {
+        {"\"num_key_value_heads\": 1e30", "num_key_value_heads"},
+        {"\"num_key_value_heads\": 2.5", "num_key_value_heads"},
+        {"\"num_key_value_heads\": 2, \"head_dim\": 9223372036854775808", "head_dim"},
+        {"\"num_key_value_heads\": 2, \"rms_norm_eps\": -1", "rms_norm_eps"},
+        {"\"num_key_value_heads\": 2, \"max_position_embeddings\": 0", "max_position_embeddings"},
+        {"\"num_key_value_heads\": 2, \"rope_scaling\": {\"rope_type\": \"linear\", \"factor\": -2}", "factor"},
+        {"\"num_key_value_heads\": 2, \"sliding_window\": -5", "sliding_window"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char d[300], cfg[600];
+        snprintf(d, sizeof d, "%s/range%zu", tmpdir, i);
+        snprintf(cfg, sizeof cfg,
+                 "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128, "
+                 "\"num_hidden_layers\": 2, \"num_attention_heads\": 4, \"vocab_size\": 100, %s}",
+                 cases[i].extra);
+        make_model_dir(d, cfg);
+        CHECK_EQ_INT(try_load(d), GOMLX_ERR_FORMAT);
+        CHECK_MSG(strstr(gomlx_last_error(), cases[i].named) != NULL, "case %zu: \"%s\" does not name %s", i,
+                  gomlx_last_error(), cases[i].named);
+    }
+}
+
+/* A config that says fewer layers than the weights hold: refused, not run
+ * cut short. */
+static void test_fewer_layers_than_weights(void) {
+    char d[300];
+    snprintf(d, sizeof d, "%s/fewer_layers", tmpdir);
+    char *cfg = fixture_config();
+    char *at = strstr(cfg, "\"num_hidden_layers\": 3");
+    CHECK_MSG(at != NULL, "the fixture's config no longer has 3 layers");
+    if (at) at[strlen("\"num_hidden_layers\": ")] = '2';
+    make_model_dir(d, cfg);
+    free(cfg);
+    write_weights(d, NULL, NULL);
+    CHECK_EQ_INT(try_load(d), GOMLX_ERR_FORMAT);
+    CHECK(strstr(gomlx_last_error(), "layer 2") != NULL);
+}
+
 static void test_missing_tensor(void) {
     char d[300];
     snprintf(d, sizeof d, "%s/missing_tensor", tmpdir);
@@ -230,6 +275,8 @@ int main(void) {
     RUN(test_missing_config_key);
     RUN(test_unknown_model_type);
     RUN(test_wrong_head_counts);
+    RUN(test_out_of_range_config_values);
+    RUN(test_fewer_layers_than_weights);
     RUN(test_missing_tensor);
     RUN(test_wrong_shape);
     RUN(test_truncated_safetensors);
