@@ -118,6 +118,9 @@ static int build(gm_tokenizer *t, const gm_gguf_tokenizer_spec *spec) {
                        spec->model);
     if (sp && !spec->scores && !spec->merges)
         return gm_fail(GOMLX_ERR_FORMAT, "GGUF llama tokenizer without scores or merges");
+    if (spec->n_tokens > (size_t)GM_VOCAB_MAX_ID + 1)
+        return gm_fail(GOMLX_ERR_FORMAT, "GGUF tokenizer with %zu tokens (at most %d)", spec->n_tokens,
+                       GM_VOCAB_MAX_ID + 1);
     int gemma = sp && is_gemma(spec->arch);
     char **spelled = spell_tokens(spec, byte_level, gemma);
     if (!spelled) return oom();

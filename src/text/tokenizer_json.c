@@ -1,6 +1,7 @@
 /* tokenizer_json.c - gm_tokenizer_load: tokenizer.json (model, added
  * tokens, normalizer, pre-tokenizer, post-processor, decoder) plus what
  * tokenizer_config.json says (bos/eos, add_bos/add_eos, chat template). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,16 @@ static const cJSON *get(const cJSON *o, const char *k) { return cJSON_GetObjectI
 static int flag(const cJSON *o, const char *k, int dflt) {
     const cJSON *v = get(o, k);
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
+}
+
+/* v as a token id: a whole number in 0 .. GM_VOCAB_MAX_ID (a C cast of
+ * anything else is undefined, and a huge id would size the tables). */
+static int json_id(const cJSON *v, int32_t *out) {
+    if (!cJSON_IsNumber(v)) return 0;
+    double d = v->valuedouble;
+    if (!(d >= 0 && d <= GM_VOCAB_MAX_ID && d == floor(d))) return 0;
+    *out = (int32_t)d;
+    return 1;
 }
 
 static int load_model(gm_tokenizer *t, const cJSON *model) {
@@ -43,9 +54,11 @@ static int load_model(gm_tokenizer *t, const cJSON *model) {
         return gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble > 2147483647.0)
-            return gm_fail(GOMLX_ERR_FORMAT, "tokenizer.json: bad id for token '%s'", it->string);
-        if (gm_vocab_put(&b->vocab, it->string, strlen(it->string), (int32_t)it->valuedouble))
+        int32_t id;
+        if (!json_id(it, &id))
+            return gm_fail(GOMLX_ERR_FORMAT, "tokenizer.json: token '%s' has no id in 0 .. %d", it->string,
+                           GM_VOCAB_MAX_ID);
+        if (gm_vocab_put(&b->vocab, it->string, strlen(it->string), id))
             return gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
     }
     const cJSON *unk = get(model, "unk_token");
@@ -85,8 +98,9 @@ static int load_added(gm_tokenizer *t, const cJSON *list) {
     const cJSON *it;
     int32_t vocab_size = (int32_t)t->bpe.vocab.count, max_added = -1;
     cJSON_ArrayForEach(it, list) {
-        const cJSON *id = get(it, "id"), *content = get(it, "content");
-        if (!cJSON_IsNumber(id) || !cJSON_IsString(content) || id->valuedouble < 0)
+        const cJSON *content = get(it, "content");
+        int32_t file_id;
+        if (!json_id(get(it, "id"), &file_id) || !cJSON_IsString(content))
             return gm_fail(GOMLX_ERR_FORMAT, "tokenizer.json: bad added token");
         const char *c = content->valuestring;
         if (!*c) continue;
@@ -144,19 +158,22 @@ static int load_post(gm_tokenizer *t, const cJSON *p, int *templated) {
                 if (rc) return rc;
                 continue;
             }
-            cJSON_ArrayForEach(id, ids)
-                if (!cJSON_IsNumber(id) || gm_ids_push(dst, (int32_t)id->valuedouble))
+            cJSON_ArrayForEach(id, ids) {
+                int32_t v;
+                if (!json_id(id, &v) || gm_ids_push(dst, v))
                     return gm_fail(GOMLX_ERR_FORMAT, "TemplateProcessing: bad ids for %s", name->valuestring);
+            }
         }
         return 0;
     }
     if (!strcmp(ty, "RobertaProcessing") || !strcmp(ty, "BertProcessing")) {
         *templated = 1;
         const cJSON *cls = get(p, "cls"), *sep = get(p, "sep");
-        if (cJSON_GetArraySize(cls) != 2 || cJSON_GetArraySize(sep) != 2)
+        int32_t cls_id, sep_id;
+        if (cJSON_GetArraySize(cls) != 2 || cJSON_GetArraySize(sep) != 2 ||
+            !json_id(cJSON_GetArrayItem(cls, 1), &cls_id) || !json_id(cJSON_GetArrayItem(sep, 1), &sep_id))
             return gm_fail(GOMLX_ERR_FORMAT, "%s: bad cls/sep", ty);
-        if (gm_ids_push(&t->prefix, (int32_t)cJSON_GetArrayItem(cls, 1)->valuedouble) ||
-            gm_ids_push(&t->suffix, (int32_t)cJSON_GetArrayItem(sep, 1)->valuedouble))
+        if (gm_ids_push(&t->prefix, cls_id) || gm_ids_push(&t->suffix, sep_id))
             return gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
         return 0;
     }

@@ -58,7 +58,7 @@ static int ensure_id(gm_vocab *v, int32_t id) {
         if (id >= v->n_ids) v->n_ids = id + 1;
         return 0;
     }
-    int32_t cap = v->cap_ids ? v->cap_ids : 1024;
+    int64_t cap = v->cap_ids ? v->cap_ids : 1024;
     while (cap <= id) cap *= 2;
     uint32_t *off = realloc(v->off, (size_t)cap * sizeof *off);
     if (!off) return -1;
@@ -70,13 +70,13 @@ static int ensure_id(gm_vocab *v, int32_t id) {
     if (!hash) return -1;
     v->hash = hash;
     for (int32_t i = v->cap_ids; i < cap; i++) v->off[i] = UINT32_MAX, v->len[i] = 0, v->hash[i] = 0;
-    v->cap_ids = cap;
+    v->cap_ids = (int32_t)cap;
     v->n_ids = id + 1;
     return 0;
 }
 
 int gm_vocab_put(gm_vocab *v, const char *s, size_t n, int32_t id) {
-    if (id < 0 || n >= UINT32_MAX) return -1;
+    if (id < 0 || id > GM_VOCAB_MAX_ID || n >= UINT32_MAX) return -1;
     if (ensure_id(v, id)) return -1;
     if (v->pool_len + n + 1 > v->pool_cap) {
         size_t cap = v->pool_cap ? v->pool_cap : 4096;

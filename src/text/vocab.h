@@ -19,11 +19,16 @@ typedef struct gm_vocab {
     size_t count;
 } gm_vocab;
 
+/* The largest id a vocabulary takes: 2^24 - 1, far past any real one
+ * (~260K), so that a corrupt file's id cannot ask for gigabytes of tables. */
+#define GM_VOCAB_MAX_ID 16777215
+
 /* Sizes the tables for about n strings. 0 or -1 (out of memory). */
 int gm_vocab_init(gm_vocab *v, size_t n);
 void gm_vocab_free(gm_vocab *v);
 /* Sets the string of id (a later string for the same text wins the lookup,
- * as a dict built in order would). 0 or -1. */
+ * as a dict built in order would). 0, or -1 (out of memory, or id past
+ * 0 .. GM_VOCAB_MAX_ID). */
 int gm_vocab_put(gm_vocab *v, const char *s, size_t n, int32_t id);
 int32_t gm_vocab_get(const gm_vocab *v, const char *s, size_t n); /* -1 if absent */
 /* The string of id, or NULL. */

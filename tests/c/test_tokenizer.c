@@ -313,6 +313,17 @@ static void test_bad_json(void) {
     expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
                  " \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(\"}, \"behavior\": \"Isolated\"}}",
                  GOMLX_ERR_UNSUPPORTED, "regex");
+    /* Ids past 0 .. GM_VOCAB_MAX_ID or not whole: refused, not cast (a
+     * fuzzed 2147483647 overflowed the id table's growth). */
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 2147483647}, \"merges\": []}}",
+                 GOMLX_ERR_FORMAT, "token 'b' has no id");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0.5}, \"merges\": []}}", GOMLX_ERR_FORMAT,
+                 "token 'a' has no id");
+    expect_error("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []},"
+                 " \"post_processor\": {\"type\": \"TemplateProcessing\","
+                 "  \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}, {\"Sequence\": {\"id\": \"A\"}}],"
+                 "  \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1e30]}}}}",
+                 GOMLX_ERR_FORMAT, "bad ids for <s>");
     gm_tokenizer *t = NULL;
     char missing[600];
     snprintf(missing, sizeof missing, "%s/nowhere", tmpdir);
