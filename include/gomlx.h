@@ -188,7 +188,7 @@ typedef struct gomlx_generate_params {
     float min_p;                /* default 0 = off */
     uint64_t seed;              /* used when has_seed; else a random seed */
     int has_seed;
-    const char *const *stop;    /* stop strings (may be NULL) */
+    const char *const *stop;    /* n_stop stop strings (NULL when n_stop is 0) */
     int n_stop;
     int ignore_eos;             /* benchmarks: keep going past EOS */
     int prefill_chunk;          /* tokens per prefill step; default 512 */

@@ -123,6 +123,8 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     memset(out, 0, sizeof *out);
     if (!n_prompt) return gm_fail(GOMLX_ERR_INVALID_INPUT, "the prompt is empty");
     if (p->max_tokens < 0) return gm_fail(GOMLX_ERR_INVALID_INPUT, "max_tokens must be >= 0");
+    if (p->n_stop < 0 || (p->n_stop > 0 && !p->stop))
+        return gm_fail(GOMLX_ERR_INVALID_INPUT, "n_stop is %d but stop is %s", p->n_stop, p->stop ? "set" : "NULL");
     for (size_t i = 0; i < n_prompt; i++)
         if (prompt[i] < 0 || prompt[i] >= m->cfg.vocab_size)
             return gm_fail(GOMLX_ERR_INVALID_INPUT, "token id %d at position %zu is outside the vocabulary (0..%d)", prompt[i], i, m->cfg.vocab_size - 1);

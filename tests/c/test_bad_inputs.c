@@ -251,6 +251,12 @@ static void test_bad_requests(void) {
     gomlx_generate_params p = gomlx_generate_params_default();
     p.temperature = -1;
     CHECK_EQ_INT(gomlx_generate_ids(s, ids, 3, &p, &r), GOMLX_ERR_INVALID_INPUT);
+    p = gomlx_generate_params_default();
+    p.n_stop = 2; /* and no strings: refused, not read through NULL */
+    CHECK_EQ_INT(gomlx_generate_ids(s, ids, 3, &p, &r), GOMLX_ERR_INVALID_INPUT);
+    CHECK(strstr(gomlx_last_error(), "n_stop") != NULL);
+    p.n_stop = -1;
+    CHECK_EQ_INT(gomlx_generate_ids(s, ids, 3, &p, &r), GOMLX_ERR_INVALID_INPUT);
     gomlx_image img = {"photo.png", NULL, 0};
     gomlx_message msg = {GOMLX_ROLE_USER, "what is this?", &img, 1};
     CHECK_EQ_INT(gomlx_generate(s, &msg, 1, NULL, &r), GOMLX_ERR_UNSUPPORTED);
