@@ -244,9 +244,13 @@ static gm_chat_format chat_format(const gm_model *m) {
 
 static int check_messages(const gomlx_message *msgs, int n) {
     if (!msgs || n <= 0) return gm_fail(GOMLX_ERR_INVALID_INPUT, "no messages given");
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (!msgs[i].content) return gm_fail(GOMLX_ERR_INVALID_INPUT, "message %d has no content (NULL)", i);
+        if (msgs[i].role != GOMLX_ROLE_SYSTEM && msgs[i].role != GOMLX_ROLE_USER && msgs[i].role != GOMLX_ROLE_ASSISTANT)
+            return gm_fail(GOMLX_ERR_INVALID_INPUT, "message %d has no known role (%d)", i, (int)msgs[i].role);
         if (msgs[i].n_images > 0)
             return gm_fail(GOMLX_ERR_UNSUPPORTED, "this model does not support images (message %d has %d)", i, msgs[i].n_images);
+    }
     return 0;
 }
 

@@ -260,6 +260,11 @@ static void test_bad_requests(void) {
     gomlx_image img = {"photo.png", NULL, 0};
     gomlx_message msg = {GOMLX_ROLE_USER, "what is this?", &img, 1};
     CHECK_EQ_INT(gomlx_generate(s, &msg, 1, NULL, &r), GOMLX_ERR_UNSUPPORTED);
+    gomlx_message empty = {GOMLX_ROLE_USER, NULL, NULL, 0}, odd_role = {(gomlx_role)42, "hi", NULL, 0};
+    CHECK_EQ_INT(gomlx_generate(s, &empty, 1, NULL, &r), GOMLX_ERR_INVALID_INPUT);
+    CHECK(strstr(gomlx_last_error(), "no content") != NULL);
+    CHECK_EQ_INT(gomlx_generate(s, &odd_role, 1, NULL, &r), GOMLX_ERR_INVALID_INPUT);
+    CHECK(strstr(gomlx_last_error(), "role") != NULL);
     /* The session still works after all that. */
     p = gomlx_generate_params_default();
     p.temperature = 0;
