@@ -1,5 +1,5 @@
 # gomlx: make setup | build | demo | test | bench | install
-.PHONY: all setup build build-asan demo test test-c test-asan test-py test-go bench install clean fixtures
+.PHONY: all setup build build-asan demo test test-c test-asan test-py test-go bench fuzz install clean fixtures
 
 JOBS ?= 2
 PY := .venv/bin/python
@@ -52,6 +52,11 @@ test: test-c test-py test-go test-asan
 bench: build
 	@$(PY) -c "import mlx_lm" 2>/dev/null || .venv/bin/pip install -q --disable-pip-version-check -r requirements/bench.txt
 	$(PY) tools/bench.py --gomlx $(BUILD)/gomlx $(BENCH_ARGS)
+
+# Mutated model files, configs and tokenizers through the ASan/UBSan build
+# (minutes, random: not part of test; tools/fuzz_inputs.py).
+fuzz: build-asan
+	$(PY) tools/fuzz_inputs.py --binary $(BUILD_ASAN)/gomlx $(FUZZ_ARGS)
 
 install: build
 	cmake --install $(BUILD)
