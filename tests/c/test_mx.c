@@ -775,6 +775,19 @@ static void test_eval_async(void) {
     CHECK_NEAR(v, 4950, 0);
     CHECK(mx_eval(NULL, 0) == 0);
     mx_scope_close(s);
+
+    /* Work left running and let go of (as the step queued past a stop):
+     * once mx_settle returns, MLX has released its buffers. */
+    for (int round = 0; round < 20; round++) {
+        size_t base = mx_active_memory();
+        int sh[] = {512, 512};
+        s = mx_scope_open();
+        mx_array y = mx_exp(mx_matmul(mx_full(sh, 2, 1.0, MX_FLOAT32), mx_full(sh, 2, 0.001, MX_FLOAT32)));
+        CHECK(mx_async_eval(&y, 1) == 0);
+        mx_scope_close(s);
+        CHECK_EQ_INT(mx_settle(), 0);
+        CHECK_EQ_INT(mx_active_memory(), base);
+    }
 }
 
 /* ---- files ---- */
