@@ -96,11 +96,30 @@ def set_path(o, path, value, delete=False):
         o[path[-1]] = value
 
 
+def run_argv(model):
+    """gomlx's arguments for a short generation with model."""
+    return ["run", "--max-tokens", "2", "--temp", "0", str(model), "hi"]
+
+
 class Target:
-    """Makes one mutated input in work/ and says how to run gomlx on it."""
+    """Makes one mutated input, self.file in work/, and says how to run gomlx on it."""
 
     def __init__(self, work):
         self.work = Path(work)
+
+    def keep(self, dst):
+        shutil.copy(self.file, dst.with_suffix(self.file.suffix))
+
+
+class FixtureTarget(Target):
+    """A copy of the tiny Llama fixture with one of its files mutated."""
+
+    def __init__(self, work, name):
+        super().__init__(work)
+        self.dir = self.work / "model"
+        shutil.copytree(FIXTURE, self.dir)
+        self.file = self.dir / name
+        self.orig = (FIXTURE / name).read_bytes()
 
 
 class GgufTarget(Target):
@@ -133,7 +152,7 @@ class GgufTarget(Target):
                 f.seek(p)
                 f.write(new)
                 self.edits.append((p, old))
-        return ["run", "--max-tokens", "2", "--temp", "0", str(self.file), "hi"], None
+        return run_argv(self.file), None
 
     def restore(self):
         with open(self.file, "r+b") as f:
@@ -142,18 +161,12 @@ class GgufTarget(Target):
                 f.write(old)
         self.edits = []
 
-    def keep(self, dst):
-        shutil.copy(self.file, dst.with_suffix(".gguf"))
 
-
-class SafetensorsTarget(Target):
+class SafetensorsTarget(FixtureTarget):
     name = "safetensors"
 
     def __init__(self, work):
-        super().__init__(work)
-        self.dir = self.work / "st"
-        shutil.copytree(FIXTURE, self.dir)
-        self.orig = (FIXTURE / "model.safetensors").read_bytes()
+        super().__init__(work, "model.safetensors")
         self.header = struct.unpack_from("<Q", self.orig, 0)[0]
 
     def mutate(self, rnd):
@@ -170,36 +183,28 @@ class SafetensorsTarget(Target):
                 b[p:p + len(digits)] = digits
         if rnd.random() < 0.1:
             b = b[:rnd.randrange(len(b))]
-        (self.dir / "model.safetensors").write_bytes(b)
-        return ["run", "--max-tokens", "2", "--temp", "0", str(self.dir), "hi"], None
-
-    def keep(self, dst):
-        shutil.copy(self.dir / "model.safetensors", dst.with_suffix(".safetensors"))
+        self.file.write_bytes(b)
+        return run_argv(self.dir), None
 
 
-class ConfigTarget(Target):
+class ConfigTarget(FixtureTarget):
     name = "config"
 
     def __init__(self, work):
-        super().__init__(work)
-        self.dir = self.work / "cfg"
-        shutil.copytree(FIXTURE, self.dir)
-        self.orig = json.loads((FIXTURE / "config.json").read_text())
-        self.paths = [p for p, _ in json_paths(self.orig)]
+        super().__init__(work, "config.json")
+        self.config = json.loads(self.orig)
+        self.paths = [p for p, _ in json_paths(self.config)]
 
     def mutate(self, rnd):
-        c = copy.deepcopy(self.orig)
+        c = copy.deepcopy(self.config)
         for _ in range(rnd.randint(1, 2)):
             p = rnd.choice(self.paths)
             try:
                 set_path(c, p, rnd.choice(VALUES), delete=rnd.random() < 0.15)
             except (KeyError, IndexError, TypeError):
                 pass  # an earlier change replaced what held it
-        (self.dir / "config.json").write_text(json.dumps(c))
-        return ["run", "--max-tokens", "2", "--temp", "0", str(self.dir), "hi"], None
-
-    def keep(self, dst):
-        shutil.copy(self.dir / "config.json", dst.with_suffix(".json"))
+        self.file.write_text(json.dumps(c))
+        return run_argv(self.dir), None
 
 
 class TokenizerTarget(Target):
@@ -254,9 +259,6 @@ class TokenizerTarget(Target):
             text.insert(rnd.randrange(len(text) + 1), rnd.randrange(256))
         return ["tokenize", str(self.file), "--special"], bytes(text)
 
-    def keep(self, dst):
-        shutil.copy(self.file, dst.with_suffix(".json"))
-
 
 TARGETS = {t.name: t for t in (GgufTarget, SafetensorsTarget, ConfigTarget, TokenizerTarget)}
 
@@ -302,8 +304,6 @@ def main():
                     dst.with_suffix(".log").write_text(f"exit {code}\n{' '.join(argv)}\n{err}")
                     print(f"{name} run {run}: exit {code}; input and log kept as {dst}.*", flush=True)
                     print("  " + "\n  ".join(err.strip().splitlines()[-6:]), flush=True)
-            if hasattr(target, "restore"):
-                target.restore()
             print(f"{name}: {args.runs} runs, exits {dict(sorted(codes.items(), key=str))}", flush=True)
     print(f"{findings} finding(s)" + (f", inputs in {args.out}" if findings else ""))
     return 1 if findings else 0

@@ -99,7 +99,7 @@ static int load_added(gm_tokenizer *t, const cJSON *list) {
     int32_t vocab_size = (int32_t)t->bpe.vocab.count, max_added = -1;
     cJSON_ArrayForEach(it, list) {
         const cJSON *content = get(it, "content");
-        int32_t file_id;
+        int32_t file_id; /* checked only: the id used is worked out below */
         if (!json_id(get(it, "id"), &file_id) || !cJSON_IsString(content))
             return gm_fail(GOMLX_ERR_FORMAT, "tokenizer.json: bad added token");
         const char *c = content->valuestring;
