@@ -9,17 +9,13 @@
 #include <string.h>
 
 #include "util/error.h"
+#include "util/whole.h"
 
 static const char *supported_types[] = {"llama", "mistral", "qwen2", "gemma2"};
 
-/* v as an int when it is a whole number within int's range (a C cast of
- * anything else, 1e30 or 2^63, is undefined). */
+/* v as an int when it is a whole number within int's range. */
 static int whole_int(const cJSON *v, int *out) {
-    if (!cJSON_IsNumber(v)) return 0;
-    double d = v->valuedouble;
-    if (!(d == floor(d)) || d < INT_MIN || d > INT_MAX) return 0;
-    *out = (int)d;
-    return 1;
+    return cJSON_IsNumber(v) && gm_whole_in(v->valuedouble, INT_MIN, INT_MAX, out);
 }
 
 /* o[key] as an int: def when absent or null, an error when it is there
@@ -98,6 +94,7 @@ static int parse_rope_scaling(gm_config *c, const cJSON *rs, const char *origin)
         c->rope_high_freq_factor = (float)get_num(rs, "high_freq_factor", 4.0);
         int rc = get_int(rs, "original_max_position_embeddings", 8192, &c->rope_original_max_position, origin);
         if (rc) return rc;
+        /* low > 0, high finite and (below) high > low: both finite and positive. */
         if (!(c->rope_low_freq_factor > 0) || !isfinite(c->rope_high_freq_factor) || c->rope_original_max_position <= 0)
             return gm_fail(GOMLX_ERR_FORMAT, "%s: llama3 rope_scaling needs positive low_freq_factor, high_freq_factor and original_max_position_embeddings", origin);
         if (c->rope_high_freq_factor <= c->rope_low_freq_factor)

@@ -42,6 +42,7 @@
 #include "io/gguf_kquant.h"
 #include "models/model.h"
 #include "util/error.h"
+#include "util/whole.h"
 
 /* A tensor as the file's header describes it. */
 typedef struct {
@@ -427,7 +428,11 @@ static void free_meta(gguf_meta *g) {
     if (g->file) fclose(g->file);
 }
 
-static int to_id(double d) { return d >= 0 && d <= INT_MAX ? (int)d : -1; }
+/* A token id from the metadata, -1 where it has none (or none we can use). */
+static int to_id(double d) {
+    int id;
+    return gm_whole_in(d, 0, INT_MAX, &id) ? id : -1;
+}
 
 static int fill_config(gm_model *m, const gguf_meta *g, const char *path) {
     gm_config *c = &m->cfg;

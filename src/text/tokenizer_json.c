@@ -1,13 +1,13 @@
 /* tokenizer_json.c - gm_tokenizer_load: tokenizer.json (model, added
  * tokens, normalizer, pre-tokenizer, post-processor, decoder) plus what
  * tokenizer_config.json says (bos/eos, add_bos/add_eos, chat template). */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "text/tok_internal.h"
 #include "util/error.h"
 #include "util/file.h"
+#include "util/whole.h"
 
 static char *dupstr(const char *s) {
     size_t n = strlen(s);
@@ -23,13 +23,12 @@ static int flag(const cJSON *o, const char *k, int dflt) {
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
-/* v as a token id: a whole number in 0 .. GM_VOCAB_MAX_ID (a C cast of
- * anything else is undefined, and a huge id would size the tables). */
+/* v as a token id: a whole number in 0 .. GM_VOCAB_MAX_ID (a huge id
+ * would size the tables). */
 static int json_id(const cJSON *v, int32_t *out) {
-    if (!cJSON_IsNumber(v)) return 0;
-    double d = v->valuedouble;
-    if (!(d >= 0 && d <= GM_VOCAB_MAX_ID && d == floor(d))) return 0;
-    *out = (int32_t)d;
+    int id;
+    if (!cJSON_IsNumber(v) || !gm_whole_in(v->valuedouble, 0, GM_VOCAB_MAX_ID, &id)) return 0;
+    *out = id;
     return 1;
 }
 
