@@ -68,6 +68,9 @@
 // GetMemoryStats reports MLX's active, peak and cached bytes for the whole
 // process; ClearCache returns MLX's buffer cache to the system. A model's
 // memory is freed by Close; a generation's by the time it returns.
+// SetMemoryLimit and SetCacheLimit bound what MLX allocates before it waits
+// for queued work and how much freed memory it keeps for reuse (both for
+// the whole process), for machines that run other things beside the model.
 //
 // # Building
 //

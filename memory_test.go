@@ -4,6 +4,7 @@ package gomlx
 
 import (
 	"context"
+	"errors"
 	"testing"
 )
 
@@ -53,5 +54,39 @@ func TestMemoryReturnsToBaseline(t *testing.T) {
 	closed := GetMemoryStats().Active
 	if d := absDiff(closed, preLoad); d > memTolerance {
 		t.Errorf("after Close active memory is %d, before the load it was %d (%d bytes apart)", closed, preLoad, d)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	if _, err := SetMemoryLimit(0); !errors.Is(err, ErrBadInput) {
+		t.Errorf("SetMemoryLimit(0): %v, want ErrBadInput", err)
+	}
+	original, err := SetMemoryLimit(5 << 40)
+	if err != nil || original == 0 {
+		t.Fatalf("SetMemoryLimit: %d, %v", original, err)
+	}
+	defer SetMemoryLimit(original)
+	if prev, err := SetMemoryLimit(original); err != nil || prev != 5<<40 {
+		t.Errorf("SetMemoryLimit returned %d, %v; want the %d set before", prev, err, uint64(5<<40))
+	}
+}
+
+func TestCacheLimitZeroKeepsNoBuffers(t *testing.T) {
+	m, err := LoadModel(context.Background(), defaultModelFile(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	original := SetCacheLimit(0)
+	defer SetCacheLimit(original)
+	ClearCache()
+	if _, err := m.Generate(context.Background(), greedy("Tell me about the moon.", 8)); err != nil {
+		t.Fatal(err)
+	}
+	if c := GetMemoryStats().Cache; c != 0 {
+		t.Errorf("%d bytes cached after a generation under a cache limit of 0", c)
+	}
+	if prev := SetCacheLimit(original); prev != 0 {
+		t.Errorf("SetCacheLimit returned %d, want the 0 set before", prev)
 	}
 }

@@ -44,7 +44,7 @@ static void clear(history *h, int keep) {
 }
 
 int cmd_chat(int argc, char **argv) {
-    const char *model_path = NULL, *system = NULL;
+    const char *model_path = NULL, *system = NULL, *memory_limit = NULL, *cache_limit = NULL;
     gomlx_generate_params p = gomlx_generate_params_default();
     for (int i = 0; i < argc; i++) {
         double fv;
@@ -52,10 +52,15 @@ int cmd_chat(int argc, char **argv) {
         if (!strcmp(argv[i], "--system") && i + 1 < argc) system = argv[++i];
         else if (!strcmp(argv[i], "--temp") && i + 1 < argc && !cli_parse_float(argv[i + 1], &fv)) p.temperature = (float)fv, i++;
         else if (!strcmp(argv[i], "--max-tokens") && i + 1 < argc && !cli_parse_int(argv[i + 1], 1, 1 << 24, &iv)) p.max_tokens = (int)iv, i++;
-        else if (argv[i][0] == '-') return cli_error("chat", "usage: gomlx chat [MODEL] [--system TEXT] [--temp T] [--max-tokens N]");
+        else if (!strcmp(argv[i], "--memory-limit") && i + 1 < argc) memory_limit = argv[++i];
+        else if (!strcmp(argv[i], "--cache-limit") && i + 1 < argc) cache_limit = argv[++i];
+        else if (argv[i][0] == '-')
+            return cli_error("chat", "usage: gomlx chat [MODEL] [--system TEXT] [--temp T] [--max-tokens N] "
+                                     "[--memory-limit BYTES] [--cache-limit BYTES]");
         else model_path = argv[i];
     }
     if (!model_path) model_path = cli_default_model();
+    if (cli_set_memory_limits("chat", memory_limit, cache_limit)) return 1;
     gomlx_model *model = cli_load(model_path, GOMLX_DEVICE_AUTO, -1);
     if (!model) return 1;
     gomlx_session *session = NULL;

@@ -29,6 +29,9 @@ static int usage(void) {
             "  --prefill-chunk N  prompt tokens per prefill step (default 512)\n"
             "  --json           print one JSON object (text, tokens, stats) instead of streaming\n"
             "  --device D       auto, cpu or gpu\n"
+            "  --memory-limit B MLX's memory limit (e.g. 6GiB): past it MLX waits for queued\n"
+            "                   work to free memory before it allocates more (slower, not an error)\n"
+            "  --cache-limit B  freed buffers MLX keeps for reuse (e.g. 256MiB; 0: none)\n"
             "  --no-cpu-kernels use MLX's own CPU quantized matmul\n");
     return 2;
 }
@@ -37,7 +40,7 @@ int cmd_run(int argc, char **argv) {
     gomlx_generate_params p = gomlx_generate_params_default();
     const char *positional[2] = {0};
     int n_pos = 0, raw = 0, json = 0, cpu_kernels = -1;
-    const char *system = NULL, *ids_arg = NULL;
+    const char *system = NULL, *ids_arg = NULL, *memory_limit = NULL, *cache_limit = NULL;
     const char *stops[16];
     int n_stops = 0;
     gomlx_device device = GOMLX_DEVICE_AUTO;
@@ -80,6 +83,10 @@ int cmd_run(int argc, char **argv) {
             p.prefill_chunk = (int)iv, i++;
         } else if (!strcmp(a, "--ids")) {
             ids_arg = v, i++;
+        } else if (!strcmp(a, "--memory-limit")) {
+            memory_limit = v, i++;
+        } else if (!strcmp(a, "--cache-limit")) {
+            cache_limit = v, i++;
         } else if (!strcmp(a, "--device")) {
             if (cli_parse_device(v, &device)) return cli_error("run", "bad --device %s (auto, cpu, gpu)", v);
             i++;
@@ -103,6 +110,7 @@ int cmd_run(int argc, char **argv) {
         p.on_token = print_piece;
     }
 
+    if (cli_set_memory_limits("run", memory_limit, cache_limit)) return 1;
     int32_t *ids = NULL;
     size_t n_ids = 0;
     if (ids_arg && cli_parse_ids(ids_arg, &ids, &n_ids)) return cli_error("run", "bad --ids %s (comma-separated token ids)", ids_arg);

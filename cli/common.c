@@ -165,3 +165,39 @@ int cli_parse_device(const char *s, gomlx_device *out) {
     else return -1;
     return 0;
 }
+
+int cli_parse_bytes(const char *s, uint64_t *out) {
+    static const struct {
+        const char *unit;
+        uint64_t scale;
+    } units[] = {{"", 1},
+                 {"K", 1ull << 10}, {"KiB", 1ull << 10}, {"KB", 1000ull},
+                 {"M", 1ull << 20}, {"MiB", 1ull << 20}, {"MB", 1000000ull},
+                 {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"GB", 1000000000ull},
+                 {"T", 1ull << 40}, {"TiB", 1ull << 40}, {"TB", 1000000000000ull}};
+    if (!s || *s < '0' || *s > '9') return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno) return -1;
+    for (size_t i = 0; i < sizeof units / sizeof *units; i++) {
+        if (strcmp(end, units[i].unit)) continue;
+        if (v > UINT64_MAX / units[i].scale) return -1;
+        *out = (uint64_t)v * units[i].scale;
+        return 0;
+    }
+    return -1;
+}
+
+int cli_set_memory_limits(const char *cmd, const char *memory, const char *cache) {
+    uint64_t bytes;
+    if (memory) {
+        if (cli_parse_bytes(memory, &bytes)) return cli_error(cmd, "bad --memory-limit %s (e.g. 6GiB)", memory);
+        if (gomlx_set_memory_limit(bytes, NULL) != GOMLX_OK) return cli_error(cmd, "--memory-limit: %s", gomlx_last_error());
+    }
+    if (cache) {
+        if (cli_parse_bytes(cache, &bytes)) return cli_error(cmd, "bad --cache-limit %s (e.g. 512MiB, 0)", cache);
+        gomlx_set_cache_limit(bytes, NULL);
+    }
+    return 0;
+}

@@ -28,5 +28,11 @@ void cli_print_stats(FILE *f, const gomlx_stats *st);
 int cli_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Parses "--device cpu|gpu|auto". */
 int cli_parse_device(const char *s, gomlx_device *out);
+/* Parses a byte count: digits with an optional unit, K/M/G/T or
+ * KiB/MiB/GiB/TiB (powers of 1024) or KB/MB/GB/TB (powers of 1000). */
+int cli_parse_bytes(const char *s, uint64_t *out);
+/* --memory-limit and --cache-limit (NULL: left as they are): parsed and
+ * set; a one-line error and 1 on failure. */
+int cli_set_memory_limits(const char *cmd, const char *memory, const char *cache);
 
 #endif

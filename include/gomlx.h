@@ -270,6 +270,21 @@ gomlx_status gomlx_get_memory_stats(gomlx_memory_stats *out);
 void gomlx_reset_peak_memory(void);
 /* Returns MLX's buffer cache to the system. */
 void gomlx_clear_cache(void);
+/* MLX's memory limit, in bytes, for the whole process: a guideline, not a
+ * cap. Past it, MLX waits for queued work to finish (and free its buffers)
+ * before it allocates more, so a generation runs slower rather than fails;
+ * memory the machine does not have still fails (GOMLX_ERR_BACKEND). MLX's
+ * default depends on the device (on Metal 1.5x the recommended working
+ * set). A CPU prompt's prefill bounds it
+ * further while it runs and puts this one back. *previous (may be NULL)
+ * gets the limit before; 0 bytes is refused. */
+gomlx_status gomlx_set_memory_limit(uint64_t bytes, uint64_t *previous);
+/* How many bytes of freed buffers MLX keeps for reuse (the memory stats'
+ * `cache`), for the whole process: above it they go back to the system at
+ * the next allocation; 0 keeps none (every buffer allocated anew, a little
+ * slower). MLX's default depends on the device. *previous (may be NULL)
+ * gets the limit before. */
+gomlx_status gomlx_set_cache_limit(uint64_t bytes, uint64_t *previous);
 
 #ifdef __cplusplus
 }

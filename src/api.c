@@ -2,11 +2,13 @@
  * status codes and messages, and the hand-off of every call to the
  * model's worker thread. */
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "generate/generate.h"
+#include "generate/memory_limits.h"
 #include "gomlx.h"
 #include "mlx/mx.h"
 #include "models/model.h"
@@ -478,3 +480,18 @@ gomlx_status gomlx_get_memory_stats(gomlx_memory_stats *out) {
 
 void gomlx_reset_peak_memory(void) { mx_reset_peak_memory(); }
 void gomlx_clear_cache(void) { mx_clear_cache(); }
+
+gomlx_status gomlx_set_memory_limit(uint64_t bytes, uint64_t *previous) {
+    if (bytes > SIZE_MAX) return ret(gm_fail(GOMLX_ERR_INVALID_INPUT, "a memory limit of %llu bytes does not fit a size_t",
+                                             (unsigned long long)bytes));
+    size_t before = 0;
+    int rc = gm_memory_limit_set((size_t)bytes, &before);
+    if (!rc && previous) *previous = before;
+    return ret(rc);
+}
+
+gomlx_status gomlx_set_cache_limit(uint64_t bytes, uint64_t *previous) {
+    size_t before = mx_set_cache_limit(bytes > SIZE_MAX ? SIZE_MAX : (size_t)bytes);
+    if (previous) *previous = before;
+    return ret(0);
+}

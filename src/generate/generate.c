@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "generate/prefill_memory.h"
+#include "generate/memory_limits.h"
 #include "generate/sampler.h"
 #include "generate/stop.h"
 #include "util/buf.h"
@@ -146,6 +146,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     gomlx_stop_reason reason = GOMLX_STOP_NONE;
     mx_array y = NULL, next = NULL;
     int prefill_bound = 0; /* gm_prefill_memory_begin's, until the prompt is handed to MLX */
+    const int wired = gm_wired_begin(); /* Metal: the working set kept resident */
     if (!generated || (m->tok && !detok)) {
         rc = gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
         goto done;
@@ -322,6 +323,7 @@ fail_session:
     gm_session_clear(s);
 done:
     gm_prefill_memory_end(prefill_bound);
+    gm_wired_end(wired);
     mx_free(y);
     mx_free(next);
     if (!rc && reason == GOMLX_STOP_CANCELLED) rc = gm_fail(GOMLX_ERR_CANCELLED, "generation was cancelled");

@@ -61,12 +61,18 @@ size_t mx_peak_memory(void);
 size_t mx_cache_memory(void);
 void mx_reset_peak_memory(void);
 void mx_clear_cache(void);
+/* Bytes of freed buffers MLX keeps for reuse; over it they go back to the
+ * system at the next allocation (0: none kept). Returns the previous. */
 size_t mx_set_cache_limit(size_t bytes);
 /* MLX's memory limit (process-wide): past it, MLX's scheduler waits for
  * queued work to finish before it allocates the outputs of more. Returns
  * the previous limit. */
 size_t mx_set_memory_limit(size_t bytes);
+size_t mx_memory_limit(void);
 size_t mx_set_wired_limit(size_t bytes);  /* no-op where unsupported */
+/* The memory the default device recommends keeping resident (Metal's
+ * max_recommended_working_set_size); 0 where it has no such figure. */
+size_t mx_recommended_wired(void);
 
 /* ---- inspection ---- */
 int mx_ndim(mx_array a);

@@ -8,6 +8,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include <mlx/device.h>
@@ -237,6 +238,20 @@ void mx_clear_cache(void) {
 
 size_t mx_set_memory_limit(size_t bytes) {
     return guard_ret<size_t>(0, [&] { return mlx_ns::set_memory_limit(bytes); });
+}
+
+size_t mx_memory_limit(void) { return guard_ret<size_t>(0, [] { return mlx_ns::get_memory_limit(); }); }
+
+size_t mx_recommended_wired(void) {
+    return guard_ret<size_t>(0, [] {
+        // Only Metal's device info has it (what mlx-lm wires during a
+        // generation); CUDA's and the CPU's have no such key.
+        const auto &info = mlx_ns::device_info(mlx_ns::default_device());
+        auto it = info.find("max_recommended_working_set_size");
+        if (it == info.end()) return (size_t)0;
+        const size_t *v = std::get_if<size_t>(&it->second);
+        return v ? *v : (size_t)0;
+    });
 }
 
 size_t mx_set_cache_limit(size_t bytes) {

@@ -12,7 +12,7 @@
 
 #include "check.h"
 #include "gomlx.h"
-#include "generate/prefill_memory.h"
+#include "generate/memory_limits.h"
 #include "mlx/mx.h" /* MLX's memory limit */
 
 static char fixture[512];
@@ -221,6 +221,89 @@ static void test_memory_limit_restored(void) {
     CHECK(mx_set_memory_limit(original) == mark);
 }
 
+/* The caller's memory limit (gomlx_set_memory_limit): 0 refused, the
+ * previous one returned, a CPU prefill's bound kept under it (a lower
+ * one stands during the prefill, a higher bound is cut to it), one set
+ * while a prefill is open is what comes back after it, and generations
+ * leave it as set. */
+static void test_user_memory_limit(void) {
+    uint64_t original = 0, prev = 0;
+    CHECK_EQ_INT(gomlx_set_memory_limit(0, NULL), GOMLX_ERR_INVALID_INPUT);
+    CHECK_EQ_INT(gomlx_set_memory_limit((uint64_t)5 << 40, &original), GOMLX_OK);
+    CHECK(original > 0);
+    CHECK_EQ_INT(gomlx_set_memory_limit((uint64_t)6 << 40, &prev), GOMLX_OK);
+    CHECK(prev == (uint64_t)5 << 40);
+    if (mx_device_is_gpu()) { /* no prefill bound on a GPU */
+        CHECK_EQ_INT(gomlx_set_memory_limit(original, NULL), GOMLX_OK);
+        return;
+    }
+    gm_model *gm;
+    CHECK_EQ_INT(gm_model_load(fixture, NULL, NULL, &gm), 0);
+    /* A high limit: the prefill's own bound (its need + 4%) stands. */
+    int open = gm_prefill_memory_begin(gm, 12, 512);
+    CHECK_EQ_INT(open, 1);
+    size_t bound = mx_memory_limit();
+    CHECK_MSG(bound > mx_active_memory() && bound < ((size_t)6 << 40), "bound %zu under a 6 TiB limit", bound);
+    /* Set below it while the prefill is open: in force at once, and what
+     * comes back when the prefill ends. */
+    const size_t low = bound / 2;
+    CHECK_EQ_INT(gomlx_set_memory_limit(low, &prev), GOMLX_OK);
+    CHECK(prev == (uint64_t)6 << 40);
+    CHECK(mx_memory_limit() == low);
+    gm_prefill_memory_end(open);
+    CHECK(mx_memory_limit() == low);
+    /* A prefill under a limit below its need keeps the caller's. */
+    open = gm_prefill_memory_begin(gm, 12, 512);
+    CHECK(mx_memory_limit() == low);
+    gm_prefill_memory_end(open);
+    CHECK(mx_memory_limit() == low);
+    gm_model_free(gm);
+    /* Generations under it: slower (MLX waits on queued work), same tokens. */
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    int32_t a[8], b[8];
+    gomlx_generate_params p = greedy(8);
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, a), 8);
+    CHECK(mx_memory_limit() == low);
+    CHECK_EQ_INT(gomlx_set_memory_limit(original, NULL), GOMLX_OK);
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, b), 8);
+    CHECK(!memcmp(a, b, sizeof a));
+    gomlx_model_free(m);
+    CHECK(mx_memory_limit() == original);
+}
+
+/* The cache limit (gomlx_set_cache_limit): the previous one returned, and
+ * at 0 no freed buffer is kept after a generation, where the default
+ * keeps some. */
+static void test_cache_limit(void) {
+    gomlx_model *m;
+    CHECK_EQ_INT(gomlx_model_load(fixture, NULL, &m), GOMLX_OK);
+    int32_t out[8];
+    gomlx_generate_params p = greedy(8);
+    gomlx_clear_cache();
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, out), 8);
+    gomlx_memory_stats st;
+    gomlx_get_memory_stats(&st);
+    CHECK_MSG(st.cache > 0, "MLX's default kept no buffers (%llu bytes): the check below proves nothing",
+              (unsigned long long)st.cache);
+    uint64_t original = 0, prev = 1;
+    CHECK_EQ_INT(gomlx_set_cache_limit(0, &original), GOMLX_OK);
+    CHECK(original > 0);
+    gomlx_clear_cache();
+    CHECK_EQ_INT(run_ids(m, PROMPT, 12, &p, out), 8);
+    gomlx_get_memory_stats(&st);
+    CHECK_MSG(st.cache == 0, "%llu bytes cached under a cache limit of 0", (unsigned long long)st.cache);
+    CHECK_EQ_INT(gomlx_set_cache_limit(original, &prev), GOMLX_OK);
+    CHECK(prev == 0);
+    gomlx_model_free(m);
+}
+
+/* The CPU has no recommended working set, so a generation wires nothing
+ * there (on Metal mx_recommended_wired is the figure it wires). */
+static void test_wired_figure(void) {
+    if (!mx_device_is_gpu()) CHECK(mx_recommended_wired() == 0);
+}
+
 /* The per-token time split (host, MLX's dispatch, waiting on the token)
  * is filled in and accounts for disjoint parts of the call: summed over
  * the tokens it fits in the call's total time. */
@@ -267,6 +350,9 @@ int main(void) {
         RUN(test_threads_agree);
         RUN(test_memory_returns_to_baseline);
         RUN(test_memory_limit_restored);
+        RUN(test_user_memory_limit);
+        RUN(test_cache_limit);
+        RUN(test_wired_figure);
         RUN(test_time_split);
         RUN(test_use_after_close);
     }

@@ -111,6 +111,27 @@ def test_greedy_tokens(ref):
         assert got == ref["greedy_tokens"]
 
 
+def test_greedy_tokens_under_memory_limits(ref):
+    """A memory limit below the weights (MLX then waits for queued work
+    before every allocation) and no buffer cache: slower, the same tokens
+    as without."""
+    p = run_gomlx(["run", ref["path"], "--ids", ids_arg(ref["input_ids"]), "--temp", "0",
+                   "--max-tokens", "8", "--ignore-eos", "--json",
+                   "--memory-limit", "64MiB", "--cache-limit", "0"])
+    assert json.loads(p.stdout)["tokens"] == ref["greedy_tokens_engine_conversion"][:8]
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--memory-limit", "0", "a memory limit of 0 bytes"),
+    ("--memory-limit", "6Gx", "bad --memory-limit 6Gx"),
+    ("--memory-limit", "99999999999TiB", "bad --memory-limit"),
+    ("--cache-limit", "-1", "bad --cache-limit -1"),
+])
+def test_bad_memory_limits(ref, flag, value, message):
+    p = run_gomlx(["run", ref["path"], flag, value, "hi"], check=False)
+    assert p.returncode == 1 and message in p.stderr, p.stderr
+
+
 def tensor_bytes(qtype, shape):
     """Bytes of one weight as the engine keeps it."""
     n = int(np.prod(shape))
