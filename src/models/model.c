@@ -231,6 +231,9 @@ int gm_model_load(const char *path, gm_load_progress progress, void *user, gm_mo
     if ((rc = materialize(m, progress, user))) goto fail;
     count_params(m);
     gm_weights_free(w);
+    /* What the load let go of is released before the caller counts memory
+     * (on a GPU MLX frees buffers on a worker thread after the work). */
+    mx_settle();
     if (progress) progress(1.0f, "ready", user);
     *out = m;
     return 0;
