@@ -113,14 +113,19 @@ int tca_team(const Dims &d) {
 // Warps that share a 16-row tile of phase C (o-proj, K = q width) or E
 // (down, K = ff), added to the residual, on tensor cores; 0: the FMA loop.
 // A tile's team is the most warps (up to 16) that still give every tile a
-// team in one round of the grid. By shape, phase C takes it only where
-// that is a block a tile and each warp a full window of 8 groups; phase E
+// team in one round of the grid. Phase C takes teams of up to 8 (Llama-3.2-3B
+// 192 tiles, Qwen2.5-3B 128, Mistral-7B 256: 8): on an H100, o-proj 6.6-6.9 ->
+// 5.9 us, 5.6-5.7 -> 3.8, 8.5 -> 6.8-6.9, decode Llama-3.2-3B 671-683.5 ->
+// 690-697 tok/s, Qwen2.5-3B 628-632 -> 651-657 (twentieth session,
+// docs/bench/h100-2026-11-28-s20-tc-oproj.txt; before the x group sums in
+// one pass and the interleaved windows teams of 8 were slower), except
+// Gemma 2 (not measured since; 618 -> 581 tok/s with C and E in teams in the
+// fourteenth session), which keeps the FMA loop. Phase E takes teams
 // where each warp's share of K is 8 to 16 groups: Qwen2.5-3B's down in
 // teams of 16 (13.8 -> 10.9 us on an H100), Llama-3.2-3B's in teams of 8
 // (10.5 -> 9.5 us, decode 632-641 -> 651.5 tok/s); Mistral-7B's 28 groups a
-// warp were slower (390-392 -> 388 tok/s), as were o-projs in teams of 8
-// (Llama-3.2-3B 5.5 -> 6.3 us; Gemma-2-2B with both phases 618 -> 581;
-// docs/bench/h100-2026-11-27-s14-tcr-teams.txt, …-s15-probe-tcr-e.txt).
+// warp were slower (390-392 -> 388 tok/s; docs/bench/h100-2026-11-27-s14-tcr-teams.txt,
+// …-s15-probe-tcr-e.txt).
 // GOMLX_CUDA_LAYER_TCR=1/0 forces both on or off, 2 phase E alone on;
 // forced on, GOMLX_CUDA_LAYER_TSR sets the team.
 int use_tcr(const Dims &d, int K, bool phase_e) {
@@ -132,7 +137,7 @@ int use_tcr(const Dims &d, int K, bool phase_e) {
         const int groups = K / (team * d.gs);
         return groups >= 8 && groups <= 16 ? team : 0;
     }
-    return team == kWarps && K / d.gs >= 8 * kWarps ? kWarps : 0;
+    return d.gemma || kTcResidualKnob == 2 ? 0 : one_round_team(d.hidden / 16, 8);
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
 int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
