@@ -38,3 +38,24 @@ func Example() {
 	}
 	fmt.Println()
 }
+
+// Keep MLX within a budget on a machine that runs other things beside the
+// model: past the memory limit MLX waits for queued work before it
+// allocates more (slower, not an error), and no more than the cache limit
+// of freed buffers is kept for reuse. (Compiled, not run: the memory tests
+// check the same calls.)
+func ExampleSetMemoryLimit() {
+	previous, err := gomlx.SetMemoryLimit(2 << 30) // 2 GiB
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer gomlx.SetMemoryLimit(previous)
+	defer gomlx.SetCacheLimit(gomlx.SetCacheLimit(64 << 20)) // 64 MiB, restored after
+
+	model, err := gomlx.LoadModel(context.Background(), "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer model.Close()
+	// ... generate as usual ...
+}
