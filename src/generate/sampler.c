@@ -12,7 +12,7 @@ int gm_sampler_init(gm_sampler *s, float temperature, float top_p, int top_k, fl
                     uint64_t seed) {
     memset(s, 0, sizeof *s);
     if (temperature < 0 || !isfinite(temperature))
-        return gm_fail(GOMLX_ERR_INVALID_INPUT, "temperature must be >= 0 (got %g)", temperature);
+        return gm_fail(GOMLX_ERR_INVALID_INPUT, "temperature must be a finite number >= 0 (got %g)", temperature);
     if (!(top_p > 0 && top_p <= 1))
         return gm_fail(GOMLX_ERR_INVALID_INPUT, "top_p must be in (0, 1] (got %g)", top_p);
     if (top_k < 0) return gm_fail(GOMLX_ERR_INVALID_INPUT, "top_k must be >= 0 (got %d)", top_k);
