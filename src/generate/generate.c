@@ -15,6 +15,7 @@
 #include "generate/sampler.h"
 #include "generate/stop.h"
 #include "util/buf.h"
+#include "util/env.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -111,12 +112,6 @@ static int emit(const gomlx_generate_params *p, gm_buf *text, const char *piece,
     return 0;
 }
 
-/* GOMLX_SETTLE=0: no mx_settle before a generation (A/B runs). */
-static int settle_on(void) {
-    const char *e = getenv("GOMLX_SETTLE");
-    return !(e && strcmp(e, "0") == 0);
-}
-
 int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
                 const gomlx_generate_params *p, const atomic_int *cancel, gomlx_result *out) {
     gm_model *m = s->model;
@@ -146,7 +141,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     gomlx_stop_reason reason = GOMLX_STOP_NONE;
     mx_array y = NULL, next = NULL;
     int prefill_bound = 0; /* gm_prefill_memory_begin's, until the prompt is handed to MLX */
-    const int wired = gm_wired_begin(); /* Metal: the working set kept resident */
+    gm_wired_begin(); /* Metal: the working set kept resident */
     if (!generated || (m->tok && !detok)) {
         rc = gm_fail(GOMLX_ERR_INTERNAL, "out of memory");
         goto done;
@@ -155,7 +150,7 @@ int gm_generate(gm_session *s, const int32_t *prompt, size_t n_prompt,
     /* The last generation's buffers released before the peak is reset (on
      * a GPU MLX lets go of them on a worker thread, and the step queued
      * past its stop may still hold some). */
-    if (settle_on()) mx_settle();
+    if (!gm_env_off("GOMLX_SETTLE")) mx_settle(); /* =0: not (A/B runs) */
     double t0 = gm_now_ms();
     mx_reset_peak_memory();
     /* Reuse the cached prefix; at least one token must run to get logits. */
@@ -323,7 +318,7 @@ fail_session:
     gm_session_clear(s);
 done:
     gm_prefill_memory_end(prefill_bound);
-    gm_wired_end(wired);
+    gm_wired_end();
     mx_free(y);
     mx_free(next);
     if (!rc && reason == GOMLX_STOP_CANCELLED) rc = gm_fail(GOMLX_ERR_CANCELLED, "generation was cancelled");

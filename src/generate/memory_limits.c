@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "mlx/mx.h"
+#include "util/env.h"
 #include "util/error.h"
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -19,12 +20,8 @@ static int g_open;          /* prefills between begin and end */
 static size_t g_user;       /* while g_open: the limit to return to (MLX's, or the caller's) */
 static size_t g_bound;      /* while g_open: the largest bound asked for */
 static int g_wired_open;    /* generations between gm_wired_begin and end */
+static int g_wired_set;     /* the first of them set the wired limit */
 static size_t g_wired_saved;
-
-static int bound_on(void) {
-    const char *e = getenv("GOMLX_PREFILL_MEMORY_BOUND");
-    return !(e && strcmp(e, "0") == 0);
-}
 
 /* What the prompt adds to the memory in use: its KV cache (rounded up as
  * the cache grows, in steps of 256 tokens), a chunk's widest activations
@@ -43,7 +40,7 @@ static size_t prompt_need(const gm_model *m, size_t tokens, int chunk) {
 static void apply_bound(void) { mx_set_memory_limit(g_bound < g_user ? g_bound : g_user); }
 
 int gm_prefill_memory_begin(const gm_model *m, size_t tokens, int chunk) {
-    if (mx_device_is_gpu() || !bound_on()) return 0;
+    if (mx_device_is_gpu() || gm_env_off("GOMLX_PREFILL_MEMORY_BOUND")) return 0;
     /* 4% above the need: at the need itself the Qwen2.5-0.5B shape's
      * prefill lost 5-9% (the scheduler waits on nearly every node); at 4%
      * 0-4%, SmolLM2 1.10 -> 1.06 x needed at 512 tokens, 1.18 -> 1.09 at
@@ -95,19 +92,18 @@ int gm_memory_limit_set(size_t bytes, size_t *previous) {
     return 0;
 }
 
-int gm_wired_begin(void) {
+void gm_wired_begin(void) {
     pthread_mutex_lock(&g_mu);
     if (g_wired_open++ == 0) {
         size_t want = mx_recommended_wired();
-        g_wired_saved = want ? mx_set_wired_limit(want) : 0;
+        g_wired_set = want > 0;
+        if (g_wired_set) g_wired_saved = mx_set_wired_limit(want);
     }
     pthread_mutex_unlock(&g_mu);
-    return 1;
 }
 
-void gm_wired_end(int opened) {
-    if (!opened) return;
+void gm_wired_end(void) {
     pthread_mutex_lock(&g_mu);
-    if (g_wired_open > 0 && --g_wired_open == 0 && mx_recommended_wired()) mx_set_wired_limit(g_wired_saved);
+    if (g_wired_open > 0 && --g_wired_open == 0 && g_wired_set) mx_set_wired_limit(g_wired_saved);
     pthread_mutex_unlock(&g_mu);
 }

@@ -37,10 +37,10 @@ int gm_prefill_memory_open(void);
  * limit before. 0 or an error from MLX: a gomlx_status. */
 int gm_memory_limit_set(size_t bytes, size_t *previous);
 
-/* Around a generation: the first one open wires the recommended working
- * set where the device has one (Metal), the last one to end puts the
- * wired limit back. gm_wired_begin returns what gm_wired_end takes. */
-int gm_wired_begin(void);
-void gm_wired_end(int opened);
+/* Around a generation, each begin with its end: the first one open wires
+ * the recommended working set where the device has one (Metal), the last
+ * one to end puts the wired limit back. */
+void gm_wired_begin(void);
+void gm_wired_end(void);
 
 #endif

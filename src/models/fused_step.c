@@ -10,12 +10,9 @@
 #include <string.h>
 
 #include "models/layers.h"
+#include "util/env.h"
 #include "util/error.h"
 
-static int env_off(void) {
-    const char *e = getenv("GOMLX_CPU_FUSED");
-    return e && !strcmp(e, "0");
-}
 
 enum { FUSED_OFF, FUSED_CPU, FUSED_CUDA };
 
@@ -86,7 +83,7 @@ int gm_fused_step_prepare(gm_model *m) {
     m->fused_step = FUSED_OFF;
     mx_dtype t = gm_model_dtype(m);
     if (mx_device_is_gpu()) return cuda_prepare(m);
-    if (env_off() || m->cfg.head_dim % 2 || m->cfg.head_dim > 256) return 0;
+    if (gm_env_off("GOMLX_CPU_FUSED") || m->cfg.head_dim % 2 || m->cfg.head_dim > 256) return 0;
     if (t != MX_FLOAT32 && t != MX_FLOAT16 && t != MX_BFLOAT16) return 0;
     for (int i = 0; i < m->cfg.num_layers; i++) {
         const gm_layer *l = &m->layers[i];

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kernels/attention.h"
+#include "util/env.h"
 #include "util/error.h"
 
 static int shape_error(const char *name, mx_array a, int rows, int cols) {
@@ -128,8 +129,7 @@ int gm_layer_load_linears(gm_layer *l, gm_weights *w, const gm_config *c, int i)
         if (rc) return rc;
     }
     /* GOMLX_STACK_PROJECTIONS=0 keeps them apart (A/B runs). */
-    const char *e = getenv("GOMLX_STACK_PROJECTIONS");
-    if (e && !strcmp(e, "0")) return 0;
+    if (gm_env_off("GOMLX_STACK_PROJECTIONS")) return 0;
     gm_linear *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gate_up[2] = {&l->w_gate, &l->w_up};
     int rc = stack_linears(&l->wqkv, qkv, 3);
     return rc ? rc : stack_linears(&l->w_gate_up, gate_up, 2);
