@@ -66,9 +66,7 @@
 // post-norms and GeGLU), KVP (1: phase A's idle warps prefetch the
 // attention's keys and values into L2), DEAL_A, DEAL_C, DEAL_E (1: that
 // phase's FMA-loop items dealt to the blocks in turn, dealt_warp), TCI (1:
-// a team's warps take every n-th window of K, tc_share), EK (1: the
-// attention's first keys asked for while its block waits at phase A's
-// barrier).
+// a team's warps take every n-th window of K, tc_share).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -132,36 +130,21 @@ __device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a
 #define TABLE_WORDS 22
 
 // The attention's keys t0, t0 + NWARPS, ... (KK of them; past k1, t0
-// again) of kv head kvh: this lane's EPL elements of each key and value,
-// as loaded (two 16-bit values a word), and as floats.
-__device__ __forceinline__ void attn_keys_raw(const u16 *k_cache, const u16 *v_cache, int kvh, int cap, int t0,
-                                              int k1, int lane, u32 (&kw)[KK][EPL / 2], u32 (&vw)[KK][EPL / 2]) {
+// again) of kv head kvh: this lane's EPL elements of each key and value.
+__device__ __forceinline__ void attn_keys(const u16 *k_cache, const u16 *v_cache, int kvh, int cap, int t0, int k1,
+                                          int lane, float (&kf)[KK][EPL], float (&vf)[KK][EPL]) {
 #pragma unroll
     for (int kk = 0; kk < KK; kk++) {
         const int t = t0 + kk * NWARPS < k1 ? t0 + kk * NWARPS : t0;
         const u16 *kr = k_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
         const u16 *vr = v_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
 #pragma unroll
-        for (int e = 0; e < EPL; e += 2) kw[kk][e / 2] = load_cg32(kr + e), vw[kk][e / 2] = load_cg32(vr + e);
-    }
-}
-
-__device__ __forceinline__ void attn_keys_float(const u32 (&kw)[KK][EPL / 2], const u32 (&vw)[KK][EPL / 2],
-                                                float (&kf)[KK][EPL], float (&vf)[KK][EPL]) {
-#pragma unroll
-    for (int kk = 0; kk < KK; kk++)
-#pragma unroll
         for (int e = 0; e < EPL; e += 2) {
-            kf[kk][e] = half_at(kw[kk][e / 2], 0), kf[kk][e + 1] = half_at(kw[kk][e / 2], 1);
-            vf[kk][e] = half_at(vw[kk][e / 2], 0), vf[kk][e + 1] = half_at(vw[kk][e / 2], 1);
+            const u32 kw = load_cg32(kr + e), vw = load_cg32(vr + e);
+            kf[kk][e] = half_at(kw, 0), kf[kk][e + 1] = half_at(kw, 1);
+            vf[kk][e] = half_at(vw, 0), vf[kk][e + 1] = half_at(vw, 1);
         }
-}
-
-// Whether the batch of keys t0, t0 + NWARPS, ... (below k1) holds the
-// token's own slot, which phase A writes: the others were written by
-// earlier steps and may be read before phase A's barrier (EK).
-__device__ __forceinline__ bool batch_holds_slot(int t0, int k1, int slot) {
-    return slot >= t0 && slot < k1 && (slot - t0) % NWARPS == 0 && (slot - t0) / NWARPS < KK;
+    }
 }
 
 #if KVP
@@ -330,21 +313,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #endif
   }
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED);
-    // This block's chunk of the attention (a block takes at most one:
-    // chunks <= grid / (n_kv * HS)) and, with EK, the first keys of each of
-    // its warps asked for between its arrival at the barrier and its leaving
-    // it, so that they come while it waits and while it loads q. Warp 0's
-    // thread 0 has made its release-add by then, so its loads do not hold
-    // the arrival back.
-    const int b_kvh = blockIdx.x / (HS * chunks), b_c = blockIdx.x % chunks;
-    const int b_k0 = first + b_c * per_chunk, b_k1 = min(b_k0 + per_chunk, slot + 1);
-    u32 ekw[KK][EPL / 2], evw[KK][EPL / 2];
-    const bool early = EK && blockIdx.x < n_kv * HS * chunks && b_k0 + warp < b_k1 &&
-                       (EK == 2 || !batch_holds_slot(b_k0 + warp, b_k1, slot));
-    grid_arrive(ctrl, bar_n);
-    if (EK == 1 && early) attn_keys_raw(k_cache, v_cache, b_kvh, cap, b_k0 + warp, b_k1, lane, ekw, evw);
-    grid_wait(ctrl, bar_n);
-    if (EK == 2 && early) attn_keys_raw(k_cache, v_cache, b_kvh, cap, b_k0 + warp, b_k1, lane, ekw, evw);
+    grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 1);
     if (layer == TL && tid == 0) stamp_latest(ctrl, ST_B_START);
 
@@ -382,13 +351,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         // first again.
         for (int t0 = k0 + warp; t0 < k1; t0 += KK * NWARPS) {
             float kf[KK][EPL], vf[KK][EPL];
-            if (early && u == (int)blockIdx.x && t0 == k0 + warp) {
-                attn_keys_float(ekw, evw, kf, vf);
-            } else {
-                u32 kw[KK][EPL / 2], vw[KK][EPL / 2];
-                attn_keys_raw(k_cache, v_cache, kvh, cap, t0, k1, lane, kw, vw);
-                attn_keys_float(kw, vw, kf, vf);
-            }
+            attn_keys(k_cache, v_cache, kvh, cap, t0, k1, lane, kf, vf);
 #pragma unroll
             for (int kk = 0; kk < KK; kk++) {
                 if (t0 + kk * NWARPS >= k1) break;

@@ -110,27 +110,21 @@ __device__ __forceinline__ float block_sum(float v, float *part) {
     return warp_sum(lane < NWARPS ? part[lane] : 0.f);
 }
 
-// The grid barrier (grid_sync): every block waits until all have arrived;
-// writes before it are seen by every block after it. The count only grows
-// during a kernel: barrier n (bar_n, counted by each block) is passed once
-// it reaches n * grid, so an arrival is one release-add and a wait one
-// acquire-load a poll, with no reset or second word on the way (grid_end
-// zeroes it). A block that waits
+// Every block waits here until all have arrived; writes before it are seen
+// by every block after it. The count only grows during a kernel: barrier n
+// (bar_n, counted by each block) is passed once it reaches n * grid, so an
+// arrival is one release-add and a wait one acquire-load a poll, with no
+// reset or second word on the way (grid_end zeroes it). A block that waits
 // ~seconds (the grid cannot all be resident: another of these kernels
 // running at once) gives up and raises the timeout flag rather than hang
-// the GPU. grid_arrive and grid_wait are its two halves, for a block with
-// loads to ask for while it waits (the attention's early keys).
-__device__ __forceinline__ void grid_arrive(u32 *ctrl, u32 &bar_n) {
+// the GPU.
+__device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
     __syncthreads();
     bar_n++;
-    if (threadIdx.x == 0)
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; red.release.gpu.global.add.u32 [g], 1; }"
-                     ::"l"(ctrl + BAR_COUNT) : "memory");
-}
-
-__device__ void grid_wait(u32 *ctrl, u32 bar_n) {
     if (threadIdx.x == 0) {
         const u32 target = bar_n * gridDim.x;
+        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; red.release.gpu.global.add.u32 [g], 1; }"
+                     ::"l"(ctrl + BAR_COUNT) : "memory");
         long long spins = 0;
         for (;;) {
             u32 n;
@@ -150,11 +144,6 @@ __device__ void grid_wait(u32 *ctrl, u32 bar_n) {
         }
     }
     __syncthreads();
-}
-
-__device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
-    grid_arrive(ctrl, bar_n);
-    grid_wait(ctrl, bar_n);
 }
 
 // After a block's last barrier: the last block to get here zeroes the count

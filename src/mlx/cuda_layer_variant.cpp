@@ -51,9 +51,6 @@ const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
 // tok/s, Qwen2.5-3B 607-613 -> 624, Mistral-7B 390 -> 396-397, Gemma-2-2B
 // level (docs/bench/h100-2026-11-27-s18-interleaved.txt).
 const int kTcInterleave = env_int("GOMLX_CUDA_LAYER_TCI", 1, 0, 1);
-// Whether the attention's warps ask for their first keys while their block
-// waits at phase A's barrier (EK) instead of after it and q's load.
-const int kEarlyKeys = env_int("GOMLX_CUDA_LAYER_EK", 1, 0, 2);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -248,7 +245,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "DEAL_A=" + std::to_string(use_tca(d) ? 0 : deal_spread((d.n_heads + 2 * d.n_kv) * d.head_dim / rows_a(d))),
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
             "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
-            "TCI=" + std::to_string(kTcInterleave), "EK=" + std::to_string(kEarlyKeys)};
+            "TCI=" + std::to_string(kTcInterleave)};
 }
 
 } // namespace gomlx::cuda_layer
