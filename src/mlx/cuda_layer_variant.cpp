@@ -82,7 +82,9 @@ int use_tc(const Dims &d) {
 // loop's lanes would take three or more rounds of loads a row (hidden over
 // 2048): on an H100, decode Mistral-7B 379 -> 392 tok/s, Gemma-2-2B 604 ->
 // 621, Llama-3.2-3B 639 -> 643; Qwen2.5-3B's two rounds were faster than
-// its tiles (594 against 576, docs/bench/h100-2026-11-27-s14-tca.txt).
+// its tiles (594 against 576, docs/bench/h100-2026-11-27-s14-tca.txt), and
+// level since the group sums and interleaved windows (phase 5.4 -> 5.6 us,
+// docs/bench/h100-2026-11-28-s21-knobs.txt).
 int use_tca(const Dims &d) {
     if (!kTensorCores || kTcAKnob == 0 || d.head_dim % 16 || tc_shared_bytes(d) > kMaxSharedBytes) return 0;
     return kTcAKnob == 1 || (d.hidden + 1023) / 1024 >= 3 ? 1 : 0;
@@ -119,8 +121,9 @@ int tca_team(const Dims &d) {
 // 690-697 tok/s, Qwen2.5-3B 628-632 -> 651-657 (twentieth session,
 // docs/bench/h100-2026-11-28-s20-tc-oproj.txt; before the x group sums in
 // one pass and the interleaved windows teams of 8 were slower), except
-// Gemma 2 (not measured since; 618 -> 581 tok/s with C and E in teams in the
-// fourteenth session), which keeps the FMA loop. Phase E takes teams
+// Gemma 2, which keeps the FMA loop (o-proj in teams 3.8 -> 4.8 us, decode
+// 656 -> 620 tok/s with C and E in teams; twenty-first session,
+// docs/bench/h100-2026-11-28-s21-knobs.txt). Phase E takes teams
 // where each warp's share of K is 8 to 16 groups: Qwen2.5-3B's down in
 // teams of 16 (13.8 -> 10.9 us on an H100), Llama-3.2-3B's in teams of 8
 // (10.5 -> 9.5 us, decode 632-641 -> 651.5 tok/s); Mistral-7B's 28 groups a
