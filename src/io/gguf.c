@@ -33,6 +33,7 @@
  * model's notes say what was converted. */
 #include "io/gguf.h"
 
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -442,20 +443,34 @@ static int fill_config(gm_model *m, const gguf_meta *g, const char *path) {
     snprintf(c->model_type, sizeof c->model_type, "%s", g->arch);
     if (g->embedding_length <= 0 || g->block_count <= 0 || g->head_count <= 0 || g->feed_forward_length <= 0)
         return gm_fail(GOMLX_ERR_FORMAT, "%s: GGUF metadata lacks %s.embedding_length/block_count/attention.head_count/feed_forward_length", path, g->arch);
-    /* Sizes an int holds (a C cast of a larger double is undefined). */
-    const double sizes[] = {g->embedding_length, g->feed_forward_length, g->block_count, g->head_count,
-                            g->head_count_kv, g->key_length, g->vocab_size, g->context_length};
+    /* Sizes as ints: whole numbers an int holds (a C cast of 1e30 or NaN is
+     * undefined); the optional ones absent (<= 0) take their defaults. */
+    int hidden = 0, ff = 0, layers = 0, heads = 0, kv = 0, key_len = 0, vocab = 0, ctx = 0;
+    const struct { double v; int *out; const char *key; } sizes[] = {
+        {g->embedding_length, &hidden, "embedding_length"}, {g->feed_forward_length, &ff, "feed_forward_length"},
+        {g->block_count, &layers, "block_count"}, {g->head_count, &heads, "attention.head_count"},
+        {g->head_count_kv, &kv, "attention.head_count_kv"}, {g->key_length, &key_len, "attention.key_length"},
+        {g->vocab_size, &vocab, "vocab_size"}, {g->context_length, &ctx, "context_length"}};
     for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
-        if (sizes[i] > INT_MAX)
-            return gm_fail(GOMLX_ERR_FORMAT, "%s: GGUF metadata gives a size of %.0f, past what the engine takes", path, sizes[i]);
-    c->hidden_size = (int)g->embedding_length;
-    c->intermediate_size = (int)g->feed_forward_length;
-    c->num_layers = (int)g->block_count;
-    c->num_heads = (int)g->head_count;
-    c->num_kv_heads = g->head_count_kv > 0 ? (int)g->head_count_kv : c->num_heads;
-    c->head_dim = g->key_length > 0 ? (int)g->key_length : c->hidden_size / c->num_heads;
-    c->vocab_size = g->vocab_size > 0 ? (int)g->vocab_size : (int)g->n_tokens;
-    c->max_position_embeddings = g->context_length > 0 ? (int)g->context_length : 4096;
+        if (!(sizes[i].v <= 0) && !gm_whole_in(sizes[i].v, 1, INT_MAX, sizes[i].out))
+            return gm_fail(GOMLX_ERR_FORMAT, "%s: GGUF metadata %s.%s is %g: not a whole number the engine takes", path,
+                           g->arch, sizes[i].key, sizes[i].v);
+    c->hidden_size = hidden;
+    c->intermediate_size = ff;
+    c->num_layers = layers;
+    c->num_heads = heads;
+    c->num_kv_heads = kv > 0 ? kv : c->num_heads;
+    c->head_dim = key_len > 0 ? key_len : c->hidden_size / c->num_heads;
+    c->vocab_size = vocab > 0 ? vocab : (int)g->n_tokens;
+    c->max_position_embeddings = ctx > 0 ? ctx : 4096;
+    /* Reals a float holds (a C cast of a larger double is undefined too). */
+    const struct { double v; const char *key; } reals[] = {{g->rms_eps, "attention.layer_norm_rms_epsilon"},
+                                                           {g->rope_base, "rope.freq_base"},
+                                                           {g->rope_scale_factor, "rope.scaling.factor"}};
+    for (size_t i = 0; i < sizeof reals / sizeof *reals; i++)
+        if (!(reals[i].v <= FLT_MAX))
+            return gm_fail(GOMLX_ERR_FORMAT, "%s: GGUF metadata %s.%s is %g: not a number the engine takes", path,
+                           g->arch, reals[i].key, reals[i].v);
     c->rms_norm_eps = g->rms_eps > 0 ? (float)g->rms_eps : 1e-5f;
     c->rope_theta = g->rope_base > 0 ? (float)g->rope_base : 10000.0f;
     /* llama.cpp's converter permutes Llama's Q/K rows so that rotating

@@ -9,6 +9,7 @@
 
 #include "kernels/pool.h"
 #include "kernels/qmm_impl.h"
+#include "util/env.h"
 
 /* Largest M the matrix-vector path accepts (its per-row state is on the
  * stack); the default switch-over point comes from bench_qmm. */
@@ -106,10 +107,7 @@ long gm_qmm_digit_calls(void) { return atomic_load(&g_digit_calls); }
  * bfloat16 and float16 x) gives way to the dequantizing one (A/B). */
 static int backend_tiled_enabled(void) {
     static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("GOMLX_QMM_TILED_BF16");
-        on = !(e && e[0] == '0');
-    }
+    if (on < 0) on = !gm_env_off("GOMLX_QMM_TILED_BF16");
     return on;
 }
 

@@ -18,6 +18,7 @@
 
 extern "C" {
 #include "kernels/attention.h"
+#include "util/env.h"
 }
 
 namespace gomlx {
@@ -99,10 +100,7 @@ class CpuSdpa : public CpuOnlyPrimitive {
 // GOMLX_CPU_SDPA=0 leaves attention to MLX while the quantized matmul
 // kernels stay on: the A/B switch for this kernel alone.
 bool cpu_sdpa_enabled() {
-    static const bool on = [] {
-        const char *e = std::getenv("GOMLX_CPU_SDPA");
-        return !(e && e[0] == '0');
-    }();
+    static const bool on = !gm_env_off("GOMLX_CPU_SDPA");
     return on;
 }
 

@@ -40,6 +40,7 @@
 #include "mlx/cuda_layer_variant.h"
 #include "mlx/cuda_layer_x_source.h"
 #include "mlx/mx_internal.h"
+#include "util/env.h"
 
 namespace mc = mlx::core;
 using mc::array;
@@ -61,12 +62,7 @@ const int kTableKCache = 16, kTableVCache = 17; // the caches' places in a row
 bool is_cache(size_t table_index) { return table_index == kTableKCache || table_index == kTableVCache; }
 const int kMaxLayers = 512;
 
-int env_enabled() {
-    const char *e = getenv("GOMLX_CUDA_LAYER");
-    return !(e && strcmp(e, "0") == 0);
-}
-
-std::atomic<int> g_enabled{env_enabled()};
+std::atomic<int> g_enabled{!gm_env_off("GOMLX_CUDA_LAYER")};
 std::atomic<long> g_calls{0};
 std::mutex g_mu;
 std::string g_status = "not used yet";

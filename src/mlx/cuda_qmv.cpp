@@ -29,6 +29,7 @@
 #include "mlx/cuda_jit.h"
 #include "mlx/cuda_qmv_source.h"
 #include "mlx/mx.h"
+#include "util/env.h"
 
 namespace mc = mlx::core;
 using mc::array;
@@ -73,12 +74,7 @@ void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, 
     }
 }
 
-int env_enabled() {
-    const char *e = getenv("GOMLX_CUDA_QMV");
-    return !(e && strcmp(e, "0") == 0);
-}
-
-std::atomic<int> g_enabled{env_enabled()};
+std::atomic<int> g_enabled{!gm_env_off("GOMLX_CUDA_QMV")};
 
 } // namespace
 

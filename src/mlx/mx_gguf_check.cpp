@@ -152,19 +152,26 @@ uint64_t scalar_size(uint32_t type) {
     }
 }
 
-void skip_value(Reader &r, uint32_t type, int depth) {
+// MLX 0.32's GGUF reader does not step over a float64 value, scalar or in
+// an array, and reads the keys after it from the wrong place (a crash):
+// such a file is refused here, naming the key.
+void skip_value(Reader &r, uint32_t type, int depth, const std::string &key) {
+    if (type == V_FLOAT64)
+        r.fail("metadata " + (key.empty() ? std::string("(a long key)") : key) +
+               " holds a float64, which MLX's GGUF reader cannot read");
     if (type == V_STRING) {
         r.skip(r.u64("a string length"), "a string");
     } else if (type == V_ARRAY) {
         if (depth > 4) r.fail("arrays nested too deep");
         uint32_t et = r.u32("an array type");
         uint64_t n = r.u64("an array length");
+        if (et == V_FLOAT64) skip_value(r, et, depth + 1, key);
         if (uint64_t sz = scalar_size(et)) {
             if (n > r.left() / sz) r.fail("array longer than the file");
             r.skip(n * sz, "an array");
         } else if (et == V_STRING || et == V_ARRAY) {
             if (n > r.left() / 8) r.fail("array longer than the file");
-            for (uint64_t i = 0; i < n; i++) skip_value(r, et, depth + 1);
+            for (uint64_t i = 0; i < n; i++) skip_value(r, et, depth + 1, key);
         } else {
             r.fail("unknown array element type " + std::to_string(et));
         }
@@ -208,7 +215,7 @@ std::vector<TensorInfo> walk(const std::string &path) {
             alignment = r.u32("general.alignment");
             if (alignment == 0) r.fail("general.alignment is 0");
         } else {
-            skip_value(r, type, 0);
+            skip_value(r, type, 0, key);
         }
     }
 

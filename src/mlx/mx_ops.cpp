@@ -19,6 +19,7 @@
 #include "mlx/cpu_sdpa.h"
 #include "mlx/qmm_hooks.h"
 #include "mlx/mx_internal.h"
+#include "util/env.h"
 
 namespace mc = mlx::core;
 using mc::array;
@@ -49,12 +50,7 @@ void slice_bounds(const array &a, const int *start, const int *stop, const int *
     }
 }
 
-int cpu_kernels_default() {
-    const char *e = getenv("GOMLX_CPU_KERNELS");
-    return !(e && strcmp(e, "0") == 0);
-}
-
-std::atomic<int> g_cpu_kernels{cpu_kernels_default()};
+std::atomic<int> g_cpu_kernels{!gm_env_off("GOMLX_CPU_KERNELS")};
 
 }  // namespace
 

@@ -9,7 +9,8 @@ What is proven, per file:
 and the SentencePiece-style "llama" vocabulary of llama-spm-q2_k tokenizes
 as transformers' GGUF tokenizer does. Bad GGUF files (a tensor type the
 engine refuses, an unknown type id, an unsupported architecture, k-quant
-rows that do not fill their blocks, a 1-D k-quant) fail with a message
+rows that do not fill their blocks, a 1-D k-quant, sizes that are not whole
+numbers an int holds, reals past a float, float64 metadata) fail with a message
 naming the problem. (Missing, garbage and truncated GGUF files are covered
 by tests/c/test_bad_inputs.c and tests/c/test_mx.c.)
 
@@ -208,17 +209,21 @@ def test_spm_tokenizer_matches_transformers():
 # Bad files, written here byte by byte (the test venv has no gguf-py)
 # ---------------------------------------------------------------------------
 
-def gguf_file(path, arch, tensors):
+def gguf_file(path, arch, tensors, meta=None):
     """A minimal GGUF v3: general.architecture plus the Llama sizes, and
-    tensors given as (name, row-major shape, GGML type id, data bytes)."""
+    tensors given as (name, row-major shape, GGML type id, data bytes);
+    meta: {key after "<arch>.": (GGUF value type id, packed value)} to
+    replace or add."""
     def s(x):
         b = x.encode("utf-8")
         return struct.pack("<Q", len(b)) + b
 
+    values = {key: (4, struct.pack("<I", val)) for key, val in (
+        ("embedding_length", 256), ("block_count", 1), ("attention.head_count", 4), ("feed_forward_length", 512))}
+    values.update(meta or {})
     kv = [("general.architecture", 8, s(arch))]
-    for key, val in (("embedding_length", 256), ("block_count", 1), ("attention.head_count", 4),
-                     ("feed_forward_length", 512)):
-        kv.append(("%s.%s" % (arch, key), 4, struct.pack("<I", val)))
+    for key, (vtype, val) in values.items():
+        kv.append(("%s.%s" % (arch, key), vtype, val))
     out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kv))
     for key, vtype, val in kv:
         out += s(key) + struct.pack("<I", vtype) + val
@@ -282,3 +287,31 @@ def test_unsupported_architecture(tmp_path):
                      [("token_embd.weight", [2, 4], 0, bytes(32))])
     err = load_error(path)
     assert '"mamba"' in err and "not supported" in err, err
+
+
+# GGUF value types: 6 float32, 9 array, 10 uint64, 12 float64.
+@pytest.mark.parametrize("key,vtype,value,shown", [
+    ("embedding_length", 6, struct.pack("<f", float("nan")), "embedding_length is nan"),
+    ("block_count", 6, struct.pack("<f", 2.5), "block_count is 2.5"),
+    ("context_length", 10, struct.pack("<Q", 1 << 40), "context_length is 1.09951e+12"),
+    ("attention.head_count_kv", 6, struct.pack("<f", 1e30), "attention.head_count_kv is 1e+30"),
+    ("attention.layer_norm_rms_epsilon", 6, struct.pack("<f", float("nan")), "attention.layer_norm_rms_epsilon is nan"),
+    ("rope.freq_base", 6, struct.pack("<f", float("inf")), "rope.freq_base is inf"),
+])
+def test_sizes_and_reals_the_engine_cannot_take(tmp_path, key, vtype, value, shown):
+    # A C cast of NaN or 1e30 to int, or of infinity to float, is undefined: each is named instead.
+    path = gguf_file(os.path.join(tmp_path, "bad.gguf"), "llama", [("token_embd.weight", [2, 4], 0, bytes(32))],
+                     meta={key: (vtype, value)})
+    err = load_error(path)
+    assert "llama." + shown in err, err
+
+
+@pytest.mark.parametrize("value", [struct.pack("<d", 1e-5), struct.pack("<IQ", 12, 2) + struct.pack("<dd", 1, 2)],
+                         ids=["float64", "array-of-float64"])
+def test_float64_metadata_is_refused(tmp_path, value):
+    # MLX's GGUF reader does not step over a float64 and crashed on the keys after it.
+    vtype = 12 if len(value) == 8 else 9
+    path = gguf_file(os.path.join(tmp_path, "f64.gguf"), "llama", [("token_embd.weight", [2, 4], 0, bytes(32))],
+                     meta={"attention.layer_norm_rms_epsilon": (vtype, value)})
+    err = load_error(path)
+    assert "llama.attention.layer_norm_rms_epsilon holds a float64" in err, err
