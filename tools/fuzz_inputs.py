@@ -42,12 +42,16 @@ REGEX_BITS = list("()[]{}*+?|^$\\.-,:!=<>") + ["\\p{L}", "\\p{N}", "(?i:", "(?="
 
 
 def gguf_header_end(path):
-    """Offsets of the tensor table and of its end in a GGUF v2/v3 file."""
+    """Offsets of the tensor table and of its end in a GGUF v2/v3 file, and
+    (offset, type) of each metadata value's type id (arrays: their element
+    type's)."""
     data = open(path, "rb").read(64 << 20)
     pos = 8
     n_tensors, n_kv = struct.unpack_from("<QQ", data, pos)
     pos += 16
     sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    types = []
 
     def skip(t):
         nonlocal pos
@@ -55,6 +59,7 @@ def gguf_header_end(path):
             pos += 8 + struct.unpack_from("<Q", data, pos)[0]
         elif t == 9:
             et, n = struct.unpack_from("<IQ", data, pos)
+            types.append((pos, et))
             pos += 12
             for _ in range(n):
                 skip(et)
@@ -64,6 +69,8 @@ def gguf_header_end(path):
     for _ in range(n_kv):
         pos += 8 + struct.unpack_from("<Q", data, pos)[0]
         t = struct.unpack_from("<I", data, pos)[0]
+        if t != 9:
+            types.append((pos, t))
         pos += 4
         skip(t)
     table = pos
@@ -71,7 +78,14 @@ def gguf_header_end(path):
         pos += 8 + struct.unpack_from("<Q", data, pos)[0]
         nd = struct.unpack_from("<I", data, pos)[0]
         pos += 4 + 8 * nd + 4 + 8
-    return table, pos
+    return table, pos, types
+
+
+# GGUF value types of one size, which a value's type id can be swapped
+# among without moving the bytes after it (uint8/int8/bool, 16-bit,
+# uint32/int32/float32, uint64/int64/float64); a swap to any type id moves
+# the reader off the values (float64 among them: MLX's reader crashed on it).
+SAME_SIZE_TYPES = [(0, 1, 7), (2, 3), (4, 5, 6), (10, 11, 12)]
 
 
 def json_paths(o, path=(), skip=("vocab",)):
@@ -131,13 +145,24 @@ class GgufTarget(Target):
             sys.exit(f"{GGUF} is missing: run `make setup`")
         self.file = self.work / "m.gguf"
         shutil.copy(GGUF, self.file)
-        self.table, self.end = gguf_header_end(GGUF)
+        self.table, self.end, self.types = gguf_header_end(GGUF)
         self.edits = []
 
     def mutate(self, rnd):
         self.restore()
+        if rnd.random() < 0.1:
+            return self.insert_value(rnd)
         with open(self.file, "r+b") as f:
-            for _ in range(rnd.randint(1, 3)):
+            if rnd.random() < 0.25:  # a metadata value read as another type: of its size, or any
+                p, t = rnd.choice(self.types)
+                kin = next((k for k in SAME_SIZE_TYPES if t in k), (t,))
+                others = [x for x in kin if x != t]
+                f.seek(p)
+                old = f.read(4)
+                f.seek(p)
+                f.write(struct.pack("<I", rnd.choice(others) if others and rnd.random() < 0.7 else rnd.randrange(14)))
+                self.edits.append((p, old))
+            for _ in range(rnd.randint(0 if self.edits else 1, 3)):
                 # Half in the tensor table (counts, dims, types, offsets), half in the metadata.
                 p = rnd.randrange(self.table, self.end - 8) if rnd.random() < 0.5 else rnd.randrange(0, self.table - 8)
                 k = rnd.random()
@@ -154,7 +179,27 @@ class GgufTarget(Target):
                 self.edits.append((p, old))
         return run_argv(self.file), None
 
+    def insert_value(self, rnd):
+        """A well-formed metadata entry of 32 bytes (the data alignment, so the
+        tensors' offsets stay right) first in the file: a 12-byte key and an
+        8-byte value of type uint64, int64 or float64 (one MLX's reader
+        crashed on)."""
+        data = bytearray(GGUF.read_bytes())
+        vtype = rnd.choice([10, 11, 12])
+        value = struct.pack("<d", rnd.choice([0.0, 1e-5, -1.5, 1e300, float("nan"), float("inf")])) if vtype == 12 \
+            else struct.pack("<Q", rnd.choice([0, 1, 2**32, 2**63, 2**64 - 1]))
+        key = rnd.choice(["llama.fuzz.x", "general.fuzz", "tokenizer.xx"]).encode()
+        entry = struct.pack("<Q", len(key)) + key + struct.pack("<I", vtype) + value
+        struct.pack_into("<Q", data, 16, struct.unpack_from("<Q", data, 16)[0] + 1)
+        self.file.write_bytes(bytes(data[:24]) + entry + bytes(data[24:]))
+        self.edits = [(-1, b"")]  # restore() copies the original back
+        return run_argv(self.file), None
+
     def restore(self):
+        if self.edits == [(-1, b"")]:
+            shutil.copy(GGUF, self.file)
+            self.edits = []
+            return
         with open(self.file, "r+b") as f:
             for p, old in reversed(self.edits):
                 f.seek(p)
