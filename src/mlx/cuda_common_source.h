@@ -94,27 +94,41 @@ __device__ __forceinline__ float unpack_x32(const V4 (&v)[4], float (&xf)[32]) {
     return sum;
 }
 
-// Nibble k of w (bits 4k..4k+3) moved to bits 19..22: the top of a float's
-// mantissa.
-__device__ __forceinline__ u32 nibble_at_19(u32 w, int k) {
-    return (4 * k <= 19 ? w << (19 - 4 * k) : w >> (4 * k - 19)) & 0x00780000u;
+#ifndef LOP
+#define LOP 0
+#endif
+
+// Nibble k of w (bits 4k..4k+3) moved to bits 19..22, the top of a float's
+// mantissa, OR-ed into 16.0f (one: its bits): 16 + q. With LOP (one a
+// register ptxas cannot fold) the mask and the OR are one lop3; with both
+// as immediates ptxas emits two (SASS takes one immediate an instruction).
+__device__ __forceinline__ u32 nibble_16q(u32 w, int k, u32 one) {
+    const u32 v = 4 * k <= 19 ? w << (19 - 4 * k) : w >> (4 * k - 19);
+#if LOP
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(v), "n"(0x00780000u), "r"(one)); // (a & b) | c
+    return d;
+#else
+    return (v & 0x00780000u) | one;
+#endif
 }
 
 // sum over k < 32 of (16 + q[k]) * xf[k], q the 4-bit values of a 16-byte
 // chunk (nibble k of word k / 8); the caller takes off 16 * sum(x). A
 // nibble becomes 16 + q by OR-ing it into the top of 16.0f's mantissa
-// (exact, as are the products): a shift, a LOP3 and the FMA a weight. The
-// int-to-float conversion runs at 1/8 of the FMA rate, and taking 2^23 off
-// a nibble OR-ed into 2^23's low bits costs one more instruction a weight
-// (the loop's issue rate is as much a bound as the memory's).
-__device__ __forceinline__ float nibble_dot(const u32 w[4], const float xf[32]) {
+// (exact, as are the products): a shift, a LOP3 (two without LOP) and the
+// FMA a weight. The int-to-float conversion runs at 1/8 of the FMA rate,
+// and taking 2^23 off a nibble OR-ed into 2^23's low bits costs one more
+// instruction a weight (the loop's issue rate is as much a bound as the
+// memory's). one: 0x41800000 (16.0f), as a register with LOP.
+__device__ __forceinline__ float nibble_dot(const u32 w[4], const float xf[32], u32 one) {
     float s0 = 0.f, s1 = 0.f;
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
         for (int k = 0; k < 8; k += 2) {
-            s0 += bits_to_float(nibble_at_19(w[i], k) | 0x41800000u) * xf[i * 8 + k];
-            s1 += bits_to_float(nibble_at_19(w[i], k + 1) | 0x41800000u) * xf[i * 8 + k + 1];
+            s0 += bits_to_float(nibble_16q(w[i], k, one)) * xf[i * 8 + k];
+            s1 += bits_to_float(nibble_16q(w[i], k + 1, one)) * xf[i * 8 + k + 1];
         }
     return s0 + s1;
 }

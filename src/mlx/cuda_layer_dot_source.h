@@ -36,6 +36,9 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
+    // 16.0f's bits through a value ptxas cannot fold (K > 0), so that with
+    // LOP it stays in a register (nibble_16q).
+    const u32 one = LOP ? 0x41800000u | ((u32)K >> 31) : 0x41800000u;
     for (int c0 = lane; c0 < chunks; c0 += 32 * U) {
         V4 q[U][R];
         float sc[U][R], bi[U][R];
@@ -60,7 +63,7 @@ __device__ __forceinline__ void dot_rows(const u16 *xs, const u32 *w, const u16 
 #pragma unroll
             for (int r = 0; r < R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
-                acc[r] += sc[u][r] * nibble_dot(words, xf) + (bi[u][r] - 16.f * sc[u][r]) * xsum;
+                acc[r] += sc[u][r] * nibble_dot(words, xf, one) + (bi[u][r] - 16.f * sc[u][r]) * xsum;
             }
         }
     }
@@ -113,17 +116,32 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 // bytes (one word a lane) measured 20-60% slower than the FMA loop, 64
 // faster (docs/GPU.md).
 
-// Nibbles N and N + 4 of w as a pair of 16-bit floats 1 + q/16.
-template <int N>
-__device__ __forceinline__ u32 nib_pair(u32 w) {
+// Nibbles N and N + 4 of w as a pair of 16-bit floats 1 + q/16: the
+// nibbles shifted into the mantissa's top bits, masked, and the exponent
+// of 1 (ONE_BITS) set. With LOP (one_bits a register that holds ONE_BITS)
+// the mask and the exponent are one lop3, (v & MASK) | one_bits: with both
+// as immediates ptxas emits two (SASS takes one immediate an instruction),
+// a third of the unpacking's instructions.
 #if XT == 0 // bfloat16: 7 mantissa bits, q at bits 3..6
-    constexpr int sh = 3 - 4 * N;
-    const u32 v = sh >= 0 ? w << (sh & 31) : w >> (-sh & 31);
-    return (v & 0x00780078u) | 0x3F803F80u;
+#define NIB_SHIFT 3
+#define NIB_MASK 0x00780078u
+#define ONE_BITS 0x3F803F80u
 #else // float16: 10 mantissa bits, q at bits 6..9
-    constexpr int sh = 6 - 4 * N;
+#define NIB_SHIFT 6
+#define NIB_MASK 0x03C003C0u
+#define ONE_BITS 0x3C003C00u
+#endif
+template <int N>
+__device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
+    constexpr int sh = NIB_SHIFT - 4 * N;
     const u32 v = sh >= 0 ? w << (sh & 31) : w >> (-sh & 31);
-    return (v & 0x03C003C0u) | 0x3C003C00u;
+#if LOP
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(v), "n"(NIB_MASK), "r"(one_bits)); // (a & b) | c
+    return d;
+#else
+    (void)one_bits;
+    return (v & NIB_MASK) | ONE_BITS;
 #endif
 }
 
@@ -201,6 +219,9 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     const u16 *sl = scales + (size_t)lo * groups, *sh = scales + (size_t)hi * groups;
     const u16 *bl = biases + (size_t)lo * groups, *bh = biases + (size_t)hi * groups;
     float ylo = 0.f, yhi = 0.f;
+    // ONE_BITS through a value ptxas cannot fold (x's zeros in shared
+    // memory), so that it stays in a register.
+    const u32 one_bits = LOP ? x.zero->x | ONE_BITS : ONE_BITS;
     for (int w0 = g_begin; w0 < g_end; w0 += step) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
         const int j0 = min(w0 + 2 * t, g_end - 1), j1 = min(w0 + 2 * t + 1, g_end - 1);
@@ -234,10 +255,10 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
                     const V4 b = xv[r];
-                    mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r]), nib_pair<0>(whi[r]), nib_pair<1>(wlo[r]),
-                              nib_pair<1>(whi[r]), b.x, b.y);
-                    mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r]), nib_pair<2>(whi[r]), nib_pair<3>(wlo[r]),
-                              nib_pair<3>(whi[r]), b.z, b.w);
+                    mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r], one_bits), nib_pair<0>(whi[r], one_bits),
+                              nib_pair<1>(wlo[r], one_bits), nib_pair<1>(whi[r], one_bits), b.x, b.y);
+                    mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r], one_bits), nib_pair<2>(whi[r], one_bits),
+                              nib_pair<3>(wlo[r], one_bits), nib_pair<3>(whi[r], one_bits), b.z, b.w);
                 }
             }
         }

@@ -54,6 +54,10 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
                                              {threads, 1, 1}, 0, std::nullopt, true)[0];
 }
 
+// A nibble's mask and 16.0f's bits as one lop3 (LOP, nibble_16q): a knob
+// until measured on a GPU.
+const int kLop = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_LOP", 0, 0, 1);
+
 // Compiles a variant and runs it once on a tiny product (cuda_jit::prime).
 // Called under g_mu.
 void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll) {
@@ -65,7 +69,7 @@ void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, 
         if (gomlx::cuda_jit::prepare(
                 k, source,
                 {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs), "QMV_R=" + std::to_string(rows),
-                 "QMV_U=" + std::to_string(unroll)},
+                 "QMV_U=" + std::to_string(unroll), "LOP=" + std::to_string(kLop)},
                 [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); }, &g_status))
             g_status = gomlx::cuda_jit::in_use_status(k);
     } catch (const std::exception &e) {

@@ -1,7 +1,8 @@
 // cuda_qmv_source.h - CUDA C source of our 4-bit matrix-vector kernel, compiled
 // at run time with NVRTC after kCudaCommonSource (cuda_qmv.cpp,
 // cuda_jit.cpp). QMV_GS is the group size, QMV_R the rows a warp computes
-// and QMV_U the chunks a lane loads at once; the kernel's name is passed as
+// and QMV_U the chunks a lane loads at once, LOP (1: a nibble's mask and
+// 16.0f's bits one lop3, nibble_16q); the kernel's name is passed as
 // KERNEL_NAME.
 #ifndef GOMLX_CUDA_QMV_SOURCE_H
 #define GOMLX_CUDA_QMV_SOURCE_H
@@ -36,6 +37,9 @@ extern "C" __global__ void KERNEL_NAME(const u16 *__restrict__ x, const u32 *__r
     float acc[QMV_R];
 #pragma unroll
     for (int r = 0; r < QMV_R; r++) acc[r] = 0.f;
+    // 16.0f's bits, with LOP through a value ptxas cannot fold (K > 0) so
+    // that it stays in a register (nibble_16q).
+    const u32 one = LOP ? 0x41800000u | ((u32)K >> 31) : 0x41800000u;
     for (int c0 = lane; c0 < chunks; c0 += 32 * QMV_U) {
         V4 q[QMV_U][QMV_R], xv[QMV_U][4];
         float sc[QMV_U][QMV_R], bi[QMV_U][QMV_R];
@@ -61,7 +65,7 @@ extern "C" __global__ void KERNEL_NAME(const u16 *__restrict__ x, const u32 *__r
 #pragma unroll
             for (int r = 0; r < QMV_R; r++) {
                 const u32 words[4] = {q[u][r].x, q[u][r].y, q[u][r].z, q[u][r].w};
-                acc[r] += sc[u][r] * nibble_dot(words, xf) + (bi[u][r] - 16.f * sc[u][r]) * xs;
+                acc[r] += sc[u][r] * nibble_dot(words, xf, one) + (bi[u][r] - 16.f * sc[u][r]) * xs;
             }
         }
     }

@@ -59,7 +59,7 @@ def compile_cuda(lib, source, arch, defines):
 # them; the first four are what the benchmark shapes pick on an H100.
 LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
                   KC=32, KK=3, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCA=0, TSA=1, TCR_C=0, TCR_E=0, GEMMA=0,
-                  KVP=0, DEAL_A=0, DEAL_C=0, DEAL_E=0, TCI=1)
+                  KVP=0, DEAL_A=0, DEAL_C=0, DEAL_E=0, TCI=1, LOP=0)
 LAYER_VARIANTS = {
     "llama-3.2-3b": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8),
     "qwen2.5-3b": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_C=8, TCR_E=16, KVP=1),
@@ -72,6 +72,8 @@ LAYER_VARIANTS = {
     "g128-teams-of-4-tc-residuals": dict(NL=2, GS=128, HD=192, KK=2, REP=6, RH=6, TC=1, TS=4, TCA=1, TSA=1, TCR_C=8, TCR_E=16,
                                          TIMING=1, KVP=1, TCI=0),
     "llama-3.2-3b-contiguous-shares": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_E=8, TCI=0),
+    "llama-3.2-3b-one-lop3": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8, LOP=1),
+    "float16-one-lop3": dict(NL=2, XT=1, REP=4, RH=4, TC=1, TS=1, TCA=1, TSA=4, TCR_C=8, TCR_E=2, LOP=1),
     "qwen2.5-3b-fma-o-proj": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=16, KVP=1, DEAL_C=1),
     "gemma-float16-fma": dict(NL=3, XT=1, HD=256, KK=2, REP=2, RH=2, GEMMA=1, TC=0, KVP=1, DEAL_A=1),
 }
@@ -96,13 +98,15 @@ def test_layer_kernel_compiles(nvrtc, variant, arch):
     assert rc == 0, f"{variant} for {arch}:\n{log}"
 
 
-@pytest.mark.parametrize("xt,gs,rows,unroll", [(0, 64, 2, 1), (1, 32, 4, 1), (0, 128, 4, 2), (1, 64, 2, 4)])
-def test_qmv_kernel_compiles(nvrtc, xt, gs, rows, unroll):
+@pytest.mark.parametrize("xt,gs,rows,unroll,lop", [(0, 64, 2, 1, 0), (1, 32, 4, 1, 0), (0, 128, 4, 2, 1),
+                                                    (1, 64, 2, 4, 1)])
+def test_qmv_kernel_compiles(nvrtc, xt, gs, rows, unroll, lop):
     source = cuda_source("cuda_common_source.h", "kCudaCommonSource") + cuda_source("cuda_qmv_source.h",
                                                                                     "kCudaQmvSource")
     for arch in ("sm_90", "compute_75"):
-        rc, log = compile_cuda(nvrtc, source, arch, [f"XT={xt}", f"QMV_GS={gs}", f"QMV_R={rows}", f"QMV_U={unroll}"])
-        assert rc == 0, f"XT={xt} GS={gs} R={rows} U={unroll} for {arch}:\n{log}"
+        rc, log = compile_cuda(nvrtc, source, arch, [f"XT={xt}", f"QMV_GS={gs}", f"QMV_R={rows}", f"QMV_U={unroll}",
+                                                     f"LOP={lop}"])
+        assert rc == 0, f"XT={xt} GS={gs} R={rows} U={unroll} LOP={lop} for {arch}:\n{log}"
 
 
 def test_read_probe_kernel_compiles(nvrtc):
