@@ -116,20 +116,30 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 // bytes (one word a lane) measured 20-60% slower than the FMA loop, 64
 // faster (docs/GPU.md).
 
-// Nibbles N and N + 4 of w as a pair of 16-bit floats 1 + q/16: the
+// Nibbles N and N + 4 of w as a pair of 16-bit floats 1 + q/16 (NIB0: /128): the
 // nibbles shifted into the mantissa's top bits, masked, and the exponent
 // of 1 (ONE_BITS) set. With LOP (one_bits a register that holds ONE_BITS)
 // the mask and the exponent are one lop3, (v & MASK) | one_bits: with both
 // as immediates ptxas emits two (SASS takes one immediate an instruction),
 // a third of the unpacking's instructions.
-#if XT == 0 // bfloat16: 7 mantissa bits, q at bits 3..6
+// With NIB0 (bfloat16) q sits at bits 0..3 instead, 1 + q/128: nibbles 0
+// and 4 are in place unshifted, a quarter of the shifts saved, for 3 bits
+// of float32 precision in the sums' cancellation (NIB_SCALE, tc_dot).
+#if XT == 0 && NIB0
+#define NIB_SHIFT 0
+#define NIB_MASK 0x000F000Fu
+#define ONE_BITS 0x3F803F80u
+#define NIB_SCALE 128.f
+#elif XT == 0 // bfloat16: 7 mantissa bits, q at bits 3..6
 #define NIB_SHIFT 3
 #define NIB_MASK 0x00780078u
 #define ONE_BITS 0x3F803F80u
+#define NIB_SCALE 16.f
 #else // float16: 10 mantissa bits, q at bits 6..9
 #define NIB_SHIFT 6
 #define NIB_MASK 0x03C003C0u
 #define ONE_BITS 0x3C003C00u
+#define NIB_SCALE 16.f
 #endif
 template <int N>
 __device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
@@ -265,16 +275,16 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
         float c[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
-        // sum q x = 16 (C - sum x): scale * that + bias * sum x.
+        // sum q x = NIB_SCALE (C - sum x): scale * that + bias * sum x.
         if (w0 + 2 * t < g_end) {
             const float x0 = x.xsum[j0];
-            ylo += 16.f * s0l * c[0] + (b0l - 16.f * s0l) * x0;
-            yhi += 16.f * s0h * c[2] + (b0h - 16.f * s0h) * x0;
+            ylo += NIB_SCALE * s0l * c[0] + (b0l - NIB_SCALE * s0l) * x0;
+            yhi += NIB_SCALE * s0h * c[2] + (b0h - NIB_SCALE * s0h) * x0;
         }
         if (w0 + 2 * t + 1 < g_end) {
             const float x1 = x.xsum[j1];
-            ylo += 16.f * s1l * c[1] + (b1l - 16.f * s1l) * x1;
-            yhi += 16.f * s1h * c[3] + (b1h - 16.f * s1h) * x1;
+            ylo += NIB_SCALE * s1l * c[1] + (b1l - NIB_SCALE * s1l) * x1;
+            yhi += NIB_SCALE * s1h * c[3] + (b1h - NIB_SCALE * s1h) * x1;
         }
     }
 #pragma unroll
