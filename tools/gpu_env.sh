@@ -19,7 +19,11 @@ if [ ! -d "$PYLIB/mlx" ]; then
   python3 -m pip install -q --no-deps --no-index --target "$PYLIB" "$WHEELS"/mlx-0.32.4-*.whl "$WHEELS"/mlx_cuda_13-*.whl "$WHEELS"/mlx_lm-*.whl
 fi
 export PYTHONPATH="$PYLIB${PYTHONPATH:+:$PYTHONPATH}"
+# Our binaries, where gpu_kit.sh packed them and none were built here.
+if [ -f "$WHEELS/bin.tar.xz" ] && [ ! -x "$ROOT/build/gomlx" ]; then
+  mkdir -p "$ROOT/build" && tar xJf "$WHEELS/bin.tar.xz" -C "$ROOT/build" --strip-components=1
+fi
 SITE=$(python3 -c 'import site; print(site.getsitepackages()[0])')
 CUDA_LIBS=$(find "$SITE/nvidia" -name 'lib' -type d 2>/dev/null | tr '\n' ':')
 MLX_LIB=$(python3 -c 'import mlx.core, os; print(os.path.dirname(mlx.core.__file__) + "/lib")')
-export LD_LIBRARY_PATH="$MLX_LIB:$CUDA_LIBS$WHEELS:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$MLX_LIB:$CUDA_LIBS$WHEELS:$ROOT/build:${LD_LIBRARY_PATH:-}"

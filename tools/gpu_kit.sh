@@ -6,6 +6,9 @@
 # PART_MB (default 48) are split into NAME.part-aa, NAME.part-ab, ... for
 # transports that limit a file's size; gpu_env.sh joins them again.
 # Run where there is internet, after `make setup` (the npm tokenizers).
+# Where `make build` has run, our binaries go too (bin.tar.xz: stripped,
+# with the libcjson the device image lacks; gpu_env.sh unpacks them into
+# build/), for a machine that cannot build them.
 #   tools/gpu_kit.sh OUT [PYTHON_VERSION, default 3.12]
 set -euo pipefail
 OUT=$1 PYV=${2:-3.12}
@@ -22,6 +25,17 @@ for t in qwen3 llama3 llama2; do
   [ -f "$ROOT/$NPM/tokenizer-$t/models/tokenizer.json" ] || { echo "gpu_kit: $NPM/tokenizer-$t missing: run make setup" >&2; exit 1; }
 done
 (cd "$ROOT" && tar cJf "$OUT/tokenizers.tar.xz" $NPM/tokenizer-{qwen3,llama3,llama2}/models/tokenizer*.json)
+if [ -x "$ROOT/build/gomlx" ]; then
+  BIN=$(mktemp -d)/bin
+  mkdir -p "$BIN"
+  for f in gomlx gomlx.test test_cuda_layer test_cuda_qmv bench_cuda_layer libgomlx.so.0.1.0; do
+    [ -f "$ROOT/build/$f" ] && strip -o "$BIN/$f" "$ROOT/build/$f"
+  done
+  [ -f "$BIN/libgomlx.so.0.1.0" ] && ln -sf libgomlx.so.0.1.0 "$BIN/libgomlx.so.0"
+  CJSON=$(ldd "$ROOT/build/gomlx" | awk '/libcjson/ {print $3}')
+  [ -n "$CJSON" ] && cp -L "$CJSON" "$BIN/"
+  tar cJf "$OUT/bin.tar.xz" -C "$(dirname "$BIN")" bin
+fi
 for f in "$OUT"/*.whl; do
   if [ "$(stat -c %s "$f")" -gt $((PART_MB * 1000000)) ]; then
     split -b $((PART_MB * 1000000)) "$f" "$f.part-" && rm "$f"
