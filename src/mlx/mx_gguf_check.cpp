@@ -155,17 +155,21 @@ uint64_t scalar_size(uint32_t type) {
 // MLX 0.32's GGUF reader does not step over a float64 value, scalar or in
 // an array, and reads the keys after it from the wrong place (a crash):
 // such a file is refused here, naming the key.
-void skip_value(Reader &r, uint32_t type, int depth, const std::string &key) {
+void refuse_float64(const Reader &r, uint32_t type, const std::string &key) {
     if (type == V_FLOAT64)
         r.fail("metadata " + (key.empty() ? std::string("(a long key)") : key) +
                " holds a float64, which MLX's GGUF reader cannot read");
+}
+
+void skip_value(Reader &r, uint32_t type, int depth, const std::string &key) {
+    refuse_float64(r, type, key);
     if (type == V_STRING) {
         r.skip(r.u64("a string length"), "a string");
     } else if (type == V_ARRAY) {
         if (depth > 4) r.fail("arrays nested too deep");
         uint32_t et = r.u32("an array type");
         uint64_t n = r.u64("an array length");
-        if (et == V_FLOAT64) skip_value(r, et, depth + 1, key);
+        refuse_float64(r, et, key);
         if (uint64_t sz = scalar_size(et)) {
             if (n > r.left() / sz) r.fail("array longer than the file");
             r.skip(n * sz, "an array");
