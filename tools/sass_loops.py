@@ -47,29 +47,16 @@ def nvrtc_lib():
 
 
 def cubin_and_log(lib, source, defines):
-    prog = ctypes.c_void_p()
-    if lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"k.cu", 0, None, None):
-        sys.exit("nvrtcCreateProgram failed")
-    opts = ["--gpu-architecture=sm_90", "--std=c++17", "-DKERNEL_NAME=k", "--ptxas-options=-v"]
-    opts += [f"-D{k}={v}" for k, v in defines.items()]
-    arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
-    rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
-    size = ctypes.c_size_t()
-    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
-    log = ctypes.create_string_buffer(size.value)
-    lib.nvrtcGetProgramLog(prog, log)
+    rc, log, cubin = sources.compile_cuda(lib, source, "sm_90", [f"{k}={v}" for k, v in defines.items()],
+                                          options=["--ptxas-options=-v"], cubin=True)
     if rc:
-        sys.exit(log.value.decode(errors="replace"))
-    lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
-    cubin = ctypes.create_string_buffer(size.value)
-    lib.nvrtcGetCUBIN(prog, cubin)
-    lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    return cubin.raw, log.value.decode(errors="replace")
+        sys.exit(log)
+    return cubin, log
 
 
 def disassemble(cubin):
     """(address, instruction) of the cubin's SASS, by cuobjdump and nvdisasm."""
-    dump, disasm = wheel_dir("nvidia.cu13"), None
+    dump = wheel_dir("nvidia.cu13")
     tools = {name: next(iter(dump.rglob(name)), None) if dump else None for name in ("cuobjdump", "nvdisasm")}
     if not all(tools.values()):
         sys.exit("cuobjdump/nvdisasm not found: pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")

@@ -230,7 +230,8 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     const u16 *bl = biases + (size_t)lo * groups, *bh = biases + (size_t)hi * groups;
     float ylo = 0.f, yhi = 0.f;
     // ONE_BITS through a value ptxas cannot fold (x's zeros in shared
-    // memory), so that it stays in a register.
+    // memory), so that it stays in a register. (dot_rows's K >> 31 here
+    // made ptxas spill 8 bytes in Gemma-2-2B's variant; this, none.)
     const u32 one_bits = LOP ? x.zero->x | ONE_BITS : ONE_BITS;
     for (int w0 = g_begin; w0 < g_end; w0 += step) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).

@@ -40,19 +40,28 @@ def nvrtc():
     return ctypes.CDLL(str(lib_dir / "libnvrtc.so.12"))
 
 
-def compile_cuda(lib, source, arch, defines):
-    """NVRTC's result code and log for source compiled for arch."""
+def compile_cuda(lib, source, arch, defines, options=(), cubin=False):
+    """NVRTC's result code and log for source compiled for arch (and, with
+    cubin, the cubin, or None where it failed; tools/sass_loops.py)."""
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), source.encode(), b"k.cu", 0, None, None) == 0
-    opts = [f"--gpu-architecture={arch}", "--std=c++17", "-DKERNEL_NAME=k"] + [f"-D{d}" for d in defines]
+    opts = [f"--gpu-architecture={arch}", "--std=c++17", "-DKERNEL_NAME=k"] + list(options)
+    opts += [f"-D{d}" for d in defines]
     arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
     rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
     size = ctypes.c_size_t()
     lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
     log = ctypes.create_string_buffer(size.value)
     lib.nvrtcGetProgramLog(prog, log)
+    code = None
+    if cubin and rc == 0:
+        lib.nvrtcGetCUBINSize(prog, ctypes.byref(size))
+        buf = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetCUBIN(prog, buf)
+        code = buf.raw
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
-    return rc, log.value.decode(errors="replace")
+    text = log.value.decode(errors="replace")
+    return (rc, text, code) if cubin else (rc, text)
 
 
 # The layer kernel's defines as variant_defines() (cuda_layer_variant.cpp) writes
