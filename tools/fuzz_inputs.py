@@ -147,6 +147,7 @@ class GgufTarget(Target):
         shutil.copy(GGUF, self.file)
         self.table, self.end, self.types = gguf_header_end(GGUF)
         self.edits = []
+        self.inserted = False  # the file was rewritten longer: restore() copies the original back
 
     def mutate(self, rnd):
         self.restore()
@@ -192,13 +193,13 @@ class GgufTarget(Target):
         entry = struct.pack("<Q", len(key)) + key + struct.pack("<I", vtype) + value
         struct.pack_into("<Q", data, 16, struct.unpack_from("<Q", data, 16)[0] + 1)
         self.file.write_bytes(bytes(data[:24]) + entry + bytes(data[24:]))
-        self.edits = [(-1, b"")]  # restore() copies the original back
+        self.inserted = True
         return run_argv(self.file), None
 
     def restore(self):
-        if self.edits == [(-1, b"")]:
+        if self.inserted:
             shutil.copy(GGUF, self.file)
-            self.edits = []
+            self.inserted = False
             return
         with open(self.file, "r+b") as f:
             for p, old in reversed(self.edits):
