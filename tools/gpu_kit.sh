@@ -28,7 +28,7 @@ done
 if [ -x "$ROOT/build/gomlx" ]; then
   BIN=$(mktemp -d)/bin
   mkdir -p "$BIN"
-  for f in gomlx gomlx.test test_cuda_layer test_cuda_qmv bench_cuda_layer libgomlx.so.0.1.0; do
+  for f in gomlx gomlx.test test_cuda_layer test_cuda_qmv bench_cuda_layer bench_cuda_qmv libgomlx.so.0.1.0; do
     [ -f "$ROOT/build/$f" ] && strip -o "$BIN/$f" "$ROOT/build/$f"
   done
   [ -f "$BIN/libgomlx.so.0.1.0" ] && ln -sf libgomlx.so.0.1.0 "$BIN/libgomlx.so.0"

@@ -94,8 +94,8 @@ __device__ __forceinline__ float unpack_x32(const V4 (&v)[4], float (&xf)[32]) {
     return sum;
 }
 
-#ifndef LOP
-#define LOP 0
+#ifndef LOP // the default (cuda_layer_variant.cpp, cuda_qmv.cpp)
+#define LOP 1
 #endif
 
 // Nibble k of w (bits 4k..4k+3) moved to bits 19..22, the top of a float's

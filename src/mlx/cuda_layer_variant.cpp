@@ -51,11 +51,17 @@ const int kDealKnob = env_int("GOMLX_CUDA_LAYER_DEAL", -1, 0, 1);
 // tok/s, Qwen2.5-3B 607-613 -> 624, Mistral-7B 390 -> 396-397, Gemma-2-2B
 // level (docs/bench/h100-2026-11-27-s18-interleaved.txt).
 const int kTcInterleave = env_int("GOMLX_CUDA_LAYER_TCI", 1, 0, 1);
-// Whether the tensor-core dot unpacks a nibble pair with one lop3 and the
-// exponent bits in a register (LOP) instead of two with immediates.
-const int kLop = env_int("GOMLX_CUDA_LAYER_LOP", 0, 0, 1);
+// Whether both product loops unpack a nibble pair with one lop3 and the
+// exponent bits in a register (LOP) instead of two with immediates: a
+// tensor-core window 591-600 -> 465-472 instructions; decode on an H200
+// Llama-3.2-3B 740 -> 777 tok/s (with the mat-vec's LOP, cuda_qmv.cpp),
+// Qwen2.5-3B 691 -> 727, Gemma-2-2B 671 -> 727, Mistral-7B 441 -> 468
+// (docs/bench/h200-2026-11-28-s22-lop.txt).
+const int kLop = env_int("GOMLX_CUDA_LAYER_LOP", 1, 0, 1);
 // Whether tc_dot puts a bfloat16 nibble at the mantissa's bits 0..3
-// (NIB0: a quarter fewer shifts) instead of 3..6.
+// (NIB0: a quarter fewer shifts) instead of 3..6: with LOP, decode
+// Mistral-7B +0.5%, Llama-3.2-3B -1%, Qwen2.5-3B -1.4%, Gemma-2-2B level
+// on an H200 (same record), so off.
 const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
@@ -122,19 +128,20 @@ int tca_team(const Dims &d) {
 // (down, K = ff), added to the residual, on tensor cores; 0: the FMA loop.
 // A tile's team is the most warps (up to 16) that still give every tile a
 // team in one round of the grid. Phase C takes teams of up to 8 (Llama-3.2-3B
-// 192 tiles, Qwen2.5-3B 128, Mistral-7B 256: 8): on an H100, o-proj 6.6-6.9 ->
-// 5.9 us, 5.6-5.7 -> 3.8, 8.5 -> 6.8-6.9, decode Llama-3.2-3B 671-683.5 ->
-// 690-697 tok/s, Qwen2.5-3B 628-632 -> 651-657 (twentieth session,
-// docs/bench/h100-2026-11-28-s20-tc-oproj.txt; before the x group sums in
-// one pass and the interleaved windows teams of 8 were slower), except
-// Gemma 2, which keeps the FMA loop (o-proj in teams 3.8 -> 4.8 us, decode
-// 656 -> 620 tok/s with C and E in teams; twenty-first session,
-// docs/bench/h100-2026-11-28-s21-knobs.txt). Phase E takes teams
-// where each warp's share of K is 8 to 16 groups: Qwen2.5-3B's down in
-// teams of 16 (13.8 -> 10.9 us on an H100), Llama-3.2-3B's in teams of 8
-// (10.5 -> 9.5 us, decode 632-641 -> 651.5 tok/s); Mistral-7B's 28 groups a
-// warp were slower (390-392 -> 388 tok/s; docs/bench/h100-2026-11-27-s14-tcr-teams.txt,
-// …-s15-probe-tcr-e.txt).
+// 192 tiles, Qwen2.5-3B 128, Mistral-7B 256, Gemma-2-2B 144: 8): on an H100,
+// o-proj 6.6-6.9 -> 5.9 us, 5.6-5.7 -> 3.8, 8.5 -> 6.8-6.9, decode
+// Llama-3.2-3B 671-683.5 -> 690-697 tok/s, Qwen2.5-3B 628-632 -> 651-657
+// (twentieth session, docs/bench/h100-2026-11-28-s20-tc-oproj.txt; teams of
+// 16 for Qwen2.5-3B's 128 tiles: 725 -> 710 tok/s on an H200). Phase E
+// takes teams where each warp's share of K is at least 8 groups:
+// Qwen2.5-3B's down in teams of 16 (13.8 -> 10.9 us on an H100),
+// Llama-3.2-3B's in teams of 8 (10.5 -> 9.5 us, decode 632-641 -> 651.5
+// tok/s; docs/bench/h100-2026-11-27-s14-tcr-teams.txt). Gemma-2-2B (18
+// groups a warp) and Mistral-7B (28) kept the FMA loop for both phases, E
+// or both measured slower, until a nibble pair took one lop3 (LOP): then
+// on an H200 with C and E in teams of 8, Gemma-2-2B 725-726 -> 734-735
+// tok/s, Mistral-7B 468 -> 489 (E alone 481-482; twenty-second session,
+// docs/bench/h200-2026-11-28-s22-lop.txt).
 // GOMLX_CUDA_LAYER_TCR=1/0 forces both on or off, 2 phase E alone on;
 // forced on, GOMLX_CUDA_LAYER_TSR sets the team.
 int use_tcr(const Dims &d, int K, bool phase_e) {
@@ -142,11 +149,8 @@ int use_tcr(const Dims &d, int K, bool phase_e) {
     const int team = one_round_team(d.hidden / 16, kWarps);
     if (kTcResidualKnob == 1 || (kTcResidualKnob == 2 && phase_e))
         return kTcResidualTeamKnob ? pow2_floor(kTcResidualTeamKnob) : team;
-    if (phase_e) {
-        const int groups = K / (team * d.gs);
-        return groups >= 8 && groups <= 16 ? team : 0;
-    }
-    return d.gemma || kTcResidualKnob == 2 ? 0 : one_round_team(d.hidden / 16, 8);
+    if (phase_e) return K / (team * d.gs) >= 8 ? team : 0;
+    return kTcResidualKnob == 2 ? 0 : one_round_team(d.hidden / 16, 8);
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
 int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }

@@ -54,9 +54,11 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
                                              {threads, 1, 1}, 0, std::nullopt, true)[0];
 }
 
-// A nibble's mask and 16.0f's bits as one lop3 (LOP, nibble_16q): a knob
-// until measured on a GPU.
-const int kLop = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_LOP", 0, 0, 1);
+// A nibble's mask and 16.0f's bits as one lop3 (LOP, nibble_16q): the
+// vocabulary's mat-vec 354-356 -> 317-330 us on an H200 (bench_cuda_qmv),
+// decode Llama-3.2-3B 765.8 -> 776.5 tok/s with the layer kernel's LOP on
+// (docs/bench/h200-2026-11-28-s22-lop.txt).
+const int kLop = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_LOP", 1, 0, 1);
 
 // Compiles a variant and runs it once on a tiny product (cuda_jit::prime).
 // Called under g_mu.
