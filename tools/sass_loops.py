@@ -79,6 +79,29 @@ def opcode(text):
     return parts[1] if parts[0].startswith("@") and len(parts) > 1 else parts[0]
 
 
+# The pipe an opcode issues to, as public microbenchmarks of sm_80/sm_90
+# describe them (NVIDIA documents none): integer logic, shifts, adds and
+# compares on the ALU pipe, IMAD and float arithmetic on the FMA pipes,
+# both at 16 lanes a cycle per scheduler for 32-bit integer work, so an
+# ALU-heavy loop is bound by that pipe before the issue slot (docs/GPU.md).
+PIPE_PREFIXES = {
+    "alu": ("LOP3", "SHF", "IADD3", "LEA", "SEL", "ISETP", "VIMNMX", "VIADD", "PRMT", "PLOP3", "FSEL", "FSETP", "IABS",
+            "FLO", "POPC", "BMSK", "IMNMX", "FMNMX"),
+    "fma": ("IMAD", "IMUL", "FFMA", "FMUL", "FADD", "HFMA2", "HADD2", "HMUL2"),
+    "tensor": ("HMMA", "IMMA"),
+    "memory": ("LD", "ST", "ATOM", "RED"),
+}
+
+
+def pipe_counts(ops):
+    """Instructions of `ops` (opcode counts) by pipe; the rest as other."""
+    out = Counter()
+    for op, n in ops.items():
+        pipe = next((p for p, pre in PIPE_PREFIXES.items() if op.startswith(pre)), "other")
+        out[pipe] += n
+    return out
+
+
 def inner_loops(ins):
     """Loops (a backward branch and what it jumps over) holding no other loop
     of 30+ instructions: (start, length, opcode counts)."""
@@ -113,7 +136,9 @@ def main():
             if mma >= 16 or ffma >= 32:
                 top = ", ".join(f"{k} {v}" for k, v in ops.most_common(4))
                 kind = f"{mma} HMMA" if mma else f"{ffma} FFMA"
-                print(f"  loop at {start:#07x}: {n} instructions, {kind} ({top})")
+                pipes = pipe_counts(ops)
+                print(f"  loop at {start:#07x}: {n} instructions, {kind} ({top}); pipes: ALU {pipes['alu']}, "
+                      f"FMA {pipes['fma']}, memory {pipes['memory']}")
 
 
 if __name__ == "__main__":

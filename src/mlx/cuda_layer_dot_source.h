@@ -7,6 +7,11 @@
 #define GOMLX_CUDA_LAYER_DOT_SOURCE_H
 
 static const char *const kCudaLayerDotSource = R"CUDA(
+#ifndef TCW_H
+#define TCW_H 0
+#define TCW_Q 0
+#define TCW_F 0
+#endif
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA
@@ -125,7 +130,17 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 // With NIB0 (bfloat16) q sits at bits 0..3 instead, 1 + q/128: nibbles 0
 // and 4 are in place unshifted, a quarter of the shifts saved, for 3 bits
 // of float32 precision in the sums' cancellation (NIB_SCALE, tc_dot).
-#if XT == 0 && NIB0
+#if TCH
+// x staged as scaled float16 (tc_stage_half): a word's nibbles 0 and 4
+// masked in place and OR-ed into 1024.0's bits are the float16 pair
+// 1024 + q (ulp 1 there), nibbles 1 and 5 masked in place 1024 + 16 q (x
+// staged / 16 for them), and the word shifted by 8 gives nibbles 2, 6 and
+// 3, 7 the same way: one shift a word instead of three or four, the shifts
+// and LOP3 sharing one pipe (docs/GPU.md). The sums carry 1024 sum(x) to
+// take off (tc_dot), 10 bits of float32's 24 for the cancellation.
+#define ONE_BITS 0x64006400u
+#define NIB_SCALE 1.f
+#elif XT == 0 && NIB0
 #define NIB_SHIFT 0
 #define NIB_MASK 0x000F000Fu
 #define ONE_BITS 0x3F803F80u
@@ -141,6 +156,21 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 #define ONE_BITS 0x3C003C00u
 #define NIB_SCALE 16.f
 #endif
+#if TCH
+template <int N>
+__device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
+    const u32 v = N >= 2 ? w >> 8 : w;
+    constexpr u32 mask = N & 1 ? 0x00F000F0u : 0x000F000Fu;
+#if LOP
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(v), "n"(mask), "r"(one_bits)); // (a & b) | c
+    return d;
+#else
+    (void)one_bits;
+    return (v & mask) | ONE_BITS;
+#endif
+}
+#else
 template <int N>
 __device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
     constexpr int sh = NIB_SHIFT - 4 * N;
@@ -154,9 +184,10 @@ __device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
     return (v & NIB_MASK) | ONE_BITS;
 #endif
 }
+#endif
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-#if XT == 0
+#if XT == 0 && !TCH
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
 #else
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -221,6 +252,10 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
 // group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
 // before any is used; windows start every `step` groups (tc_share).
+// WHOLE: every window holds 8 groups (the host's TCW_*), so no load,
+// group or sum is checked against the end: fewer integer instructions,
+// which share the ALU pipe with the unpacking (docs/GPU.md).
+template <bool WHOLE>
 __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
                                        int lo, int hi, int K, int g_begin, int g_end, int step, float &out_lo,
                                        float &out_hi) {
@@ -233,14 +268,18 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     // memory), so that it stays in a register. (dot_rows's K >> 31 here
     // made ptxas spill 8 bytes in Gemma-2-2B's variant; this, none.)
     const u32 one_bits = LOP ? x.zero->x | ONE_BITS : ONE_BITS;
+#if TCH
+    const int g4 = tc_groups4(K);
+#endif
     for (int w0 = g_begin; w0 < g_end; w0 += step) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
-        const int j0 = min(w0 + 2 * t, g_end - 1), j1 = min(w0 + 2 * t + 1, g_end - 1);
+        const int j0 = WHOLE ? w0 + 2 * t : min(w0 + 2 * t, g_end - 1),
+                  j1 = WHOLE ? w0 + 2 * t + 1 : min(w0 + 2 * t + 1, g_end - 1);
         const float s0l = load_half(sl + j0), s1l = load_half(sl + j1), s0h = load_half(sh + j0),
                     s1h = load_half(sh + j1);
         const float b0l = load_half(bl + j0), b1l = load_half(bl + j1), b0h = load_half(bh + j0),
                     b1h = load_half(bh + j1);
-        const int ng = min(8, g_end - w0);
+        const int ng = WHOLE ? 8 : min(8, g_end - w0);
         // Four sets of sums, so that consecutive mma do not wait on each other.
         float c4[4][4] = {};
         // A lane's 16-byte loads i: row bytes 64 i + 16 t of the window,
@@ -253,14 +292,14 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 #pragma unroll
             for (int i = 0; i < NLD; i++) {
                 const int gw = (16 * i + 4 * t) * 8 / GS;
-                const int off = gw < ng ? 16 * i : 0; // past the window: a valid address, x zero
+                const int off = WHOLE || gw < ng ? 16 * i : 0; // past the window: a valid address, x zero
                 ql[i] = load16(reinterpret_cast<const u16 *>(rl + off), true);
                 qh[i] = load16(reinterpret_cast<const u16 *>(rh + off), true);
             }
 #pragma unroll
             for (int i = 0; i < NLD; i++) {
                 const int gw = (16 * i + 4 * t) * 8 / GS;
-                const bool mine = g == gw && gw < ng; // B's column g holds this group
+                const bool mine = g == gw && (WHOLE || gw < ng); // B's column g holds this group
                 const V4 *xv = mine ? reinterpret_cast<const V4 *>(x.xp + w0 * GS + 8 * (16 * i + 4 * t)) : x.zero;
                 const u32 wlo[4] = {ql[i].x, ql[i].y, ql[i].z, ql[i].w}, whi[4] = {qh[i].x, qh[i].y, qh[i].z, qh[i].w};
 #pragma unroll
@@ -276,17 +315,32 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
         float c[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
+#if TCH
+        // sum q x = (C - 1024 sum(staged x)) / the group's scale, both
+        // after the group sums (tc_runs_to_shared, g4 apart).
+        if (WHOLE || w0 + 2 * t < g_end) {
+            const float x0 = x.xsum[j0], i0 = x.xsum[g4 + j0], o0 = x.xsum[2 * g4 + j0];
+            ylo += s0l * (i0 * (c[0] - o0)) + b0l * x0;
+            yhi += s0h * (i0 * (c[2] - o0)) + b0h * x0;
+        }
+        if (WHOLE || w0 + 2 * t + 1 < g_end) {
+            const float x1 = x.xsum[j1], i1 = x.xsum[g4 + j1], o1 = x.xsum[2 * g4 + j1];
+            ylo += s1l * (i1 * (c[1] - o1)) + b1l * x1;
+            yhi += s1h * (i1 * (c[3] - o1)) + b1h * x1;
+        }
+#else
         // sum q x = NIB_SCALE (C - sum x): scale * that + bias * sum x.
-        if (w0 + 2 * t < g_end) {
+        if (WHOLE || w0 + 2 * t < g_end) {
             const float x0 = x.xsum[j0];
             ylo += NIB_SCALE * s0l * c[0] + (b0l - NIB_SCALE * s0l) * x0;
             yhi += NIB_SCALE * s0h * c[2] + (b0h - NIB_SCALE * s0h) * x0;
         }
-        if (w0 + 2 * t + 1 < g_end) {
+        if (WHOLE || w0 + 2 * t + 1 < g_end) {
             const float x1 = x.xsum[j1];
             ylo += NIB_SCALE * s1l * c[1] + (b1l - NIB_SCALE * s1l) * x1;
             yhi += NIB_SCALE * s1h * c[3] + (b1h - NIB_SCALE * s1h) * x1;
         }
+#endif
     }
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {
@@ -300,7 +354,7 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 // 16): a team of N warps takes 16 rows at a time (tiles dealt to the
 // blocks in turn), each warp a share of K, and its member 0 adds the
 // shares up (N = NWARPS: a block a tile).
-template <int N>
+template <int N, bool WHOLE>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                  const u16 *res, bool res_cg, u16 *out, int n) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N;
@@ -309,7 +363,7 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
     for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
         const int lo = tile * 16 + (lane >> 2);
         float a_lo, a_hi;
-        tc_dot(x, w, scales, biases, lo, lo + 8, K, g0, g1, step, a_lo, a_hi);
+        tc_dot<WHOLE>(x, w, scales, biases, lo, lo + 8, K, g0, g1, step, a_lo, a_hi);
         if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
         const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
         const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
@@ -329,13 +383,13 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
 // other blocks of this kernel (phases C and E); on tensor cores with
 // TEAM > 0, TEAM warps a 16-row tile; else on the FMA loop, its items
 // dealt as SPREAD says.
-template <int TEAM, bool SPREAD>
+template <int TEAM, bool SPREAD, bool WHOLE>
 __device__ void residual_phase(const u16 *x, u16 *xs, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                const u16 *res, bool res_cg, u16 *out, int n) {
 #if TCR_ON
     if (TEAM > 0) {
         copy_to_shared<true>(x, xs, K);
-        tc_residual_rows<(TEAM > 0 ? TEAM : 1)>(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
+        tc_residual_rows<(TEAM > 0 ? TEAM : 1), WHOLE>(tc_finish_x(xs, K), w, scales, biases, K, res, res_cg, out, n);
         return;
     }
 #endif

@@ -66,7 +66,10 @@
 // post-norms and GeGLU), KVP (1: phase A's idle warps prefetch the
 // attention's keys and values into L2), DEAL_A, DEAL_C, DEAL_E (1: that
 // phase's FMA-loop items dealt to the blocks in turn, dealt_warp), TCI (1:
-// a team's warps take every n-th window of K, tc_share).
+// a team's warps take every n-th window of K, tc_share), TCW_H, TCW_Q,
+// TCW_F (1: every tensor-core window over K = hidden, the q width or ff
+// holds 8 groups, tc_dot's WHOLE), LOP, NIB0 and TCH (how tc_dot unpacks
+// a nibble pair and multiplies, cuda_layer_dot_source.h).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -267,7 +270,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
             }
             float a0, a1;
-            tc_dot(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
+            tc_dot<TCW_H != 0>(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
             qkv_out(qo, lo, hi, a0, a1, rope, j);
         }
@@ -458,7 +461,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- C: h1 = h + o Wo^T ----
     // (Gemma 2: o Wo^T alone to p_buf; D adds it, normed.)
-    residual_phase<TCR_C, DEAL_C != 0>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
+    residual_phase<TCR_C, DEAL_C != 0, TCW_Q != 0>(o_buf, xs, TABLE(const u32 *, T_O), TABLE(const u16 *, T_O + 1), TABLE(const u16 *, T_O + 2), qd,
                    GEMMA ? nullptr : x_in, x_cg, GEMMA ? p_buf : out, hidden);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 2);
     grid_sync(ctrl, bar_n);
@@ -484,7 +487,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         for (int it = team * gridDim.x + blockIdx.x; it < ff / 8; it += gridDim.x * (NWARPS / TS)) {
             const int r = it * 8 + (lane >> 2);
             float gs, us;
-            tc_dot(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, step, gs, us);
+            tc_dot<TCW_H != 0>(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, step, gs, us);
             if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
             act[r] = store_half(gate_act(g) * up);
@@ -520,7 +523,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 
     // ---- E: out = h1 + act Wdown^T ----
     // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
-    residual_phase<TCR_E, DEAL_E != 0>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
+    residual_phase<TCR_E, DEAL_E != 0, TCW_F != 0>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 4);

@@ -63,6 +63,16 @@ const int kLop = env_int("GOMLX_CUDA_LAYER_LOP", 1, 0, 1);
 // Mistral-7B +0.5%, Llama-3.2-3B -1%, Qwen2.5-3B -1.4%, Gemma-2-2B level
 // on an H200 (same record), so off.
 const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
+// Whether tc_dot multiplies float16 (TCH): x staged as float16 scaled by a
+// power of two a group, and a word's nibbles unpacked with one shift
+// instead of three or four (bfloat16 has no room for a nibble at bits
+// 4..7). A knob until measured on a GPU (docs/GPU.md).
+const int kTch = env_int("GOMLX_CUDA_LAYER_TCH", 0, 0, 1);
+// Whether tc_dot leaves out the checks against K's end where every window
+// of a K holds 8 groups (TCW: with TCI, K / GS a multiple of 8): a fifth
+// of a window's integer instructions besides the unpacking. A knob until
+// measured on a GPU (docs/GPU.md).
+const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -82,8 +92,8 @@ int tc_team(const Dims &d) {
 // over ~21000), the FMA loop.
 int tc_shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums, zeros, team sums
-    return ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
+    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums (TC_SUMS), zeros, team sums
+    return ((2 * elems + 15) & ~15) + 4 * groups * (kTch ? 3 : 1) + 16 * 4 + 4 * 64 * kWarps;
 }
 int use_tc(const Dims &d) {
     return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
@@ -153,6 +163,10 @@ int use_tcr(const Dims &d, int K, bool phase_e) {
     return kTcResidualKnob == 2 ? 0 : one_round_team(d.hidden / 16, 8);
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
+
+// Whether every tensor-core window over K holds 8 groups (tc_dot's WHOLE):
+// windows start every 8 groups from 0 with TCI (tc_share).
+int whole_windows(const Dims &d, int K) { return kTcWhole && kTcInterleave && (K / d.gs) % 8 == 0 ? 1 : 0; }
 int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
 
 // Whether phase A's warps left without an item prefetch the attention's
@@ -259,7 +273,10 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
             "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
             "TCI=" + std::to_string(kTcInterleave), "LOP=" + std::to_string(kLop),
-            "NIB0=" + std::to_string(kNib0)};
+            "NIB0=" + std::to_string(kNib0), "TCH=" + std::to_string(kTch),
+            "TCW_H=" + std::to_string(whole_windows(d, d.hidden)),
+            "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim)),
+            "TCW_F=" + std::to_string(whole_windows(d, d.ff))};
 }
 
 } // namespace gomlx::cuda_layer
