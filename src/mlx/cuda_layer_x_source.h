@@ -47,18 +47,6 @@ __device__ __forceinline__ void tc_group_sum(u16 *xs, int n, int c, bool has, fl
 }
 
 #if TCH
-// float16 whatever XT is: x's values for tc_dot's float16 products.
-__device__ __forceinline__ u16 store_f16(float f) {
-    u16 h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-}
-__device__ __forceinline__ float f16_at(u16 h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
-
 // The power of two that takes a group whose largest magnitude is m to
 // [2^14, 2^15) (float16's largest is 65504), at most 2^126 (m tiny or 0).
 __device__ __forceinline__ float tc_group_scale(float m) {
