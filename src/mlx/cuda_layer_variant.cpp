@@ -146,9 +146,9 @@ int tca_team(const Dims &d) {
 // takes teams where each warp's share of K is at least 8 groups:
 // Qwen2.5-3B's down in teams of 16 (13.8 -> 10.9 us on an H100),
 // Llama-3.2-3B's in teams of 8 (10.5 -> 9.5 us, decode 632-641 -> 651.5
-// tok/s; docs/bench/h100-2026-11-27-s14-tcr-teams.txt). Gemma-2-2B (18
-// groups a warp) and Mistral-7B (28) kept the FMA loop for both phases, E
-// or both measured slower, until a nibble pair took one lop3 (LOP): then
+// tok/s; docs/bench/h100-2026-11-27-s14-tcr-teams.txt). Gemma-2-2B kept
+// the FMA loop for both phases and Mistral-7B for E (28 groups a warp),
+// measured slower, until a nibble pair took one lop3 (LOP): then
 // on an H200 with C and E in teams of 8, Gemma-2-2B 725-726 -> 734-735
 // tok/s, Mistral-7B 468 -> 489 (E alone 481-482; twenty-second session,
 // docs/bench/h200-2026-11-28-s22-lop.txt).

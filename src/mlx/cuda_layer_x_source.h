@@ -58,8 +58,9 @@ __device__ __forceinline__ float tc_group_scale(float m) {
 // float16 products (TCH), in tc_pos order: v * sc, the odd ones (x's for a
 // word's nibbles 1, 3, 5, 7, which tc_dot unpacks as 16 q) also / 16. Both
 // exact (a power of two; a bfloat16 has 8 significant bits, a float16 11)
-// but for values 2^29 below the group's largest, which lose their low
-// bits as float16 subnormals. Returns the sum of the staged values.
+// but for values over 2^28 (odd ones 2^24) below the group's largest,
+// which lose low bits as float16 subnormals. Returns the sum of the staged
+// values.
 __device__ __forceinline__ float tc_stage_half(u16 *xs, int c, const float (&v)[8], float sc) {
     u32 hw[4];
     float st = 0.f;
