@@ -12,6 +12,9 @@ static const char *const kCudaLayerDotSource = R"CUDA(
 #define TCW_Q 0
 #define TCW_F 0
 #endif
+#ifndef MULHI
+#define MULHI 0
+#endif
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA
@@ -156,6 +159,21 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 #define ONE_BITS 0x3C003C00u
 #define NIB_SCALE 16.f
 #endif
+// w >> S; with MULHI as the high word of w * 2^(32 - S) (IMAD.HI), the
+// same bits on the FMA pipe instead of the ALU pipe, which a window's
+// unpacking fills (docs/GPU.md "The ALU pipe").
+template <int S>
+__device__ __forceinline__ u32 shr(u32 w) {
+    if (S == 0) return w;
+#if MULHI
+    u32 v;
+    asm("mul.hi.u32 %0, %1, %2;" : "=r"(v) : "r"(w), "n"(1u << ((32 - S) & 31)));
+    return v;
+#else
+    return w >> S;
+#endif
+}
+
 // (v & MASK) | ONE_BITS, with LOP as one lop3 on one_bits (a register).
 template <u32 MASK>
 __device__ __forceinline__ u32 mask_one(u32 v, u32 one_bits) {
@@ -171,10 +189,10 @@ __device__ __forceinline__ u32 mask_one(u32 v, u32 one_bits) {
 template <int N>
 __device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
 #if TCH
-    return mask_one<N & 1 ? 0x00F000F0u : 0x000F000Fu>(N >= 2 ? w >> 8 : w, one_bits);
+    return mask_one<N & 1 ? 0x00F000F0u : 0x000F000Fu>(shr<N >= 2 ? 8 : 0>(w), one_bits);
 #else
     constexpr int sh = NIB_SHIFT - 4 * N;
-    return mask_one<NIB_MASK>(sh >= 0 ? w << (sh & 31) : w >> (-sh & 31), one_bits);
+    return mask_one<NIB_MASK>(sh >= 0 ? w << (sh & 31) : shr<-sh & 31>(w), one_bits);
 #endif
 }
 

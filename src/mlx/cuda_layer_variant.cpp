@@ -73,6 +73,10 @@ const int kTch = env_int("GOMLX_CUDA_LAYER_TCH", 0, 0, 1);
 // of a window's integer instructions besides the unpacking. A knob until
 // measured on a GPU (docs/GPU.md).
 const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", 0, 0, 1);
+// Whether tc_dot's right shifts run as multiply-highs (MULHI, IMAD.HI on
+// the FMA pipe, the same bits): a window's ALU instructions 282 -> 196. A
+// knob until measured on a GPU (docs/GPU.md).
+const int kMulHi = env_int("GOMLX_CUDA_LAYER_MULHI", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -276,7 +280,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "NIB0=" + std::to_string(kNib0), "TCH=" + std::to_string(kTch),
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim)),
-            "TCW_F=" + std::to_string(whole_windows(d, d.ff))};
+            "TCW_F=" + std::to_string(whole_windows(d, d.ff)), "MULHI=" + std::to_string(kMulHi)};
 }
 
 } // namespace gomlx::cuda_layer
