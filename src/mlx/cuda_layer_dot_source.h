@@ -132,7 +132,7 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 // a third of the unpacking's instructions.
 // With NIB0 (bfloat16) q sits at bits 0..3 instead, 1 + q/128: nibbles 0
 // and 4 are in place unshifted, a quarter of the shifts saved, for 3 bits
-// of float32 precision in the sums' cancellation (NIB_SCALE, tc_dot).
+// of float32 precision in the sums' cancellation (NIB_SCALE, TC_ADD_GROUP).
 #if TCH
 // x staged as scaled float16 (tc_stage_half): a word's nibbles 0 and 4
 // masked in place and OR-ed into 1024.0's bits are the float16 pair
@@ -142,7 +142,6 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 // and LOP3 sharing one pipe (docs/GPU.md). The sums carry 1024 sum(x) to
 // take off (tc_dot), 10 bits of float32's 24 for the cancellation.
 #define ONE_BITS 0x64006400u
-#define NIB_SCALE 1.f
 #elif XT == 0 && NIB0
 #define NIB_SHIFT 0
 #define NIB_MASK 0x000F000Fu
@@ -258,6 +257,29 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
     return TcX{xp, tc_xsum(xp, n), zero, reinterpret_cast<float *>(zero + 4)};
 }
 
+// Rows lo's and hi's products with x over group J added to tc_dot's ylo
+// and yhi (its x and g4 read too), from their window sums CL and CH:
+// scale * sum(q x) + bias * sum(x), where sum(q x) = NIB_SCALE (C - sum x), or with TCH (C - 1024
+// sum(staged x)) / the group's scale, both kept after the group sums, g4
+// apart (tc_runs_to_shared). A macro, not a function: inlined as a call,
+// ptxas scheduled the whole kernel differently (the same instructions,
+// another order), where the written-out form is what was measured.
+#if TCH
+#define TC_ADD_GROUP(J, CL, CH, SL, SH, BL, BH)                                   \
+    {                                                                             \
+        const float xs_ = x.xsum[J], inv_ = x.xsum[g4 + J], off_ = x.xsum[2 * g4 + J]; \
+        ylo += SL * (inv_ * (CL - off_)) + BL * xs_;                              \
+        yhi += SH * (inv_ * (CH - off_)) + BH * xs_;                              \
+    }
+#else
+#define TC_ADD_GROUP(J, CL, CH, SL, SH, BL, BH)                                   \
+    {                                                                             \
+        const float xs_ = x.xsum[J];                                              \
+        ylo += NIB_SCALE * SL * CL + (BL - NIB_SCALE * SL) * xs_;                 \
+        yhi += NIB_SCALE * SH * CH + (BH - NIB_SCALE * SH) * xs_;                 \
+    }
+#endif
+
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
 // group. A window's weights (8 groups, 4 GS bytes a row) are all loaded
@@ -325,32 +347,8 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
         float c[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
-#if TCH
-        // sum q x = (C - 1024 sum(staged x)) / the group's scale, both
-        // after the group sums (tc_runs_to_shared, g4 apart).
-        if (WHOLE || w0 + 2 * t < g_end) {
-            const float x0 = x.xsum[j0], i0 = x.xsum[g4 + j0], o0 = x.xsum[2 * g4 + j0];
-            ylo += s0l * (i0 * (c[0] - o0)) + b0l * x0;
-            yhi += s0h * (i0 * (c[2] - o0)) + b0h * x0;
-        }
-        if (WHOLE || w0 + 2 * t + 1 < g_end) {
-            const float x1 = x.xsum[j1], i1 = x.xsum[g4 + j1], o1 = x.xsum[2 * g4 + j1];
-            ylo += s1l * (i1 * (c[1] - o1)) + b1l * x1;
-            yhi += s1h * (i1 * (c[3] - o1)) + b1h * x1;
-        }
-#else
-        // sum q x = NIB_SCALE (C - sum x): scale * that + bias * sum x.
-        if (WHOLE || w0 + 2 * t < g_end) {
-            const float x0 = x.xsum[j0];
-            ylo += NIB_SCALE * s0l * c[0] + (b0l - NIB_SCALE * s0l) * x0;
-            yhi += NIB_SCALE * s0h * c[2] + (b0h - NIB_SCALE * s0h) * x0;
-        }
-        if (WHOLE || w0 + 2 * t + 1 < g_end) {
-            const float x1 = x.xsum[j1];
-            ylo += NIB_SCALE * s1l * c[1] + (b1l - NIB_SCALE * s1l) * x1;
-            yhi += NIB_SCALE * s1h * c[3] + (b1h - NIB_SCALE * s1h) * x1;
-        }
-#endif
+        if (WHOLE || w0 + 2 * t < g_end) TC_ADD_GROUP(j0, c[0], c[2], s0l, s0h, b0l, b0h)
+        if (WHOLE || w0 + 2 * t + 1 < g_end) TC_ADD_GROUP(j1, c[1], c[3], s1l, s1h, b1l, b1h)
     }
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {

@@ -167,11 +167,11 @@ int use_tcr(const Dims &d, int K, bool phase_e) {
     return kTcResidualKnob == 2 ? 0 : one_round_team(d.hidden / 16, 8);
 }
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
+int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
 
 // Whether every tensor-core window over K holds 8 groups (tc_dot's WHOLE):
 // windows start every 8 groups from 0 with TCI (tc_share).
 int whole_windows(const Dims &d, int K) { return kTcWhole && kTcInterleave && (K / d.gs) % 8 == 0 ? 1 : 0; }
-int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
 
 // Whether phase A's warps left without an item prefetch the attention's
 // keys and values into L2. The attention's keys then came 0.3-0.4 us
