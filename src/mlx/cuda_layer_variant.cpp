@@ -66,16 +66,20 @@ const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
 // Whether tc_dot multiplies float16 (TCH): x staged as float16 scaled by a
 // power of two a group, and a word's nibbles unpacked with one shift
 // instead of three or four (bfloat16 has no room for a nibble at bits
-// 4..7). A knob until measured on a GPU (docs/GPU.md).
+// 4..7). Off: with TCW, decode 2-3% below TCW alone on an H200 but
+// Gemma-2-2B's level (the float16 staging costs more than it saves;
+// docs/bench/h200-2026-11-28-s23-tcw.txt).
 const int kTch = env_int("GOMLX_CUDA_LAYER_TCH", 0, 0, 1);
 // Whether tc_dot leaves out the checks against K's end where every window
 // of a K holds 8 groups (TCW: with TCI, K / GS a multiple of 8): a fifth
-// of a window's integer instructions besides the unpacking. A knob until
-// measured on a GPU (docs/GPU.md).
-const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", 0, 0, 1);
+// of a window's integer instructions besides the unpacking. -1 by rule
+// (whole_windows), else a mask of the Ks it may take: 1 hidden (phases A,
+// D), 2 the heads' (C), 4 ff (E).
+const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
 // Whether tc_dot's right shifts run as multiply-highs (MULHI, IMAD.HI on
-// the FMA pipe, the same bits): a window's ALU instructions 282 -> 196. A
-// knob until measured on a GPU (docs/GPU.md).
+// the FMA pipe, the same bits): a window's ALU instructions 282 -> 196.
+// Off: every shape's layer slower on an H200 (Llama-3.2-3B 49.2 -> 53.2
+// us; same record).
 const int kMulHi = env_int("GOMLX_CUDA_LAYER_MULHI", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
@@ -169,9 +173,23 @@ int use_tcr(const Dims &d, int K, bool phase_e) {
 int use_tcr_c(const Dims &d) { return use_tcr(d, d.n_heads * d.head_dim, false); }
 int use_tcr_e(const Dims &d) { return use_tcr(d, d.ff, true); }
 
-// Whether every tensor-core window over K holds 8 groups (tc_dot's WHOLE):
-// windows start every 8 groups from 0 with TCI (tc_share).
-int whole_windows(const Dims &d, int K) { return kTcWhole && kTcInterleave && (K / d.gs) % 8 == 0 ? 1 : 0; }
+// Whether tc_dot may take every tensor-core window over K as whole (8
+// groups; windows start every 8 groups from 0 with TCI, tc_share). By
+// rule on for hidden and ff, and for the heads' K (phase C) where more
+// than half of C's team has a window: on an H200 decode Llama-3.2-3B 771
+// -> 786-790 tok/s (6 windows for a team of 8), Mistral-7B 489 -> 510-514
+// (8 windows), of which C's whole windows 1.2-1.4%; but Gemma-2-2B
+// (4 windows) 733 -> 726-729 with C's windows whole and level without,
+// Qwen2.5-3B (4) level (twenty-third session,
+// docs/bench/h200-2026-11-28-s23-tcw.txt). Why a half-idle team loses is
+// not known; the rule is what was measured.
+int whole_windows(const Dims &d, int K, int mask_bit) {
+    if (!kTcInterleave || (K / d.gs) % 8) return 0;
+    if (kTcWhole >= 0) return kTcWhole & mask_bit ? 1 : 0;
+    if (mask_bit != 2) return 1;
+    const int team = use_tcr_c(d);
+    return team && 2 * (K / (8 * d.gs)) > team ? 1 : 0;
+}
 
 // Whether phase A's warps left without an item prefetch the attention's
 // keys and values into L2. The attention's keys then came 0.3-0.4 us
@@ -278,9 +296,9 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
             "TCI=" + std::to_string(kTcInterleave), "LOP=" + std::to_string(kLop),
             "NIB0=" + std::to_string(kNib0), "TCH=" + std::to_string(kTch),
-            "TCW_H=" + std::to_string(whole_windows(d, d.hidden)),
-            "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim)),
-            "TCW_F=" + std::to_string(whole_windows(d, d.ff)), "MULHI=" + std::to_string(kMulHi)};
+            "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
+            "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
+            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "MULHI=" + std::to_string(kMulHi)};
 }
 
 } // namespace gomlx::cuda_layer
