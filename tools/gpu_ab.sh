@@ -4,8 +4,8 @@
 # AB_VAR names it, GOMLX_CUDA_QMV (our 4-bit mat-vec against MLX's) unless
 # set, e.g. AB_VAR=GOMLX_CUDA_FUSED (the fused decode step). AB_CONFIGS
 # instead lists whole settings separated by '|', each a space-separated
-# list of VAR=VALUE (e.g. "GOMLX_CUDA_LAYER_TCH=0|GOMLX_CUDA_LAYER_TCH=1
-# GOMLX_CUDA_LAYER_TCW=1"); every round runs them all, in reverse order
+# list of VAR=VALUE (e.g. "GOMLX_CUDA_LAYER_TCW=0|GOMLX_CUDA_LAYER_TCW=7
+# GOMLX_CUDA_LAYER_LOP=0"); every round runs them all, in reverse order
 # every other round, so that none always runs first. Run after
 # `source tools/gpu_env.sh WHEELS`.
 # Usage: [AB_VAR=NAME | AB_CONFIGS=...] tools/gpu_ab.sh OUT_DIR ROUNDS MODEL_DIR...

@@ -12,9 +12,6 @@ static const char *const kCudaLayerDotSource = R"CUDA(
 #define TCW_Q 0
 #define TCW_F 0
 #endif
-#ifndef MULHI
-#define MULHI 0
-#endif
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA
@@ -133,16 +130,7 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 // With NIB0 (bfloat16) q sits at bits 0..3 instead, 1 + q/128: nibbles 0
 // and 4 are in place unshifted, a quarter of the shifts saved, for 3 bits
 // of float32 precision in the sums' cancellation (NIB_SCALE, TC_ADD_GROUP).
-#if TCH
-// x staged as scaled float16 (tc_stage_half): a word's nibbles 0 and 4
-// masked in place and OR-ed into 1024.0's bits are the float16 pair
-// 1024 + q (ulp 1 there), nibbles 1 and 5 masked in place 1024 + 16 q (x
-// staged / 16 for them), and the word shifted by 8 gives nibbles 2, 6 and
-// 3, 7 the same way: one shift a word instead of three or four, the shifts
-// and LOP3 sharing one pipe (docs/GPU.md). The sums carry 1024 sum(x) to
-// take off (tc_dot), 10 bits of float32's 24 for the cancellation.
-#define ONE_BITS 0x64006400u
-#elif XT == 0 && NIB0
+#if XT == 0 && NIB0
 #define NIB_SHIFT 0
 #define NIB_MASK 0x000F000Fu
 #define ONE_BITS 0x3F803F80u
@@ -158,20 +146,6 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 #define ONE_BITS 0x3C003C00u
 #define NIB_SCALE 16.f
 #endif
-// w >> S; with MULHI as the high word of w * 2^(32 - S) (IMAD.HI), the
-// same bits on the FMA pipe instead of the ALU pipe, which a window's
-// unpacking fills (docs/GPU.md "The ALU pipe").
-template <int S>
-__device__ __forceinline__ u32 shr(u32 w) {
-    if (S == 0) return w;
-#if MULHI
-    u32 v;
-    asm("mul.hi.u32 %0, %1, %2;" : "=r"(v) : "r"(w), "n"(1u << ((32 - S) & 31)));
-    return v;
-#else
-    return w >> S;
-#endif
-}
 
 // (v & MASK) | ONE_BITS, with LOP as one lop3 on one_bits (a register).
 template <u32 MASK>
@@ -187,16 +161,12 @@ __device__ __forceinline__ u32 mask_one(u32 v, u32 one_bits) {
 }
 template <int N>
 __device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
-#if TCH
-    return mask_one<N & 1 ? 0x00F000F0u : 0x000F000Fu>(shr<N >= 2 ? 8 : 0>(w), one_bits);
-#else
     constexpr int sh = NIB_SHIFT - 4 * N;
-    return mask_one<NIB_MASK>(sh >= 0 ? w << (sh & 31) : shr<-sh & 31>(w), one_bits);
-#endif
+    return mask_one<NIB_MASK>(sh >= 0 ? w << (sh & 31) : w >> (-sh & 31), one_bits);
 }
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-#if XT == 0 && !TCH
+#if XT == 0
     asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
 #else
     asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
@@ -258,27 +228,17 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
 }
 
 // Rows lo's and hi's products with x over group J added to tc_dot's ylo
-// and yhi (its x and g4 read too), from their window sums CL and CH:
-// scale * sum(q x) + bias * sum(x), where sum(q x) = NIB_SCALE (C - sum x), or with TCH (C - 1024
-// sum(staged x)) / the group's scale, both kept after the group sums, g4
-// apart (tc_runs_to_shared). A macro, not a function: inlined as a call,
-// ptxas scheduled the whole kernel differently (the same instructions,
-// another order), where the written-out form is what was measured.
-#if TCH
-#define TC_ADD_GROUP(J, CL, CH, SL, SH, BL, BH)                                   \
-    {                                                                             \
-        const float xs_ = x.xsum[J], inv_ = x.xsum[g4 + J], off_ = x.xsum[2 * g4 + J]; \
-        ylo += SL * (inv_ * (CL - off_)) + BL * xs_;                              \
-        yhi += SH * (inv_ * (CH - off_)) + BH * xs_;                              \
-    }
-#else
+// and yhi (its x read too), from their window sums CL and CH: scale *
+// sum(q x) + bias * sum(x), where sum(q x) = NIB_SCALE (C - sum x). A
+// macro, not a function: inlined as a call, ptxas scheduled the whole
+// kernel differently (the same instructions, another order), where the
+// written-out form is what was measured.
 #define TC_ADD_GROUP(J, CL, CH, SL, SH, BL, BH)                                   \
     {                                                                             \
         const float xs_ = x.xsum[J];                                              \
         ylo += NIB_SCALE * SL * CL + (BL - NIB_SCALE * SL) * xs_;                 \
         yhi += NIB_SCALE * SH * CH + (BH - NIB_SCALE * SH) * xs_;                 \
     }
-#endif
 
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
@@ -300,9 +260,6 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     // memory), so that it stays in a register. (dot_rows's K >> 31 here
     // made ptxas spill 8 bytes in Gemma-2-2B's variant; this, none.)
     const u32 one_bits = LOP ? x.zero->x | ONE_BITS : ONE_BITS;
-#if TCH
-    const int g4 = tc_groups4(K);
-#endif
     for (int w0 = g_begin; w0 < g_end; w0 += step) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
         const int j0 = WHOLE ? w0 + 2 * t : min(w0 + 2 * t, g_end - 1),

@@ -68,8 +68,8 @@
 // phase's FMA-loop items dealt to the blocks in turn, dealt_warp), TCI (1:
 // a team's warps take every n-th window of K, tc_share), TCW_H, TCW_Q,
 // TCW_F (1: every tensor-core window over K = hidden, the q width or ff
-// holds 8 groups, tc_dot's WHOLE), LOP, NIB0, TCH and MULHI (how tc_dot
-// unpacks a nibble pair and multiplies, cuda_layer_dot_source.h).
+// holds 8 groups, tc_dot's WHOLE), LOP and NIB0 (how tc_dot unpacks a
+// nibble pair, cuda_layer_dot_source.h).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 

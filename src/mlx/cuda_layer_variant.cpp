@@ -63,24 +63,12 @@ const int kLop = env_int("GOMLX_CUDA_LAYER_LOP", 1, 0, 1);
 // Mistral-7B +0.5%, Llama-3.2-3B -1%, Qwen2.5-3B -1.4%, Gemma-2-2B level
 // on an H200 (same record), so off.
 const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
-// Whether tc_dot multiplies float16 (TCH): x staged as float16 scaled by a
-// power of two a group, and a word's nibbles unpacked with one shift
-// instead of three or four (bfloat16 has no room for a nibble at bits
-// 4..7). Off: with TCW, decode 2-3% below TCW alone on an H200 but
-// Gemma-2-2B's level (the float16 staging costs more than it saves;
-// docs/bench/h200-2026-11-28-s23-tcw.txt).
-const int kTch = env_int("GOMLX_CUDA_LAYER_TCH", 0, 0, 1);
 // Whether tc_dot leaves out the checks against K's end where every window
 // of a K holds 8 groups (TCW: with TCI, K / GS a multiple of 8): a fifth
 // of a window's integer instructions besides the unpacking. -1 by rule
 // (whole_windows), else a mask of the Ks it may take: 1 hidden (phases A,
 // D), 2 the heads' (C), 4 ff (E).
 const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
-// Whether tc_dot's right shifts run as multiply-highs (MULHI, IMAD.HI on
-// the FMA pipe, the same bits): a window's ALU instructions 282 -> 196.
-// Off: every shape's layer slower on an H200 (Llama-3.2-3B 49.2 -> 53.2
-// us; same record).
-const int kMulHi = env_int("GOMLX_CUDA_LAYER_MULHI", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -101,7 +89,7 @@ int tc_team(const Dims &d) {
 int tc_shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums (TC_SUMS), zeros, team sums
-    return ((2 * elems + 15) & ~15) + 4 * groups * (kTch ? 3 : 1) + 16 * 4 + 4 * 64 * kWarps;
+    return ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
 }
 int use_tc(const Dims &d) {
     return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
@@ -295,10 +283,10 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
             "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
             "TCI=" + std::to_string(kTcInterleave), "LOP=" + std::to_string(kLop),
-            "NIB0=" + std::to_string(kNib0), "TCH=" + std::to_string(kTch),
+            "NIB0=" + std::to_string(kNib0),
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
-            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "MULHI=" + std::to_string(kMulHi)};
+            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4))};
 }
 
 } // namespace gomlx::cuda_layer

@@ -7,23 +7,15 @@
 #define GOMLX_CUDA_LAYER_X_SOURCE_H
 
 static const char *const kCudaLayerXSource = R"CUDA(
-#ifndef TCH
-#define TCH 0
-#endif
-// Floats a group keeps for tc_dot after x: its sum of x, and with TCH
-// (x staged as scaled float16, tc_stage_half) the scale's inverse and 1024
-// times the sum of the staged values.
-#define TC_SUMS (TCH ? 3 : 1)
 
 // Where tc_dot finds, after x's n values in shared memory, each group's sum
-// of x (then, with TCH, the other two arrays of TC_SUMS, as many each) and
-// 64 zero bytes (tc_finish_x).
+// of x and 64 zero bytes (tc_finish_x).
 __device__ __forceinline__ int tc_groups4(int n) { return (n / GS + 3) & ~3; }
 __device__ __forceinline__ float *tc_xsum(u16 *xp, int n) {
     return reinterpret_cast<float *>(reinterpret_cast<unsigned char *>(xp) + ((2 * n + 15) & ~15));
 }
 __device__ __forceinline__ V4 *tc_zero(u16 *xp, int n) {
-    return reinterpret_cast<V4 *>(tc_xsum(xp, n) + TC_SUMS * tc_groups4(n));
+    return reinterpret_cast<V4 *>(tc_xsum(xp, n) + tc_groups4(n));
 }
 
 // Run c of x (8 values, as 4 words) written to xs in tc_pos order (word j
@@ -46,65 +38,15 @@ __device__ __forceinline__ void tc_group_sum(u16 *xs, int n, int c, bool has, fl
     if (has && c % (GS / 8) == 0) tc_xsum(xs, n)[c / (GS / 8)] = s;
 }
 
-#if TCH
-// The power of two that takes a group whose largest magnitude is m to
-// [2^14, 2^15) (float16's largest is 65504), at most 2^126 (m tiny or 0).
-__device__ __forceinline__ float tc_group_scale(float m) {
-    const int e = 14 - ((int)(float_to_bits(m) >> 23) - 127);
-    return bits_to_float((u32)(min(126, max(-126, e)) + 127) << 23);
-}
-
-// Run c's 8 values v (natural order) as scaled float16 for tc_dot's
-// float16 products (TCH), in tc_pos order: v * sc, the odd ones (x's for a
-// word's nibbles 1, 3, 5, 7, which tc_dot unpacks as 16 q) also / 16. Both
-// exact (a power of two; a bfloat16 has 8 significant bits, a float16 11)
-// but for values over 2^28 (odd ones 2^24) below the group's largest,
-// which lose low bits as float16 subnormals. Returns the sum of the staged
-// values.
-__device__ __forceinline__ float tc_stage_half(u16 *xs, int c, const float (&v)[8], float sc) {
-    u32 hw[4];
-    float st = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const u16 lo = store_f16(v[2 * j] * sc), hi = store_f16(v[2 * j + 1] * (sc * 0.0625f));
-        st += f16_at(lo) + f16_at(hi);
-        hw[j] = (u32)lo | (u32)hi << 16;
-    }
-    put_run_tc(xs, c, hw);
-    return st;
-}
-#endif
-
 // x's n values into xs for tensor cores, a run of 8 a thread at a time:
 // make(c, words) gives run c's values, which go to xs in tc_pos order and
-// into their group's sum (with TCH as scaled float16, a group's scale from
-// its largest magnitude, found across its lanes as the sums are); then the
-// zeros. Every thread of the block calls it.
+// into their group's sum; then the zeros. Every thread of the block calls it.
 template <class Make>
 __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
     for (int c0 = 0; c0 < n / 8; c0 += LT) {
         const int c = c0 + threadIdx.x;
         const bool has = c < n / 8;
         float s = 0.f;
-#if TCH
-        float v[8] = {}, m = 0.f;
-        if (has) {
-            u32 words[4];
-            make(c, words);
-#pragma unroll
-            for (int i = 0; i < 8; i++) v[i] = half_at(words[i / 2], i & 1), s += v[i], m = fmaxf(m, fabsf(v[i]));
-        }
-#pragma unroll
-        for (int o = 1; o < GS / 8; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-        const float sc = tc_group_scale(m);
-        float st = has ? tc_stage_half(xs, c, v, sc) : 0.f;
-#pragma unroll
-        for (int o = 1; o < GS / 8; o <<= 1) st += __shfl_xor_sync(0xffffffffu, st, o);
-        if (has && c % (GS / 8) == 0) {
-            const int g = c / (GS / 8), g4 = tc_groups4(n);
-            tc_xsum(xs, n)[g4 + g] = 1.f / sc, tc_xsum(xs, n)[2 * g4 + g] = 1024.f * st;
-        }
-#else
         if (has) {
             u32 words[4];
             make(c, words);
@@ -112,7 +54,6 @@ __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
             for (int i = 0; i < 8; i++) s += half_at(words[i / 2], i & 1);
             put_run_tc(xs, c, words);
         }
-#endif
         tc_group_sum(xs, n, c, has, s);
     }
     if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
