@@ -132,13 +132,14 @@ def main():
         print(f"{name}: {len(ins)} instructions, {regs.group(1) if regs else '?'} registers, "
               f"spills {spills.group(1)}/{spills.group(2)} bytes (stores/loads)")
         for start, n, ops in inner_loops(ins):
-            mma, ffma = ops.get("HMMA.16816.F32.BF16", 0) + ops.get("HMMA.16816.F32", 0), ops.get("FFMA", 0)
+            mma = sum(v for k, v in ops.items() if k.startswith(PIPE_PREFIXES["tensor"]))
+            ffma = ops.get("FFMA", 0)
             if mma >= 16 or ffma >= 32:
                 top = ", ".join(f"{k} {v}" for k, v in ops.most_common(4))
-                kind = f"{mma} HMMA" if mma else f"{ffma} FFMA"
+                kind = f"{mma} {'IMMA' if any(k.startswith('IMMA') for k in ops) else 'HMMA'}" if mma else f"{ffma} FFMA"
                 pipes = pipe_counts(ops)
                 print(f"  loop at {start:#07x}: {n} instructions, {kind} ({top}); pipes: ALU {pipes['alu']}, "
-                      f"FMA {pipes['fma']}, memory {pipes['memory']}")
+                      f"FMA {pipes['fma']}, memory {pipes['memory']}, other {pipes['other']}")
 
 
 if __name__ == "__main__":
