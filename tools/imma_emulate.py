@@ -5,7 +5,7 @@ result, relative to sum(|scale q x|) over the row.
 
 A weight word's byte j holds q_2j + 16 q_2j+1; x's pair j is staged as
 u = x_2j+1 / 16 and v = x_2j - u (so q_2j x_2j + q_2j+1 x_2j+1 = byte u +
-q_2j v), each in two signed 8-bit parts at a scale a group of GS: hi =
+q_2j v; with IMMA=2 v = x_2j and u against the byte's 16 q_2j+1), each in two signed 8-bit parts at a scale a group of GS: hi =
 round(u 127 / max|u|), lo = round((u 127 / max|u| - hi) 256) clamped to
 +-127, the sums 256 sum(byte hi) + sum(byte lo) in int32, times max|u| /
 (127 256). Staging in float32 as the kernel does it. Three kinds of x:
@@ -36,7 +36,7 @@ def two_parts(v):
     return hi.astype(np.int64), lo.astype(np.int64), (m / np.float32(127 * 256)).astype(np.float32)
 
 
-def errors(x, rng):
+def errors(x, rng, variant):
     q = rng.integers(0, 16, size=(ROWS, K))
     s = bf16(rng.normal(0, 0.02, size=(ROWS, K // GS)))
     b = bf16(-8 * s + rng.normal(0, 0.002, size=s.shape))
@@ -45,9 +45,10 @@ def errors(x, rng):
     x64 = xg.astype(np.float64)
     exact = (s * np.einsum("rgk,gk->rg", qg, x64) + b * x64.sum(-1)).sum(-1)
     scale = (np.abs(s)[..., None] * qg * np.abs(x64)).sum((-1, -2))
-    byte, q_even = qg[..., 0::2] + 16 * qg[..., 1::2], qg[..., 0::2]
+    q_even = qg[..., 0::2]
+    byte = q_even + 16 * qg[..., 1::2] if variant == 1 else 16 * qg[..., 1::2]
     u = (xg[:, 1::2] * np.float32(0.0625)).astype(np.float32)
-    v = (xg[:, 0::2] - u).astype(np.float32)
+    v = (xg[:, 0::2] - u).astype(np.float32) if variant == 1 else xg[:, 0::2]
     uh, ul, su = two_parts(u)
     vh, vl, sv = two_parts(v)
     sums_u = 256 * np.einsum("rgk,gk->rg", byte, uh) + np.einsum("rgk,gk->rg", byte, ul)
@@ -63,10 +64,11 @@ def main():
     outliers = np.isin(np.arange(K), [7, 500, 1800, 3000])
     kinds = {"normal": rng.normal(0, 1, K), "Student-t 3": rng.standard_t(3, K),
              "normal, 4 channels x100": np.where(outliers, 100.0, 1.0) * rng.normal(0, 1, K)}
-    for name, x in kinds.items():
-        e, r = errors(bf16(x), rng)
-        print(f"{name:24s} 8-bit products: max {e.max():.1e} mean {e.mean():.1e}   "
-              f"a bfloat16 result's rounding: max {r.max():.1e} mean {r.mean():.1e}")
+    for variant in (1, 2):
+        for name, x in kinds.items():
+            e, r = errors(bf16(x), np.random.default_rng(1), variant)
+            print(f"IMMA={variant} {name:24s} 8-bit products: max {e.max():.1e} mean {e.mean():.1e}   "
+                  f"a bfloat16 result's rounding: max {r.max():.1e} mean {r.mean():.1e}")
 
 
 if __name__ == "__main__":

@@ -328,8 +328,11 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
                 for (int p = 0; p < 2; p++) {
                     const V4 bu = xv[2 * p], bv = xv[2 * p + 1];
                     const u32 l0 = wlo[2 * p], l1 = wlo[2 * p + 1], h0 = whi[2 * p], h1 = whi[2 * p + 1];
-                    mma_16832(cu, l0, h0, l1, h1, bu.x, bu.y);
-                    mma_16832(cul, l0, h0, l1, h1, bu.z, bu.w);
+                    // IMMA 2: the odd nibbles masked in place (16 q) instead
+                    // of the bytes as they are, LOP3 for register moves.
+                    const u32 o = IMMA == 2 ? 0xF0F0F0F0u : 0xFFFFFFFFu;
+                    mma_16832(cu, l0 & o, h0 & o, l1 & o, h1 & o, bu.x, bu.y);
+                    mma_16832(cul, l0 & o, h0 & o, l1 & o, h1 & o, bu.z, bu.w);
                     const u32 m = 0x0F0F0F0Fu;
                     mma_16832(cv, l0 & m, h0 & m, l1 & m, h1 & m, bv.x, bv.y);
                     mma_16832(cvl, l0 & m, h0 & m, l1 & m, h1 & m, bv.z, bv.w);

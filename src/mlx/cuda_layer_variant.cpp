@@ -72,8 +72,9 @@ const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
 // Whether tc_dot multiplies 8-bit integers (IMMA): the weight bytes as they
 // are and masked to their even nibbles, against x staged as 8-bit integers
 // in two parts a group (~15 bits): one lop3 a word of 8 weights instead of
-// eight instructions. A knob until measured on a GPU (docs/GPU.md).
-const int kImma = env_int("GOMLX_CUDA_LAYER_IMMA", 0, 0, 1);
+// eight instructions (2: the odd nibbles masked too, against x's even
+// values as they are). A knob until measured on a GPU (docs/GPU.md).
+const int kImma = env_int("GOMLX_CUDA_LAYER_IMMA", 0, 0, 2);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most

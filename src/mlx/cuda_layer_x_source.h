@@ -70,8 +70,9 @@ __device__ __forceinline__ void int8_hi_lo(const float (&v)[4], float inv, u32 &
 // A weight word's byte j is the pair q_2j + 16 q_2j+1, so x's pair j is
 // staged as u = x_2j+1 / 16 (against the byte as it is) and v = x_2j - u
 // (against the byte masked to q_2j): q_2j x_2j + q_2j+1 x_2j+1 = byte u +
-// q_2j v. Each of u and v as 8-bit integers in two parts (int8_hi_lo) at
-// a scale a group, so ~15 bits of each, 4 bytes a run each. Runs c and
+// q_2j v. With IMMA 2, v = x_2j, and u goes against the byte masked to
+// 16 q_2j+1. Each of u and v as 8-bit integers in two parts (int8_hi_lo)
+// at a scale a group, so ~15 bits of each, 4 bytes a run each. Runs c and
 // c + 1 (c even; n / 8 is even, a multiple of GS / 8) are an m16n8k32's
 // two k blocks, so their slots hold B's register pairs: c's {u hi, u hi of
 // c + 1, u lo, u lo of c + 1}, c + 1's the same of v; a lane trades half
@@ -81,7 +82,7 @@ __device__ __forceinline__ float2 tc_stage_int8(u16 *xs, int c, bool has, const 
     float u[4], v[4], mu = 0.f, mv = 0.f;
 #pragma unroll
     for (int j = 0; j < 4; j++) {
-        u[j] = x[2 * j + 1] * 0.0625f, v[j] = x[2 * j] - u[j];
+        u[j] = x[2 * j + 1] * 0.0625f, v[j] = IMMA == 2 ? x[2 * j] : x[2 * j] - u[j];
         mu = fmaxf(mu, fabsf(u[j])), mv = fmaxf(mv, fabsf(v[j]));
     }
     mu = group_max(mu), mv = group_max(mv);
