@@ -185,9 +185,10 @@ __device__ __forceinline__ void mma_16832(int (&c)[4], u32 a0, u32 a1, u32 a2, u
 }
 #endif
 
-// x for tc_dot in shared memory: the values in tc_pos order (xp), each
-// group's sum (xsum) and 64 zero bytes, the B operand of the lanes whose
-// column is not their word's group.
+// x for tc_dot in shared memory: the values in tc_pos order (xp; with
+// IMMA as 8-bit integers, tc_stage_int8), each group's sum (xsum) and 64
+// zero bytes, the B operand of the lanes whose column is not their word's
+// group.
 struct TcX {
     const u16 *xp;
     const float *xsum;
