@@ -22,25 +22,15 @@ __device__ __forceinline__ u32 float_to_bits(float f) {
     return u;
 }
 
-// float16 bits as float32, and float32 rounded to float16 (nearest even).
-__device__ __forceinline__ float f16_at(u16 h) {
-    float f;
-    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
-    return f;
-}
-__device__ __forceinline__ u16 store_f16(float f) {
-    u16 h;
-    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
-    return h;
-}
-
 // Element i (0 or 1) of a pair packed in a 32-bit word, as float32.
 __device__ __forceinline__ float half_at(u32 pair, int i) {
     u16 h = (u16)(i ? pair >> 16 : pair & 0xffffu);
 #if XT == 0
     return bits_to_float((u32)h << 16);
 #else
-    return f16_at(h);
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
 #endif
 }
 
@@ -56,7 +46,9 @@ __device__ __forceinline__ u16 store_half(float f) {
     u += 0x7fffu + ((u >> 16) & 1u);
     return (u16)(u >> 16);
 #else
-    return store_f16(f);
+    u16 h;
+    asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+    return h;
 #endif
 }
 

@@ -146,23 +146,18 @@ __device__ __forceinline__ void residual_rows(const u16 *xs, const u32 *w, const
 #define ONE_BITS 0x3C003C00u
 #define NIB_SCALE 16.f
 #endif
-
-// (v & MASK) | ONE_BITS, with LOP as one lop3 on one_bits (a register).
-template <u32 MASK>
-__device__ __forceinline__ u32 mask_one(u32 v, u32 one_bits) {
-#if LOP
-    u32 d;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(v), "n"(MASK), "r"(one_bits)); // (a & b) | c
-    return d;
-#else
-    (void)one_bits;
-    return (v & MASK) | ONE_BITS;
-#endif
-}
 template <int N>
 __device__ __forceinline__ u32 nib_pair(u32 w, u32 one_bits) {
     constexpr int sh = NIB_SHIFT - 4 * N;
-    return mask_one<NIB_MASK>(sh >= 0 ? w << (sh & 31) : w >> (-sh & 31), one_bits);
+    const u32 v = sh >= 0 ? w << (sh & 31) : w >> (-sh & 31);
+#if LOP
+    u32 d;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(v), "n"(NIB_MASK), "r"(one_bits)); // (a & b) | c
+    return d;
+#else
+    (void)one_bits;
+    return (v & NIB_MASK) | ONE_BITS;
+#endif
 }
 
 __device__ __forceinline__ void mma_16816(float (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {

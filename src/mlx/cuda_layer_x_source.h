@@ -107,27 +107,19 @@ __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
     for (int c0 = 0; c0 < n / 8; c0 += LT) {
         const int c = c0 + threadIdx.x;
         const bool has = c < n / 8;
-        float s = 0.f;
-#if IMMA
-        float v[8] = {};
+        float s = 0.f, v[8] = {};
         if (has) {
             u32 words[4];
             make(c, words);
 #pragma unroll
             for (int i = 0; i < 8; i++) v[i] = half_at(words[i / 2], i & 1), s += v[i];
+            if (!IMMA) put_run_tc(xs, c, words);
         }
+#if IMMA
         const float2 steps = tc_stage_int8(xs, c, has, v);
         if (has && c % (GS / 8) == 0) {
             const int g = c / (GS / 8), g4 = tc_groups4(n);
             tc_xsum(xs, n)[g4 + g] = steps.x, tc_xsum(xs, n)[2 * g4 + g] = steps.y;
-        }
-#else
-        if (has) {
-            u32 words[4];
-            make(c, words);
-#pragma unroll
-            for (int i = 0; i < 8; i++) s += half_at(words[i / 2], i & 1);
-            put_run_tc(xs, c, words);
         }
 #endif
         tc_group_sum(xs, n, c, has, s);
