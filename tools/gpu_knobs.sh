@@ -8,7 +8,7 @@
 # settings (tools/gpu_ab.sh, ROUNDS rounds). A test's log is kept in OUT
 # when it fails.
 # Usage: tools/gpu_knobs.sh OUT ROUNDS "CONFIGS" [MODEL_DIR...]
-#   e.g. tools/gpu_knobs.sh gpu-work/k 2 "|GOMLX_CUDA_LAYER_IMMA=1|GOMLX_CUDA_LAYER_IMMA=2" gpu-work/models/*-4bit
+#   e.g. tools/gpu_knobs.sh gpu-work/k 2 "|GOMLX_CUDA_LAYER_TCW=0|GOMLX_CUDA_LAYER_LOP=0" gpu-work/models/*-4bit
 set -uo pipefail
 OUT=$1 ROUNDS=$2 CONFIGS=$3
 shift 3

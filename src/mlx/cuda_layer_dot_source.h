@@ -170,20 +170,9 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], u32 a0, u32 a1, u32 a2,
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-#if IMMA
-// c += a b for 8-bit a (unsigned: weight bytes) and b (signed: x staged,
-// tc_stage_int8), 16 x 32 by 32 x 8, int32 sums.
-__device__ __forceinline__ void mma_16832(int (&c)[4], u32 a0, u32 a1, u32 a2, u32 a3, u32 b0, u32 b1) {
-    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-#endif
-
-// x for tc_dot in shared memory: the values in tc_pos order (xp; with
-// IMMA as 8-bit integers, tc_stage_int8), each group's sum (xsum) and 64
-// zero bytes, the B operand of the lanes whose column is not their word's
-// group.
+// x for tc_dot in shared memory: the values in tc_pos order (xp), each
+// group's sum (xsum) and 64 zero bytes, the B operand of the lanes whose
+// column is not their word's group.
 struct TcX {
     const u16 *xp;
     const float *xsum;
@@ -245,17 +234,6 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
         ylo += NIB_SCALE * SL * CL + (BL - NIB_SCALE * SL) * xs_;                 \
         yhi += NIB_SCALE * SH * CH + (BH - NIB_SCALE * SH) * xs_;                 \
     }
-// With IMMA, from the window's four int32 sums a row and group (E: C's
-// element): sum(q x) = step_u (256 u_hi + u_lo) + step_v (256 v_hi + v_lo),
-// the steps / 256 kept after the group sums, g4 apart (tc_stage_int8).
-#define TC_ADD_GROUP_INT8(J, E, SL, SH, BL, BH)                                    \
-    {                                                                             \
-        const float xs_ = x.xsum[J], su_ = x.xsum[g4 + J], sv_ = x.xsum[2 * g4 + J]; \
-        const float ql_ = su_ * (float)(256 * cu[E] + cul[E]) + sv_ * (float)(256 * cv[E] + cvl[E]); \
-        const float qh_ = su_ * (float)(256 * cu[E + 2] + cul[E + 2]) + sv_ * (float)(256 * cv[E + 2] + cvl[E + 2]); \
-        ylo += SL * ql_ + BL * xs_;                                               \
-        yhi += SH * qh_ + BH * xs_;                                               \
-    }
 
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
 // matrix with x over groups g_begin..g_end-1 of K, in every lane of the
@@ -277,10 +255,6 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     // memory), so that it stays in a register. (dot_rows's K >> 31 here
     // made ptxas spill 8 bytes in Gemma-2-2B's variant; this, none.)
     const u32 one_bits = LOP ? x.zero->x | ONE_BITS : ONE_BITS;
-#if IMMA
-    const int g4 = tc_groups4(K);
-    (void)one_bits;
-#endif
     for (int w0 = g_begin; w0 < g_end; w0 += step) {
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
         const int j0 = WHOLE ? w0 + 2 * t : min(w0 + 2 * t, g_end - 1),
@@ -290,13 +264,8 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
         const float b0l = load_half(bl + j0), b1l = load_half(bl + j1), b0h = load_half(bh + j0),
                     b1h = load_half(bh + j1);
         const int ng = WHOLE ? 8 : min(8, g_end - w0);
-#if IMMA
-        // Sums of the bytes with u's and v's two parts (tc_stage_int8).
-        int cu[4] = {}, cul[4] = {}, cv[4] = {}, cvl[4] = {};
-#else
         // Four sets of sums, so that consecutive mma do not wait on each other.
         float c4[4][4] = {};
-#endif
         // A lane's 16-byte loads i: row bytes 64 i + 16 t of the window,
         // words 16 i + 4 t .. + 3, all in the window's group (16 i + 4 t) * 8 / GS.
         {
@@ -317,23 +286,6 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
                 const bool mine = g == gw && (WHOLE || gw < ng); // B's column g holds this group
                 const V4 *xv = mine ? reinterpret_cast<const V4 *>(x.xp + w0 * GS + 8 * (16 * i + 4 * t)) : x.zero;
                 const u32 wlo[4] = {ql[i].x, ql[i].y, ql[i].z, ql[i].w}, whi[4] = {qh[i].x, qh[i].y, qh[i].z, qh[i].w};
-#if IMMA
-                // Words 2p and 2p + 1 are k 4t..4t+3 and 4t+16..4t+19 of an
-                // m16n8k32; B's pairs are in the two runs' slots (tc_stage_int8).
-#pragma unroll
-                for (int p = 0; p < 2; p++) {
-                    const V4 bu = xv[2 * p], bv = xv[2 * p + 1];
-                    const u32 l0 = wlo[2 * p], l1 = wlo[2 * p + 1], h0 = whi[2 * p], h1 = whi[2 * p + 1];
-                    // IMMA 2: the odd nibbles masked in place (16 q) instead
-                    // of the bytes as they are, LOP3 for register moves.
-                    const u32 o = IMMA == 2 ? 0xF0F0F0F0u : 0xFFFFFFFFu;
-                    mma_16832(cu, l0 & o, h0 & o, l1 & o, h1 & o, bu.x, bu.y);
-                    mma_16832(cul, l0 & o, h0 & o, l1 & o, h1 & o, bu.z, bu.w);
-                    const u32 m = 0x0F0F0F0Fu;
-                    mma_16832(cv, l0 & m, h0 & m, l1 & m, h1 & m, bv.x, bv.y);
-                    mma_16832(cvl, l0 & m, h0 & m, l1 & m, h1 & m, bv.z, bv.w);
-                }
-#else
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
                     const V4 b = xv[r];
@@ -342,19 +294,13 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
                     mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r], one_bits), nib_pair<2>(whi[r], one_bits),
                               nib_pair<3>(wlo[r], one_bits), nib_pair<3>(whi[r], one_bits), b.z, b.w);
                 }
-#endif
             }
         }
-#if IMMA
-        if (WHOLE || w0 + 2 * t < g_end) TC_ADD_GROUP_INT8(j0, 0, s0l, s0h, b0l, b0h)
-        if (WHOLE || w0 + 2 * t + 1 < g_end) TC_ADD_GROUP_INT8(j1, 1, s1l, s1h, b1l, b1h)
-#else
         float c[4];
 #pragma unroll
         for (int e = 0; e < 4; e++) c[e] = (c4[0][e] + c4[1][e]) + (c4[2][e] + c4[3][e]);
         if (WHOLE || w0 + 2 * t < g_end) TC_ADD_GROUP(j0, c[0], c[2], s0l, s0h, b0l, b0h)
         if (WHOLE || w0 + 2 * t + 1 < g_end) TC_ADD_GROUP(j1, c[1], c[3], s1l, s1h, b1l, b1h)
-#endif
     }
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {

@@ -69,12 +69,6 @@ const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
 // (whole_windows), else a mask of the Ks it may take: 1 hidden (phases A,
 // D), 2 the heads' (C), 4 ff (E).
 const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
-// Whether tc_dot multiplies 8-bit integers (IMMA): the weight bytes as they
-// are and masked to their even nibbles, against x staged as 8-bit integers
-// in two parts a group (~15 bits): one lop3 a word of 8 weights instead of
-// eight instructions (2: the odd nibbles masked too, against x's even
-// values as they are). A knob until measured on a GPU (docs/GPU.md).
-const int kImma = env_int("GOMLX_CUDA_LAYER_IMMA", 0, 0, 2);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -95,7 +89,7 @@ int tc_team(const Dims &d) {
 int tc_shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums (TC_SUMS), zeros, team sums
-    return ((2 * elems + 15) & ~15) + 4 * groups * (kImma ? 3 : 1) + 16 * 4 + 4 * 64 * kWarps;
+    return ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
 }
 int use_tc(const Dims &d) {
     return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
@@ -289,7 +283,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "DEAL_C=" + std::to_string(use_tcr_c(d) ? 0 : deal_spread(d.hidden / 2)),
             "DEAL_E=" + std::to_string(use_tcr_e(d) ? 0 : deal_spread(d.hidden / 2)),
             "TCI=" + std::to_string(kTcInterleave), "LOP=" + std::to_string(kLop),
-            "NIB0=" + std::to_string(kNib0), "IMMA=" + std::to_string(kImma),
+            "NIB0=" + std::to_string(kNib0),
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4))};

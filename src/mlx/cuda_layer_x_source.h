@@ -7,22 +7,15 @@
 #define GOMLX_CUDA_LAYER_X_SOURCE_H
 
 static const char *const kCudaLayerXSource = R"CUDA(
-#ifndef IMMA
-#define IMMA 0
-#endif
-// Floats a group keeps for tc_dot after x: its sum of x, and with IMMA
-// (x staged as 8-bit integers, tc_stage_int8) its two scales / 256.
-#define TC_SUMS (IMMA ? 3 : 1)
 
 // Where tc_dot finds, after x's n values in shared memory, each group's sum
-// of x (then, with IMMA, the other arrays of TC_SUMS, as many each) and 64
-// zero bytes (tc_finish_x).
+// of x and 64 zero bytes (tc_finish_x).
 __device__ __forceinline__ int tc_groups4(int n) { return (n / GS + 3) & ~3; }
 __device__ __forceinline__ float *tc_xsum(u16 *xp, int n) {
     return reinterpret_cast<float *>(reinterpret_cast<unsigned char *>(xp) + ((2 * n + 15) & ~15));
 }
 __device__ __forceinline__ V4 *tc_zero(u16 *xp, int n) {
-    return reinterpret_cast<V4 *>(tc_xsum(xp, n) + TC_SUMS * tc_groups4(n));
+    return reinterpret_cast<V4 *>(tc_xsum(xp, n) + tc_groups4(n));
 }
 
 // Run c of x (8 values, as 4 words) written to xs in tc_pos order (word j
@@ -45,83 +38,22 @@ __device__ __forceinline__ void tc_group_sum(u16 *xs, int n, int c, bool has, fl
     if (has && c % (GS / 8) == 0) tc_xsum(xs, n)[c / (GS / 8)] = s;
 }
 
-#if IMMA
-// The largest of m over a group's GS / 8 lanes (as tc_group_sum adds).
-__device__ __forceinline__ float group_max(float m) {
-#pragma unroll
-    for (int o = 1; o < GS / 8; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
-    return m;
-}
-
-// Four values as 8-bit integers v * inv rounded (|v| <= 127 / inv), and
-// what rounding left, r * inv * 256 rounded and clamped: v = (hi + lo /
-// 256) / inv within 1/512 of a step. Byte j of each word is value j.
-__device__ __forceinline__ void int8_hi_lo(const float (&v)[4], float inv, u32 &hi, u32 &lo) {
-    hi = 0u, lo = 0u;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        const float h = rintf(v[j] * inv);
-        const float l = fminf(127.f, fmaxf(-127.f, rintf((v[j] * inv - h) * 256.f)));
-        hi |= ((u32)(int)h & 0xffu) << (8 * j), lo |= ((u32)(int)l & 0xffu) << (8 * j);
-    }
-}
-
-// Run c's 8 values v (natural order) for tc_dot's 8-bit products (IMMA).
-// A weight word's byte j is the pair q_2j + 16 q_2j+1, so x's pair j is
-// staged as u = x_2j+1 / 16 (against the byte as it is) and v = x_2j - u
-// (against the byte masked to q_2j): q_2j x_2j + q_2j+1 x_2j+1 = byte u +
-// q_2j v. With IMMA 2, v = x_2j, and u goes against the byte masked to
-// 16 q_2j+1. Each of u and v as 8-bit integers in two parts (int8_hi_lo)
-// at a scale a group, so ~15 bits of each, 4 bytes a run each. Runs c and
-// c + 1 (c even; n / 8 is even, a multiple of GS / 8) are an m16n8k32's
-// two k blocks, so their slots hold B's register pairs: c's {u hi, u hi of
-// c + 1, u lo, u lo of c + 1}, c + 1's the same of v; a lane trades half
-// with its neighbour. Every lane of the warp calls it. Returns the group's
-// two steps / 256 (in every lane of the group) to scale tc_dot's sums by.
-__device__ __forceinline__ float2 tc_stage_int8(u16 *xs, int c, bool has, const float (&x)[8]) {
-    float u[4], v[4], mu = 0.f, mv = 0.f;
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-        u[j] = x[2 * j + 1] * 0.0625f, v[j] = IMMA == 2 ? x[2 * j] : x[2 * j] - u[j];
-        mu = fmaxf(mu, fabsf(u[j])), mv = fmaxf(mv, fabsf(v[j]));
-    }
-    mu = group_max(mu), mv = group_max(mv);
-    const float iu = mu > 0.f ? 127.f / mu : 0.f, iv = mv > 0.f ? 127.f / mv : 0.f;
-    u32 uh, ul, vh, vl;
-    int8_hi_lo(u, iu, uh, ul), int8_hi_lo(v, iv, vh, vl);
-    const bool even = (c & 1) == 0;
-    const u32 got_h = __shfl_xor_sync(0xffffffffu, even ? vh : uh, 1),
-              got_l = __shfl_xor_sync(0xffffffffu, even ? vl : ul, 1);
-    if (has)
-        *reinterpret_cast<V4 *>(xs + 8 * c) = even ? V4{uh, got_h, ul, got_l} : V4{got_h, vh, got_l, vl};
-    return make_float2(mu * (1.f / (127.f * 256.f)), mv * (1.f / (127.f * 256.f)));
-}
-#endif
-
 // x's n values into xs for tensor cores, a run of 8 a thread at a time:
-// make(c, words) gives run c's values, which go to xs in tc_pos order (with
-// IMMA as 8-bit integers, tc_stage_int8) and into their group's sum; then
-// the zeros. Every thread of the block calls it.
+// make(c, words) gives run c's values, which go to xs in tc_pos order and
+// into their group's sum; then the zeros. Every thread of the block calls it.
 template <class Make>
 __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
     for (int c0 = 0; c0 < n / 8; c0 += LT) {
         const int c = c0 + threadIdx.x;
         const bool has = c < n / 8;
-        float s = 0.f, v[8] = {};
+        float s = 0.f;
         if (has) {
             u32 words[4];
             make(c, words);
 #pragma unroll
-            for (int i = 0; i < 8; i++) v[i] = half_at(words[i / 2], i & 1), s += v[i];
-            if (!IMMA) put_run_tc(xs, c, words);
+            for (int i = 0; i < 8; i++) s += half_at(words[i / 2], i & 1);
+            put_run_tc(xs, c, words);
         }
-#if IMMA
-        const float2 steps = tc_stage_int8(xs, c, has, v);
-        if (has && c % (GS / 8) == 0) {
-            const int g = c / (GS / 8), g4 = tc_groups4(n);
-            tc_xsum(xs, n)[g4 + g] = steps.x, tc_xsum(xs, n)[2 * g4 + g] = steps.y;
-        }
-#endif
         tc_group_sum(xs, n, c, has, s);
     }
     if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
