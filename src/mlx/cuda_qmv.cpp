@@ -27,7 +27,11 @@
 
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
+#include "mlx/cuda_layer_dot_source.h"
+#include "mlx/cuda_layer_sync_source.h"
+#include "mlx/cuda_layer_x_source.h"
 #include "mlx/cuda_qmv_source.h"
+#include "mlx/cuda_qmv_tc_source.h"
 #include "mlx/mx.h"
 #include "util/env.h"
 
@@ -38,9 +42,9 @@ namespace {
 
 std::mutex g_mu;
 std::string g_status = "not used yet";
-std::map<int, gomlx::cuda_jit::Kernel> g_variants; // (dtype, group size, rows, unroll) -> kernel
+std::map<int, gomlx::cuda_jit::Kernel> g_variants; // (dtype, group size, rows, unroll | tensor cores) -> kernel
 std::atomic<int> g_broken{0};      // 1 after NVRTC failed: MLX's kernel from then on
-std::atomic<long> g_calls{0};
+std::atomic<long> g_calls{0}, g_tc_calls{0};
 
 array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const array &x, const array &w,
            const array &scales, const array &biases, int N, int K, int rows) {
@@ -54,26 +58,83 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
                                              {threads, 1, 1}, 0, std::nullopt, true)[0];
 }
 
+// The tensor-core kernel (cuda_qmv_tc_source.h): its blocks' threads, and
+// blocks an SM holds (GOMLX_CUDA_QMV_TCB; registers bounded to fit them).
+constexpr int kTcThreads = 256;
+const int kTcBlocks = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_TCB", 2, 1, 4);
+
+// Shared memory the tensor-core kernel takes for K: x (2 bytes a value),
+// its group sums (rounded up to 4) and 64 zero bytes (tc_finish_x).
+int tc_shared_bytes(int K, int gs) { return ((2 * K + 15) & ~15) + 4 * ((K / gs + 3) & ~3) + 64; }
+
+array call_tc(const gomlx::cuda_jit::Kernel &k, const std::string &code, const array &x, const array &w,
+              const array &scales, const array &biases, int N, int K, int gs) {
+    const int tiles = (N + 15) / 16, warps_per_block = kTcThreads / 32;
+    const int sms = std::max(1, gomlx::cuda_jit::sm_count());
+    // Every SM's blocks, unless the tiles leave some without one.
+    const int blocks = std::min((tiles + warps_per_block - 1) / warps_per_block, sms * kTcBlocks);
+    mc::Shape out_shape = x.shape();
+    out_shape.back() = N;
+    return mc::fast::precompiled_cuda_kernel(k.name, code, {x, w, scales, biases}, {out_shape}, {x.dtype()},
+                                             {N, K}, {blocks * kTcThreads, 1, 1}, {kTcThreads, 1, 1},
+                                             tc_shared_bytes(K, gs), std::nullopt, true)[0];
+}
+
 // A nibble's mask and 16.0f's bits as one lop3 (LOP, nibble_16q): the
 // vocabulary's mat-vec 354-356 -> 317-330 us on an H200 (bench_cuda_qmv),
 // decode Llama-3.2-3B 765.8 -> 776.5 tok/s with the layer kernel's LOP on
 // (docs/bench/h200-2026-11-28-s22-lop.txt).
 const int kLop = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_LOP", 1, 0, 1);
 
+// Which products go to the tensor-core kernel where it can take them
+// (sm_80+, the weights 16-byte aligned, x within 48 KB of shared memory):
+// by default those with at least 4 tiles of 16 rows an SM (a vocabulary,
+// a 7B model's gate|up: H200, bench_cuda_qmv, docs/bench/h200-2026-11-29-
+// s24-qmv-tc.txt: the unembedding 104-107 -> 67 us, 2.1 -> 3.3 TB/s,
+// decode +0.5 to +6%). A warp takes a tile's whole K, so with fewer tiles
+// too few SMs work (Llama-3.2-3B's down projection, 192 tiles: chained
+// 27-34 -> 40-42 us), and the FMA kernel, which spreads 2-4 rows a warp,
+// stays. GOMLX_CUDA_QMV_TC=1: every product it can take, 0: none.
+const int kTensorCores = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_TC", -1, 0, 1);
+bool tc_wanted(int N) {
+    if (kTensorCores >= 0) return kTensorCores == 1;
+    return (N + 15) / 16 >= 4 * std::max(1, gomlx::cuda_jit::sm_count());
+}
+
+// The tensor-core kernel's defines: the layer kernel's parts it compiles
+// with (tc_dot alone: no phase, norm or team of the layer's).
+std::vector<std::string> tc_defines(int half, int gs, int whole) {
+    return {"XT=" + std::to_string(half), "GS=" + std::to_string(gs), "QMV_WHOLE=" + std::to_string(whole),
+            "LT=" + std::to_string(kTcThreads), "QMV_BLOCKS=" + std::to_string(kTcBlocks),
+            "LOP=" + std::to_string(kLop), "NIB0=0", "TC=1", "TCA=0", "TCR_C=0", "TCR_E=0", "TCI=1",
+            "DOT_U=1", "GEMMA=0", "TIMING=0"};
+}
+
 // Compiles a variant and runs it once on a tiny product (cuda_jit::prime).
-// Called under g_mu.
-void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll) {
+// `whole` < 0: the FMA kernel, else the tensor-core kernel with tc_dot's
+// WHOLE. Called under g_mu.
+void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, int unroll, int whole) {
     static const std::string source = std::string(kCudaCommonSource) + kCudaQmvSource;
+    static const std::string tc_source = std::string(kCudaCommonSource) + kCudaLayerSyncSource + kCudaLayerXSource +
+                                         kCudaLayerDotSource + kCudaQmvTcSource;
     try {
-        const int K = 128;
+        const int K = whole > 0 ? 8 * gs : 128; // tc_dot's windows whole or not, as the variant has them
         array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
         array sb = mc::zeros({1, K / gs}, t);
-        if (gomlx::cuda_jit::prepare(
-                k, source,
-                {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs), "QMV_R=" + std::to_string(rows),
-                 "QMV_U=" + std::to_string(unroll), "LOP=" + std::to_string(kLop)},
-                [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); }, &g_status))
-            g_status = gomlx::cuda_jit::in_use_status(k);
+        const bool ok = whole < 0
+            ? gomlx::cuda_jit::prepare(
+                  k, source,
+                  {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs), "QMV_R=" + std::to_string(rows),
+                   "QMV_U=" + std::to_string(unroll), "LOP=" + std::to_string(kLop)},
+                  [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); }, &g_status)
+            : gomlx::cuda_jit::prepare(
+                  k, tc_source, tc_defines(half, gs, whole),
+                  [&](const std::string &code) {
+                      mc::eval(w);
+                      mc::eval(call_tc(k, code, x, w, sb, sb, 1, K, gs));
+                  },
+                  &g_status);
+        if (ok) g_status = gomlx::cuda_jit::in_use_status(k);
     } catch (const std::exception &e) {
         g_status = std::string("the mat-vec could not be prepared: ") + e.what();
         k.ptx.clear();
@@ -120,19 +181,27 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
     int rows = knob_rows ? knob_rows : N >= 8192 ? 4 : 2;
     int unroll = knob_unroll ? knob_unroll : 1;
     int half = t == mc::float16;
+    // The tensor-core kernel loads the weights 16 bytes at a time, so it
+    // takes them only once their buffer is known (MLX's buffers are
+    // 256-byte aligned; the offset of a view is set when it is evaluated).
+    static const bool tc_arch = mx_cuda_capability() >= 80;
+    const bool tc = tc_wanted(N) && tc_arch && w.status() != array::Status::unscheduled && w.offset() % 16 == 0 &&
+                    tc_shared_bytes(K, group_size) <= 48 * 1024;
+    const int whole = tc ? (K / group_size % 8 == 0 ? 1 : 0) : -1;
     const gomlx::cuda_jit::Kernel *v;
     {
         std::lock_guard<std::mutex> lock(g_mu);
-        // half (1 bit), group size (<= 128), rows (<= 8), unroll (<= 16)
-        int key = half | group_size << 1 | rows << 9 | unroll << 13;
+        // half (1 bit), group size (<= 128), rows (<= 8), unroll (<= 16);
+        // the tensor-core kernel: whole (1 bit) and a flag instead of rows
+        int key = tc ? half | group_size << 1 | whole << 9 | 1 << 20 : half | group_size << 1 | rows << 9 | unroll << 13;
         auto it = g_variants.find(key);
         if (it == g_variants.end()) {
             it = g_variants.emplace(key, gomlx::cuda_jit::Kernel{}).first;
             gomlx::cuda_jit::Kernel &k = it->second;
-            k.name = "gomlx_qmv4_" + std::string(half ? "f16" : "bf16") + "_g" +
-                     std::to_string(group_size) + "_r" + std::to_string(rows) + "_u" +
-                     std::to_string(unroll);
-            build(k, t, half, group_size, rows, unroll);
+            k.name = "gomlx_qmv4_" + std::string(half ? "f16" : "bf16") + "_g" + std::to_string(group_size) +
+                     (tc ? "_tc_w" + std::to_string(whole) + "_b" + std::to_string(kTcBlocks)
+                         : "_r" + std::to_string(rows) + "_u" + std::to_string(unroll));
+            build(k, t, half, group_size, rows, unroll, whole);
         }
         v = &it->second;
         if (v->ptx.empty()) {
@@ -141,6 +210,10 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
         }
     }
     g_calls.fetch_add(1);
+    if (tc) {
+        g_tc_calls.fetch_add(1);
+        return call_tc(*v, v->code(), x, w, scales, *biases, N, K, group_size);
+    }
     return call(*v, v->code(), x, w, scales, *biases, N, K, rows);
 }
 
@@ -150,12 +223,18 @@ void mx_set_cuda_qmv(int on) { g_enabled.store(on ? 1 : 0); }
 
 long mx_cuda_qmv_calls(void) { return g_calls.load(); }
 
+long mx_cuda_qmv_tc_calls(void) { return g_tc_calls.load(); }
+
 int mx_cuda_available(void) {
     try {
         return mc::cu::is_available() ? 1 : 0;
     } catch (...) {
         return 0;
     }
+}
+
+int mx_cuda_capability(void) {
+    return 10 * gomlx::cuda_jit::device_attribute(75) + gomlx::cuda_jit::device_attribute(76); // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
 }
 
 const char *mx_cuda_qmv_status(void) {

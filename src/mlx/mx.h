@@ -202,8 +202,13 @@ void mx_set_cuda_qmv(int on);
 const char *mx_cuda_qmv_status(void);
 /* Products handed to our CUDA mat-vec so far (graph nodes built). */
 long mx_cuda_qmv_calls(void);
+/* Of those, the ones its tensor-core kernel took (GOMLX_CUDA_QMV_TC). */
+long mx_cuda_qmv_tc_calls(void);
 /* 1 when MLX's CUDA backend is present (not Metal, not CPU-only). */
 int mx_cuda_available(void);
+/* The CUDA GPU's compute capability as 10 * major + minor (90: Hopper), 0
+ * when unknown. */
+int mx_cuda_capability(void);
 /* The GPU's memory read bandwidth in GB/s: the best of `passes` passes,
  * each 24 launches of a streaming read kernel over a buffer of `bytes`
  * (at most 4 GiB). 0 with err (may be NULL) set when it cannot run. The

@@ -31,6 +31,17 @@ static double rel_err(const float *got, const double *ref, int n) {
     return m > 0 ? e / m : e;
 }
 
+/* Whether the tensor-core kernel must take an N-row product of this test
+ * (all its weights qualify on an sm_80+ GPU): GOMLX_CUDA_QMV_TC=1 every
+ * one, 0 none; by default those of at least 4 tiles of 16 rows an SM,
+ * certain from N = 65536 on (4096 tiles) and left to the rule below it (-1). */
+static int expect_tensor_cores(int N) {
+    const char *e = getenv("GOMLX_CUDA_QMV_TC");
+    if (mx_cuda_capability() < 80 || (e && atoi(e) == 0)) return 0;
+    if (e && atoi(e) == 1) return 1;
+    return N >= 65536 ? 1 : -1;
+}
+
 /* One shape, dtype and group size: ours within one rounding of the output
  * dtype (relative to the largest output) or 2x MLX's error, and used.
  * x_offset > 0: x is a view starting that many elements into a buffer,
@@ -45,6 +56,9 @@ static void check_case(int N, int K, int gs, mx_dtype dt, int x_ndim, int x_offs
     mx_array w = mx_astype(mx_from_data(wv, (int[]){N, K}, 2, MX_FLOAT32), dt);
     mx_array wq, sc, bi;
     CHECK(mx_quantize(w, gs, 4, &wq, &sc, &bi) == 0);
+    /* evaluated, as a model's weights are: the tensor-core kernel takes
+     * only weights whose buffer (and so alignment) is known */
+    CHECK(mx_eval((mx_array[]){wq, sc, bi}, 3) == 0);
     int xshape[3] = {1, 1, K};
     mx_array x = mx_astype(mx_from_data(xv, xshape + 3 - x_ndim, x_ndim, MX_FLOAT32), dt);
     /* x through one more kernel first, as in a decode step */
@@ -82,9 +96,12 @@ static void check_case(int N, int K, int gs, mx_dtype dt, int x_ndim, int x_offs
     }
 
     mx_set_cuda_qmv(1);
-    long calls = mx_cuda_qmv_calls();
+    long calls = mx_cuda_qmv_calls(), tc_calls = mx_cuda_qmv_tc_calls();
     mx_array y1 = mx_quantized_matmul(x, wq, sc, bi, 1, gs, 4);
     CHECK_MSG(mx_cuda_qmv_calls() == calls + 1, "our kernel was not used");
+    const long tc_used = mx_cuda_qmv_tc_calls() - tc_calls;
+    CHECK_MSG(expect_tensor_cores(N) < 0 || tc_used == expect_tensor_cores(N), "N %d: the tensor-core kernel %s", N,
+              tc_used ? "ran, unasked" : "was not used");
     CHECK(y1 && mx_ndim(y1) == x_ndim && mx_dim(y1, -1) == N && mx_get_dtype(y1) == dt);
     CHECK(readf(y1, got, (size_t)N) == 0);
     double e_ours = rel_err(got, ref, N);
@@ -92,8 +109,8 @@ static void check_case(int N, int K, int gs, mx_dtype dt, int x_ndim, int x_offs
     CHECK_MSG(strncmp(mx_cuda_qmv_status(), "in use", 6) == 0, "%s", mx_cuda_qmv_status());
     CHECK_MSG(e_ours <= tol || e_ours <= 2 * e_mlx, "N %d K %d gs %d dtype %s: ours %.3g, MLX %.3g",
               N, K, gs, mx_dtype_name(dt), e_ours, e_mlx);
-    fprintf(stderr, "  N %5d K %5d gs %3d %-8s x ndim %d offset %d: ours %.2e, MLX %.2e\n", N, K,
-            gs, mx_dtype_name(dt), x_ndim, x_offset, e_ours, e_mlx);
+    fprintf(stderr, "  N %5d K %5d gs %3d %-8s x ndim %d offset %d: ours %.2e, MLX %.2e%s\n", N, K,
+            gs, mx_dtype_name(dt), x_ndim, x_offset, e_ours, e_mlx, tc_used ? " (tensor cores)" : "");
     free(wv);
     free(xv);
     free(wd);
@@ -113,6 +130,9 @@ static void test_shapes(void) {
             check_case(300, 256, gss[g], dts[d], 2, 0);   /* most lanes without a chunk */
             check_case(700, 2048, gss[g], dts[d], 2, 3);  /* x not 16-byte aligned */
         }
+    /* a vocabulary's worth of rows: the tensor-core kernel by default */
+    check_case(65536, 1024, 64, MX_BFLOAT16, 2, 0);
+    check_case(65540, 768, 128, MX_FLOAT16, 3, 5); /* ragged end, partial windows, x a view */
 }
 
 /* Where our kernel does not apply, MLX's runs and gives the same numbers

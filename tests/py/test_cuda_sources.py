@@ -131,3 +131,19 @@ def test_read_probe_kernel_compiles(nvrtc):
     for arch in ("sm_90", "compute_75"):
         rc, log = compile_cuda(nvrtc, source, arch, [])
         assert rc == 0, f"read probe for {arch}:\n{log}"
+
+
+# The mat-vec on tensor cores with the defines cuda_qmv.cpp's tc_defines() gives it: the layer kernel's parts
+# (tc_dot) and its own kernel, for both dtypes, every group size, whole windows or not, and 1-3 blocks an SM.
+@pytest.mark.parametrize("xt,gs,whole,blocks", [(0, 64, 1, 2), (0, 32, 0, 2), (1, 128, 1, 2), (1, 64, 0, 3),
+                                                (0, 128, 0, 1)])
+def test_qmv_tc_kernel_compiles(nvrtc, xt, gs, whole, blocks):
+    parts = [("cuda_common_source.h", "kCudaCommonSource"), ("cuda_layer_sync_source.h", "kCudaLayerSyncSource"),
+             ("cuda_layer_x_source.h", "kCudaLayerXSource"), ("cuda_layer_dot_source.h", "kCudaLayerDotSource"),
+             ("cuda_qmv_tc_source.h", "kCudaQmvTcSource")]
+    source = "".join(cuda_source(h, n) for h, n in parts)
+    defines = [f"XT={xt}", f"GS={gs}", f"QMV_WHOLE={whole}", "LT=256", f"QMV_BLOCKS={blocks}", "LOP=1", "NIB0=0",
+               "TC=1", "TCA=0", "TCR_C=0", "TCR_E=0", "TCI=1", "DOT_U=1", "GEMMA=0", "TIMING=0"]
+    for arch in ("sm_90", "sm_80", "compute_75"):
+        rc, log = compile_cuda(nvrtc, source, arch, defines)
+        assert rc == 0, f"{defines} for {arch}:\n{log}"
