@@ -2,8 +2,8 @@
 // tensor cores (sm_80+), compiled at run time with NVRTC after the layer
 // kernel's common, sync, x and dot parts (cuda_qmv.cpp), whose tc_dot it
 // runs: the product loop of cuda_qmv_source.h spends ~5.5 instructions a
-// weight and so reads a vocabulary at ~58% of an H200's bandwidth, where a
-// tensor-core window takes ~0.05 (docs/GPU.md). QMV_WHOLE is tc_dot's
+// weight and so reads a vocabulary at ~2.1 TB/s on an H200 (of 4.4), where
+// a tensor-core window takes ~0.05 a weight: 3.3 TB/s (docs/GPU.md). QMV_WHOLE is tc_dot's
 // WHOLE (K / GS a multiple of 8), QMV_BLOCKS the blocks of LT threads an
 // SM holds (registers bounded for them).
 #ifndef GOMLX_CUDA_QMV_TC_SOURCE_H
