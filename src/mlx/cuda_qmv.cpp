@@ -44,6 +44,8 @@ std::mutex g_mu;
 std::string g_status = "not used yet";
 std::map<int, gomlx::cuda_jit::Kernel> g_variants; // (dtype, group size, rows, unroll | tensor cores) -> kernel
 std::atomic<int> g_broken{0};      // 1 after NVRTC failed: MLX's kernel from then on
+std::atomic<int> g_tc_broken{0};   // 1 after the tensor-core kernel failed: the FMA kernel from then on
+std::string g_tc_failure;          // why it failed
 std::atomic<long> g_calls{0}, g_tc_calls{0};
 
 array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const array &x, const array &w,
@@ -185,25 +187,35 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
     // takes them only once their buffer is known (MLX's buffers are
     // 256-byte aligned; the offset of a view is set when it is evaluated).
     static const bool tc_arch = mx_cuda_capability() >= 80;
-    const bool tc = tc_wanted(N) && tc_arch && w.status() != array::Status::unscheduled && w.offset() % 16 == 0 &&
-                    tc_shared_bytes(K, group_size) <= 48 * 1024;
-    const int whole = tc ? (K / group_size % 8 == 0 ? 1 : 0) : -1;
-    const gomlx::cuda_jit::Kernel *v;
+    bool tc = !g_tc_broken.load() && tc_wanted(N) && tc_arch && w.status() != array::Status::unscheduled &&
+              w.offset() % 16 == 0 && tc_shared_bytes(K, group_size) <= 48 * 1024;
+    const gomlx::cuda_jit::Kernel *v = nullptr;
     {
         std::lock_guard<std::mutex> lock(g_mu);
-        // half (1 bit), group size (<= 128), rows (<= 8), unroll (<= 16);
-        // the tensor-core kernel: whole (1 bit) and a flag instead of rows
-        int key = tc ? half | group_size << 1 | whole << 9 | 1 << 20 : half | group_size << 1 | rows << 9 | unroll << 13;
-        auto it = g_variants.find(key);
-        if (it == g_variants.end()) {
-            it = g_variants.emplace(key, gomlx::cuda_jit::Kernel{}).first;
-            gomlx::cuda_jit::Kernel &k = it->second;
-            k.name = "gomlx_qmv4_" + std::string(half ? "f16" : "bf16") + "_g" + std::to_string(group_size) +
-                     (tc ? "_tc_w" + std::to_string(whole) + "_b" + std::to_string(kTcBlocks)
-                         : "_r" + std::to_string(rows) + "_u" + std::to_string(unroll));
-            build(k, t, half, group_size, rows, unroll, whole);
+        // The variant for (dtype, group size, rows, unroll) or with tensor
+        // cores (dtype, group size, whole windows), compiled on first use.
+        auto variant = [&](bool with_tc) -> const gomlx::cuda_jit::Kernel & {
+            const int whole = with_tc ? (K / group_size % 8 == 0 ? 1 : 0) : -1;
+            // half (1 bit), group size (<= 128), rows (<= 8), unroll (<= 16); or whole (1 bit) and a flag
+            const int key = with_tc ? half | group_size << 1 | whole << 9 | 1 << 20
+                                    : half | group_size << 1 | rows << 9 | unroll << 13;
+            auto it = g_variants.find(key);
+            if (it == g_variants.end()) {
+                it = g_variants.emplace(key, gomlx::cuda_jit::Kernel{}).first;
+                gomlx::cuda_jit::Kernel &k = it->second;
+                k.name = "gomlx_qmv4_" + std::string(half ? "f16" : "bf16") + "_g" + std::to_string(group_size) +
+                         (with_tc ? "_tc_w" + std::to_string(whole) + "_b" + std::to_string(kTcBlocks)
+                                  : "_r" + std::to_string(rows) + "_u" + std::to_string(unroll));
+                build(k, t, half, group_size, rows, unroll, whole);
+            }
+            return it->second;
+        };
+        if (tc && variant(true).ptx.empty()) { // the FMA kernel can still take it
+            g_tc_broken.store(1);
+            g_tc_failure = g_status;
+            tc = false;
         }
-        v = &it->second;
+        v = &variant(tc);
         if (v->ptx.empty()) {
             g_broken.store(1);
             return {};
@@ -243,5 +255,6 @@ const char *mx_cuda_qmv_status(void) {
     if (!g_enabled.load()) copy = "off (GOMLX_CUDA_QMV=0)";
     else if (!g_calls.load() && !g_broken.load()) copy = "not used yet";
     else copy = g_status;
+    if (g_tc_broken.load()) copy += "; its tensor-core form is off: " + g_tc_failure;
     return copy.c_str();
 }
