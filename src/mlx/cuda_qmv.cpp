@@ -3,7 +3,8 @@
 //
 // A 7B model's decode step is its quantized mat-vecs: MLX 0.32.4's CUDA
 // kernel reads the weights at about a quarter of an H100's bandwidth. Ours
-// (cuda_qmv_source.h) is compiled once per variant with NVRTC, loaded with
+// (cuda_qmv_source.h on the FMA pipes, or for products of many rows
+// cuda_qmv_tc_source.h on tensor cores) is compiled once per variant with NVRTC, loaded with
 // dlopen from the CUDA libraries MLX itself uses, and called through
 // mx::fast::precompiled_cuda_kernel: a node in MLX's command graph like its
 // own kernels, without the per-call source templating of
