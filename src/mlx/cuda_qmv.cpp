@@ -256,6 +256,7 @@ const char *mx_cuda_qmv_status(void) {
     if (!g_enabled.load()) copy = "off (GOMLX_CUDA_QMV=0)";
     else if (!g_calls.load() && !g_broken.load()) copy = "not used yet";
     else copy = g_status;
+    if (g_tc_calls.load()) copy += ", on tensor cores for the products of many rows";
     if (g_tc_broken.load()) copy += "; its tensor-core form is off: " + g_tc_failure;
     return copy.c_str();
 }

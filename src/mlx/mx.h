@@ -198,7 +198,8 @@ int mx_cpu_kernels(void);
  * unless GOMLX_CUDA_QMV=0; compiled with NVRTC on first use), 0 = MLX's. */
 void mx_set_cuda_qmv(int on);
 /* "in use", "not used yet", "off (GOMLX_CUDA_QMV=0)", or why it could not
- * be compiled or run (MLX's kernel runs then). */
+ * be compiled or run (MLX's kernel runs then); "in use" says whether its
+ * tensor-core form has run, and why not where it could not. */
 const char *mx_cuda_qmv_status(void);
 /* Products handed to our CUDA mat-vec so far (graph nodes built). */
 long mx_cuda_qmv_calls(void);
