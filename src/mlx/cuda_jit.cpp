@@ -79,6 +79,12 @@ int sm_count() {
     return n;
 }
 
+int compute_capability() {
+    const int kCapabilityMajor = 75, kCapabilityMinor = 76; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
+    static const int cc = 10 * device_attribute(kCapabilityMajor) + device_attribute(kCapabilityMinor);
+    return cc;
+}
+
 namespace {
 
 // One NVRTC run for `arch`; the PTX, or the SASS (cubin) for an sm_ arch.
@@ -127,11 +133,10 @@ bool compile(Kernel &k, const std::string &source, const std::vector<std::string
     // in every call (its module cache key includes the hash), and the cubin
     // is half the size of the PTX. Else PTX for Turing (the oldest CUDA 13
     // compiles for) and newer, which the driver compiles at load.
-    const int kCapabilityMajor = 75, kCapabilityMinor = 76; // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
-    int major = device_attribute(kCapabilityMajor), minor = device_attribute(kCapabilityMinor);
+    const int cc = compute_capability();
     std::string ignored;
-    if (allow_sass && major > 0 && api->cubin_size && api->cubin &&
-        compile_for(api, k, source, "sm_" + std::to_string(major) + std::to_string(minor), defines, &ignored))
+    if (allow_sass && cc > 0 && api->cubin_size && api->cubin &&
+        compile_for(api, k, source, "sm_" + std::to_string(cc), defines, &ignored))
         return true;
     return compile_for(api, k, source, "compute_75", defines, error);
 }

@@ -54,6 +54,10 @@ int device_attribute(int attribute);
 // Streaming multiprocessors of device 0 (MLX's); 0 when unknown.
 int sm_count();
 
+// Device 0's compute capability as 10 * major + minor (90: Hopper); 0 when
+// unknown.
+int compute_capability();
+
 // An integer setting from the environment: `def` when unset or outside
 // [lo, hi] (tuning knobs of our kernels).
 int env_int(const char *name, int def, int lo, int hi);

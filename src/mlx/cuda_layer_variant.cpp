@@ -88,8 +88,7 @@ int tc_team(const Dims &d) {
 // over ~21000), the FMA loop.
 int tc_shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
-    const int groups = (elems / d.gs + 3) & ~3; // tc_finish_x: x, its group sums (TC_SUMS), zeros, team sums
-    return ((2 * elems + 15) & ~15) + 4 * groups + 16 * 4 + 4 * 64 * kWarps;
+    return tc_x_shared_bytes(elems, d.gs) + 4 * 64 * kWarps; // then the teams' sums (tc_finish_x)
 }
 int use_tc(const Dims &d) {
     return kTensorCores && d.ff % 8 == 0 && tc_shared_bytes(d) <= kMaxSharedBytes ? 1 : 0;
@@ -288,5 +287,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4))};
 }
+
+int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }
 
 } // namespace gomlx::cuda_layer

@@ -32,6 +32,11 @@ struct Dims {
 // Shared memory a block of the variant for d takes.
 int shared_bytes(const Dims &d);
 
+// Shared memory tc_dot's x takes for n values in groups of gs: the values,
+// the groups' sums (rounded up to 4) and 64 zero bytes (tc_finish_x). Also
+// the tensor-core mat-vec's (cuda_qmv.cpp).
+int tc_x_shared_bytes(int n, int gs);
+
 // The source's defines for n layers of shape d: everything a variant
 // compiles differently for (its name and cache key are made from them).
 std::vector<std::string> variant_defines(const Dims &d, int n);

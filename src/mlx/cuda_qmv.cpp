@@ -30,6 +30,7 @@
 #include "mlx/cuda_jit.h"
 #include "mlx/cuda_layer_dot_source.h"
 #include "mlx/cuda_layer_sync_source.h"
+#include "mlx/cuda_layer_variant.h"
 #include "mlx/cuda_layer_x_source.h"
 #include "mlx/cuda_qmv_source.h"
 #include "mlx/cuda_qmv_tc_source.h"
@@ -66,10 +67,6 @@ array call(const gomlx::cuda_jit::Kernel &k, const std::string &code, const arra
 constexpr int kTcThreads = 256;
 const int kTcBlocks = gomlx::cuda_jit::env_int("GOMLX_CUDA_QMV_TCB", 2, 1, 4);
 
-// Shared memory the tensor-core kernel takes for K: x (2 bytes a value),
-// its group sums (rounded up to 4) and 64 zero bytes (tc_finish_x).
-int tc_shared_bytes(int K, int gs) { return ((2 * K + 15) & ~15) + 4 * ((K / gs + 3) & ~3) + 64; }
-
 array call_tc(const gomlx::cuda_jit::Kernel &k, const std::string &code, const array &x, const array &w,
               const array &scales, const array &biases, int N, int K, int gs) {
     const int tiles = (N + 15) / 16, warps_per_block = kTcThreads / 32;
@@ -80,7 +77,7 @@ array call_tc(const gomlx::cuda_jit::Kernel &k, const std::string &code, const a
     out_shape.back() = N;
     return mc::fast::precompiled_cuda_kernel(k.name, code, {x, w, scales, biases}, {out_shape}, {x.dtype()},
                                              {N, K}, {blocks * kTcThreads, 1, 1}, {kTcThreads, 1, 1},
-                                             tc_shared_bytes(K, gs), std::nullopt, true)[0];
+                                             gomlx::cuda_layer::tc_x_shared_bytes(K, gs), std::nullopt, true)[0];
 }
 
 // A nibble's mask and 16.0f's bits as one lop3 (LOP, nibble_16q): the
@@ -187,9 +184,9 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
     // The tensor-core kernel loads the weights 16 bytes at a time, so it
     // takes them only once their buffer is known (MLX's buffers are
     // 256-byte aligned; the offset of a view is set when it is evaluated).
-    static const bool tc_arch = mx_cuda_capability() >= 80;
-    bool tc = !g_tc_broken.load() && tc_wanted(N) && tc_arch && w.status() != array::Status::unscheduled &&
-              w.offset() % 16 == 0 && tc_shared_bytes(K, group_size) <= 48 * 1024;
+    bool tc = !g_tc_broken.load() && tc_wanted(N) && gomlx::cuda_jit::compute_capability() >= 80 &&
+              w.status() != array::Status::unscheduled && w.offset() % 16 == 0 &&
+              gomlx::cuda_layer::tc_x_shared_bytes(K, group_size) <= gomlx::cuda_layer::kMaxSharedBytes;
     const gomlx::cuda_jit::Kernel *v = nullptr;
     {
         std::lock_guard<std::mutex> lock(g_mu);
@@ -211,12 +208,13 @@ std::optional<array> cuda_qmv_try(const array &x, const array &w, const array &s
             }
             return it->second;
         };
-        if (tc && variant(true).ptx.empty()) { // the FMA kernel can still take it
+        v = &variant(tc);
+        if (tc && v->ptx.empty()) { // the FMA kernel can still take it
             g_tc_broken.store(1);
             g_tc_failure = g_status;
             tc = false;
+            v = &variant(false);
         }
-        v = &variant(tc);
         if (v->ptx.empty()) {
             g_broken.store(1);
             return {};
@@ -246,9 +244,7 @@ int mx_cuda_available(void) {
     }
 }
 
-int mx_cuda_capability(void) {
-    return 10 * gomlx::cuda_jit::device_attribute(75) + gomlx::cuda_jit::device_attribute(76); // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_*
-}
+int mx_cuda_capability(void) { return gomlx::cuda_jit::compute_capability(); }
 
 const char *mx_cuda_qmv_status(void) {
     static thread_local std::string copy;
