@@ -35,7 +35,6 @@
 #include "mlx/cuda_common_source.h"
 #include "mlx/cuda_jit.h"
 #include "mlx/cuda_layer_dot_source.h"
-#include "mlx/cuda_layer_down_source.h"
 #include "mlx/cuda_layer_source.h"
 #include "mlx/cuda_layer_sync_source.h"
 #include "mlx/cuda_layer_variant.h"
@@ -70,14 +69,12 @@ std::string g_status = "not used yet";
 std::map<std::string, Kernel> g_kernels; // by name (kernel())
 
 // Control words, q, the attention's partial sums, its output, the MLP's
-// activation, Gemma 2's two residual vectors and the split phase E's
-// counters and partial sums (the source's layout, down_split).
+// activation and Gemma 2's two residual vectors (the source's layout).
 size_t scratch_words(const Dims &d, int grid) {
     auto halves = [](size_t n) { return ((n + 7) & ~(size_t)7) / 2; };
-    size_t qd = (size_t)d.n_heads * d.head_dim, windows = split_windows(d);
+    size_t qd = (size_t)d.n_heads * d.head_dim;
     return kCtrlWords + ((qd + 3) & ~(size_t)3) + (size_t)d.n_heads * grid * (d.head_dim + 2) + halves(qd) +
-           halves((size_t)d.ff) + 2 * halves((size_t)d.hidden) +
-           (windows ? d.hidden / 16 + ((windows + 3) & ~(size_t)3) + windows * d.hidden : 0) + 16;
+           halves((size_t)d.ff) + 2 * halves((size_t)d.hidden) + 16;
 }
 
 // Why a linear cannot be taken (nullptr when it can): 4-bit affine, the
@@ -277,7 +274,7 @@ std::string layers_source(int n) {
     std::string params = "#define LAYER_ARRAYS";
     for (int i = 0; i < 2 * n; i++) params += " , const void *a" + std::to_string(i);
     return params + "\n" + kCudaCommonSource + kCudaLayerSyncSource + kCudaLayerXSource + kCudaLayerDotSource +
-           kCudaLayerDownSource + kCudaLayerSource;
+           kCudaLayerSource;
 }
 
 // log2 of the RoPE base as MLX's CUDA RoPE passes it (std::log2 of a

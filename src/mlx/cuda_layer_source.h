@@ -3,8 +3,7 @@
 // kCudaCommonSource and the kernel's other parts, in this order:
 // cuda_layer_sync_source.h (control words, stamps, L2 loads, the grid
 // barrier), cuda_layer_x_source.h (a phase's x into shared memory),
-// cuda_layer_dot_source.h (the 4-bit products), cuda_layer_down_source.h
-// (phase E split over K, ESPLIT); this file has phase A's
+// cuda_layer_dot_source.h (the 4-bit products); this file has phase A's
 // outputs, the layer table and the kernel itself.
 //
 // On the GPU a decode step is paced by the host handing MLX's ops to the
@@ -70,10 +69,7 @@
 // a team's warps take every n-th window of K, tc_share), TCW_H, TCW_Q,
 // TCW_F (1: every tensor-core window over K = hidden, the q width or ff
 // holds 8 groups, tc_dot's WHOLE), LOP and NIB0 (how tc_dot unpacks a
-// nibble pair, cuda_layer_dot_source.h), ESPLIT (1: phase E split over K,
-// its items started as D's tiles finish, no barrier between them) and ESPF
-// (its items' weights asked of L2: 0 no, 1 as an item starts, 2 before
-// D's tiles; cuda_layer_down_source.h).
+// nibble pair, cuda_layer_dot_source.h).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -193,12 +189,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     u16 *p_buf = act + ((ff + 7) & ~7);   // [hidden]: Gemma 2's attention or MLP output
     u16 *h1_buf = p_buf + ((hidden + 7) & ~7); // [hidden]: Gemma 2's h1
     const u16 *prev_post_mlp = nullptr;   // Gemma 2: the layer before's MLP post-norm
-#if ESPLIT_ON
-    const DownSplit ds = down_split(h1_buf + ((hidden + 7) & ~7), hidden, ff);
-    // Each warp's window of the activation for phase E, after phase D's x
-    // and the teams' sums (tc_finish_x) for hidden values.
-    u16 *e_xs = reinterpret_cast<u16 *>(smem + tc_x_bytes(hidden) + 4 * 64 * NWARPS + tc_x_bytes(FW) * warp);
-#endif
 
     // Each layer's row of the table is copied to shared memory while the
     // layer before runs (a phase that began with a load from the table
@@ -485,10 +475,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     {
         // An item is 8 gate rows (A's rows g) and their up rows (g + 8)
         // (the host asks for TC only when ff is a multiple of 8).
-#if ESPLIT_ON && ESPF == 2
-        prefetch_items(ds, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2), ff,
-                       hidden);
-#endif
         mlp_input<true>(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf,
                         TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
         const TcX x = tc_finish_x(xs, hidden);
@@ -502,15 +488,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             const int r = it * 8 + (lane >> 2);
             float gs, us;
             tc_dot<TCW_H != 0>(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, step, gs, us);
-#if ESPLIT_ON
-            if (!tc_team_sum<TS>(x, gs, us)) continue;
-            if (!(lane & 3)) act[r] = store_half(gate_act(round_half(gs)) * round_half(us));
-            act_tile_done(ds, it);
-#else
             if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
             const float g = round_half(gs), up = round_half(us);
             act[r] = store_half(gate_act(g) * up);
-#endif
         }
     }
 #else
@@ -538,13 +518,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #endif
   }
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 3);
-#if ESPLIT_ON
-    // ---- E: out = h1 + act Wdown^T, split over K, no barrier before it ----
-    if (layer == TL) stamp(ctrl, 4);
-    down_items<TCW_F != 0>(ds, ctrl, act, e_xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1),
-                           TABLE(const u16 *, T_DN + 2), ff, GEMMA ? nullptr : out, GEMMA ? p_buf : out, hidden,
-                           (u32)layer + 1);
-#else
     grid_sync(ctrl, bar_n);
     if (layer == TL) stamp(ctrl, 4);
 
@@ -552,7 +525,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // (Gemma 2: act Wdown^T alone to p_buf; the next A adds it, normed.)
     residual_phase<TCR_E, DEAL_E != 0, TCW_F != 0>(act, xs, TABLE(const u32 *, T_DN), TABLE(const u16 *, T_DN + 1), TABLE(const u16 *, T_DN + 2),
                    ff, GEMMA ? nullptr : out, true, GEMMA ? p_buf : out, hidden);
-#endif
     prev_post_mlp = TABLE(const u16 *, T_POST_MLP_NW);
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED + 4);
 #if TIMING == 2 // the barrier's cost: eight more in E's time
@@ -566,11 +538,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     grid_sync(ctrl, bar_n);
     if (blockIdx.x == 0) post_norm_add(h1_buf, true, p_buf, prev_post_mlp, out, nullptr, xs, hidden, eps, part);
 #endif
-#if ESPLIT_ON
-    grid_end_split(ctrl, ds);
-#else
     grid_end(ctrl);
-#endif
 }
 )CUDA";
 

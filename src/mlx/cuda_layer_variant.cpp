@@ -69,15 +69,6 @@ const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
 // (whole_windows), else a mask of the Ks it may take: 1 hidden (phases A,
 // D), 2 the heads' (C), 4 ff (E).
 const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
-// Whether phase E is split over K into items that start as phase D's
-// tiles finish, with no grid barrier between D and E (ESPLIT,
-// cuda_layer_down_source.h; 1 where use_esplit() allows), and how its
-// items' weights are asked of L2: 0 not, 1 as an item starts, 2 all of a
-// warp's before phase D's tiles (ESPF). Off: on an H200 a layer took
-// longer with it (Llama-3.2-3B 48.7-49.8 -> 55.7-65.2 us, Qwen2.5-3B
-// 41.1-41.6 -> 52.4-54.2; docs/bench/h200-2026-11-29-s25-split-e.txt).
-const int kESplitKnob = env_int("GOMLX_CUDA_LAYER_ESPLIT", 0, 0, 1);
-const int kESplitPrefetch = env_int("GOMLX_CUDA_LAYER_ESPF", 1, 0, 2);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -264,33 +255,13 @@ int heads_per_round(const Dims &d) {
     return std::max(1, std::min({want, rep, fit}));
 }
 
-// Shared memory phase D and a split phase E take together: D's x (hidden
-// values) and the teams' sums, then each warp's window of the activation.
-int esplit_shared_bytes(const Dims &d) {
-    return tc_x_shared_bytes(d.hidden, d.gs) + 4 * 64 * kWarps + kWarps * tc_x_shared_bytes(8 * d.gs, d.gs);
-}
-
-// Whether phase E is split over K (cuda_layer_down_source.h): needs phase
-// D on tensor cores, 16-row tiles of hidden, and a tile of D for every
-// block (ff / 8 at least the grid), so that a block has read h1 for its
-// norm before the last of a tile's items writes the tile's rows of it.
-int use_esplit(const Dims &d) {
-    if (kESplitKnob == 0 || !use_tc(d) || d.hidden % 16 || d.ff / 8 < sm_count() ||
-        esplit_shared_bytes(d) > kMaxSharedBytes)
-        return 0;
-    return 1;
-}
-
 } // namespace
-
-int split_windows(const Dims &d) { return use_esplit(d) ? (d.ff + 8 * d.gs - 1) / (8 * d.gs) : 0; }
 
 // x staged as 16-bit values, or per warp some heads' attention sums.
 int shared_bytes(const Dims &d) {
     const int elems = std::max({d.hidden, d.n_heads * d.head_dim, d.ff});
     const int tc = use_tc(d) || use_tca(d) || use_tcr_c(d) || use_tcr_e(d) ? tc_shared_bytes(d) : 0;
-    const int esplit = use_esplit(d) ? esplit_shared_bytes(d) : 0;
-    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc, esplit});
+    return std::max({2 * elems, 4 * kWarps * (d.head_dim + 2) * heads_per_round(d), tc});
 }
 
 std::vector<std::string> variant_defines(const Dims &d, int n) {
@@ -314,8 +285,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "NIB0=" + std::to_string(kNib0),
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
-            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "ESPLIT=" + std::to_string(use_esplit(d)),
-            "ESPF=" + std::to_string(kESplitPrefetch)};
+            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4))};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }

@@ -37,10 +37,6 @@ int shared_bytes(const Dims &d);
 // the tensor-core mat-vec's (cuda_qmv.cpp).
 int tc_x_shared_bytes(int n, int gs);
 
-// Windows of ff (8 groups each) phase E is split into (ESPLIT), 0 where
-// it is not split.
-int split_windows(const Dims &d);
-
 // The source's defines for n layers of shape d: everything a variant
 // compiles differently for (its name and cache key are made from them).
 std::vector<std::string> variant_defines(const Dims &d, int n);

@@ -68,8 +68,7 @@ def compile_cuda(lib, source, arch, defines, options=(), cubin=False):
 # them; "llama-3.2-3b", "qwen2.5-3b", "gemma-2-2b" and "mistral-7b" are what the benchmark shapes pick on an H200.
 LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
                   KC=32, KK=3, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCA=0, TSA=1, TCR_C=0, TCR_E=0, GEMMA=0,
-                  KVP=0, DEAL_A=0, DEAL_C=0, DEAL_E=0, TCI=1, LOP=1, NIB0=0, TCW_H=0, TCW_Q=0, TCW_F=0,
-                  ESPLIT=0, ESPF=1)
+                  KVP=0, DEAL_A=0, DEAL_C=0, DEAL_E=0, TCI=1, LOP=1, NIB0=0, TCW_H=0, TCW_Q=0, TCW_F=0)
 LAYER_VARIANTS = {
     "llama-3.2-3b": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1),
     "qwen2.5-3b": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_C=8, TCR_E=16, KVP=1, TCW_H=1),
@@ -93,14 +92,6 @@ LAYER_VARIANTS = {
                                   TCW_F=1),
     "float16-two-lop3": dict(NL=2, XT=1, REP=4, RH=4, TC=1, TS=1, TCA=1, TSA=4, TCR_C=8, TCR_E=2, LOP=0),
     "qwen2.5-3b-fma-o-proj": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_E=16, KVP=1, DEAL_C=1),
-    "llama-3.2-3b-split-e": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1,
-                                 ESPLIT=1),
-    "qwen2.5-3b-split-e-prefetch-all": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_C=8,
-                                            TCR_E=16, KVP=1, TCW_H=1, ESPLIT=1, ESPF=2),
-    "gemma-2-2b-split-e-no-prefetch": dict(NL=26, HD=256, KK=2, REP=2, HS=2, RH=1, TC=1, TS=1, TCA=1, TSA=8, TCR_C=8,
-                                           TCR_E=8, GEMMA=1, KVP=1, TCW_F=1, ESPLIT=1, ESPF=0),
-    "float16-g32-split-e-timing": dict(NL=2, XT=1, GS=32, HD=64, REP=1, RH=1, TC=1, TS=1, TIMING=1, ESPLIT=1),
-    "g128-split-e": dict(NL=2, GS=128, HD=128, REP=4, RH=4, TC=1, TS=2, TCA=1, TSA=4, ESPLIT=1),
     "gemma-float16-fma": dict(NL=3, XT=1, HD=256, KK=2, REP=2, RH=2, GEMMA=1, TC=0, KVP=1, DEAL_A=1),
 }
 
@@ -109,13 +100,12 @@ def layer_source(nl):
     params = "".join(f" , const void *a{i}" for i in range(2 * nl))
     parts = [("cuda_common_source.h", "kCudaCommonSource"), ("cuda_layer_sync_source.h", "kCudaLayerSyncSource"),
              ("cuda_layer_x_source.h", "kCudaLayerXSource"), ("cuda_layer_dot_source.h", "kCudaLayerDotSource"),
-             ("cuda_layer_down_source.h", "kCudaLayerDownSource"),
              ("cuda_layer_source.h", "kCudaLayerSource")]  # in cuda_layer.cpp's layers_source() order
     return f"#define LAYER_ARRAYS{params}\n" + "".join(cuda_source(h, n) for h, n in parts)
 
 
 LAYER_CASES = [(v, "sm_90") for v in LAYER_VARIANTS] + [
-    (v, arch) for v in ("llama-3.2-3b", "gemma-2-2b", "llama-3.2-3b-split-e") for arch in ("sm_80", "compute_75")]
+    (v, arch) for v in ("llama-3.2-3b", "gemma-2-2b") for arch in ("sm_80", "compute_75")]
 
 
 @pytest.mark.parametrize("variant,arch", LAYER_CASES)
