@@ -12,6 +12,9 @@ static const char *const kCudaLayerDotSource = R"CUDA(
 #define TCW_Q 0
 #define TCW_F 0
 #endif
+#ifndef RES0
+#define RES0 0
+#endif
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA
@@ -323,10 +326,17 @@ __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, 
     for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
         const int lo = tile * 16 + (lane >> 2);
         float a_lo, a_hi;
+#if RES0 // the residual asked for before the products, not a trip to L2 after them
+        const bool adds = res && member == 0 && !(lane & 3);
+        const float r_lo = !adds ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
+        const float r_hi = !adds ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+#endif
         tc_dot<WHOLE>(x, w, scales, biases, lo, lo + 8, K, g0, g1, step, a_lo, a_hi);
         if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
+#if !RES0
         const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
         const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+#endif
         out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
     }
 }

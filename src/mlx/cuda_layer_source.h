@@ -69,7 +69,9 @@
 // a team's warps take every n-th window of K, tc_share), TCW_H, TCW_Q,
 // TCW_F (1: every tensor-core window over K = hidden, the q width or ff
 // holds 8 groups, tc_dot's WHOLE), LOP and NIB0 (how tc_dot unpacks a
-// nibble pair, cuda_layer_dot_source.h).
+// nibble pair, cuda_layer_dot_source.h), NWP (1: a norm's weights asked
+// of L1 in the pass over x, cuda_layer_x_source.h) and RES0 (1: phases
+// C's and E's residual loaded before the products).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 

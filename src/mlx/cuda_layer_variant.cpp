@@ -69,6 +69,17 @@ const int kNib0 = env_int("GOMLX_CUDA_LAYER_NIB0", 0, 0, 1);
 // (whole_windows), else a mask of the Ks it may take: 1 hidden (phases A,
 // D), 2 the heads' (C), 4 ff (E).
 const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
+// Loads a phase's chain waited for after its block's sum or its products,
+// asked for before them: a norm's weights, into L1 in the pass over x
+// (NWP), and phases C's and E's residual (RES0). A trip to L2 fewer in
+// each: on an H200, decode Llama-3.2-3B 805-810 -> 825-828 tok/s,
+// Qwen2.5-3B 739-742 -> 762, Gemma-2-2B 778-779 -> 785-787, Mistral-7B
+// 511-513 -> 513-515 (twenty-fifth session,
+// docs/bench/h200-2026-11-29-s25-early-loads.txt). RoPE's table of
+// frequencies read before phase A's products too was level to 0.4% slower
+// and left out.
+const int kNormPrefetch = env_int("GOMLX_CUDA_LAYER_NWP", 1, 0, 1);
+const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -285,7 +296,8 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "NIB0=" + std::to_string(kNib0),
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
-            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4))};
+            "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
+            "RES0=" + std::to_string(kResidualEarly)};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }

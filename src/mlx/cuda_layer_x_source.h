@@ -59,14 +59,32 @@ __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
     if (threadIdx.x < 4) tc_zero(xs, n)[threadIdx.x] = V4{0u, 0u, 0u, 0u};
 }
 
+#ifndef NWP
+#define NWP 0
+#endif
+// Asks L1 for the line of run c of a norm's weights w1 and w2 (either may
+// be null): with NWP, the pass over x does, so that the normed pass after
+// the block's sum finds them there instead of waiting a trip to L2.
+__device__ __forceinline__ void prefetch_weight_runs(const u16 *w1, const u16 *w2, int c) {
+#if NWP
+    if (w1) asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L1 [g]; }" ::"l"(w1 + 8 * c));
+    if (w2) asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L1 [g]; }" ::"l"(w2 + 8 * c));
+#else
+    (void)w1, (void)w2, (void)c;
+#endif
+}
+
 // x's n elements (a multiple of 8), 16 bytes a load, into xs as they are;
-// this thread's sum of their squares. A thread keeps to the runs of 8 it
+// this thread's sum of their squares (and with NWP run c of w1 and w2 asked
+// of L1). A thread keeps to the runs of 8 it
 // loaded here (runs c = thread, thread + LT, ...) until the next
 // __syncthreads, so it may rewrite them in place.
-__device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs, int n) {
+__device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs, int n, const u16 *w1 = nullptr,
+                                               const u16 *w2 = nullptr) {
     const bool aligned = aligned16(x);
     float ss = 0.f;
     for (int c = threadIdx.x; c < n / 8; c += LT) {
+        prefetch_weight_runs(w1, w2, c);
         const V4 v = load_run(x + 8 * c, x_cg, aligned);
         *(V4 *)(xs + 8 * c) = v;
         const u32 words[4] = {v.x, v.y, v.z, v.w};
@@ -114,7 +132,7 @@ __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float 
 template <bool PERM = false>
 __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
                                float *part) {
-    const float inv = rsqrtf(block_sum(runs_to_shared(x, x_cg, xs, n), part) / (float)n + eps);
+    const float inv = rsqrtf(block_sum(runs_to_shared(x, x_cg, xs, n, w), part) / (float)n + eps);
     norm_runs_in_place<PERM>(xs, w, inv, n);
     __syncthreads();
 }
@@ -142,7 +160,7 @@ __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
 template <bool PERM = false>
 __device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, u16 *h_out, const u16 *nw,
                               u16 *xs, int n, float eps, float *part) {
-    const float inv = rsqrtf(block_sum(runs_to_shared(p, true, xs, n), part) / (float)n + eps);
+    const float inv = rsqrtf(block_sum(runs_to_shared(p, true, xs, n, pw, nw), part) / (float)n + eps);
     const bool h_al = aligned16(h);
     float ss2 = 0.f;
     for (int c = threadIdx.x; c < n / 8; c += LT) {
