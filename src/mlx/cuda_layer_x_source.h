@@ -75,10 +75,10 @@ __device__ __forceinline__ void prefetch_weight_runs(const u16 *w1, const u16 *w
 }
 
 // x's n elements (a multiple of 8), 16 bytes a load, into xs as they are;
-// this thread's sum of their squares (and with NWP run c of w1 and w2 asked
-// of L1). A thread keeps to the runs of 8 it
-// loaded here (runs c = thread, thread + LT, ...) until the next
-// __syncthreads, so it may rewrite them in place.
+// this thread's sum of their squares (with NWP, each run of w1 and w2
+// asked of L1 beside x's). A thread keeps to the runs of 8 it loaded here
+// (runs c = thread, thread + LT, ...) until the next __syncthreads, so it
+// may rewrite them in place.
 __device__ __forceinline__ float runs_to_shared(const u16 *x, bool x_cg, u16 *xs, int n, const u16 *w1 = nullptr,
                                                const u16 *w2 = nullptr) {
     const bool aligned = aligned16(x);
