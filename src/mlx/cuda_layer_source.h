@@ -166,7 +166,7 @@ __device__ __forceinline__ void prefetch_kv(const u16 *k_cache, const u16 *v_cac
         const int head = i % per_cache / lines, line = i % lines;
         const u16 *rows = (i < per_cache ? k_cache : v_cache) + ((size_t)head * cap + first) * HD;
         const char *p = reinterpret_cast<const char *>(rows) + (size_t)line * 128;
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L2 [g]; }" ::"l"(p));
+        prefetch_l2(p);
     }
 }
 #endif

@@ -78,6 +78,14 @@ __device__ __forceinline__ u32 load_cg32(const void *p) {
 
 __device__ __forceinline__ float load_cg_f32(const float *p) { return bits_to_float(load_cg32(p)); }
 
+// Asks L1 (or L2) for the line at p, without waiting for it.
+__device__ __forceinline__ void prefetch_l1(const void *p) {
+    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L1 [g]; }" ::"l"(p));
+}
+__device__ __forceinline__ void prefetch_l2(const void *p) {
+    asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L2 [g]; }" ::"l"(p));
+}
+
 __device__ __forceinline__ float load_cg_half(const u16 *p) {
     u16 h;
     asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.global.cg.u16 %0, [g]; }" : "=h"(h) : "l"(p));

@@ -67,8 +67,8 @@ __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
 // the block's sum finds them there instead of waiting a trip to L2.
 __device__ __forceinline__ void prefetch_weight_runs(const u16 *w1, const u16 *w2, int c) {
 #if NWP
-    if (w1) asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L1 [g]; }" ::"l"(w1 + 8 * c));
-    if (w2) asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; prefetch.global.L1 [g]; }" ::"l"(w2 + 8 * c));
+    if (w1) prefetch_l1(w1 + 8 * c);
+    if (w2) prefetch_l1(w2 + 8 * c);
 #else
     (void)w1, (void)w2, (void)c;
 #endif
