@@ -71,21 +71,11 @@
 // holds 8 groups, tc_dot's WHOLE), LOP and NIB0 (how tc_dot unpacks a
 // nibble pair, cuda_layer_dot_source.h), NWP (1: a norm's weights asked
 // of L1 in the pass over x, cuda_layer_x_source.h) and RES0 (1: phases
-// C's and E's residual loaded before the products), KVB (1: a block's
-// chunk of the attention's keys and values asked of L2 while it waits at
-// phase A's barrier, 2: before it arrives), BIAS0 (1: phase A's bias
-// loaded before the products) and PNH0 (1: Gemma 2's post_norm_add loads
-// a thread's first run of h before the block's sum).
+// C's and E's residual loaded before the products).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
 static const char *const kCudaLayerSource = R"CUDA(
-#ifndef KVB
-#define KVB 0
-#endif
-#ifndef BIAS0
-#define BIAS0 0
-#endif
 // Phase A's outputs for rows r0 and r1 of q|k|v with sums a0 and a1: rounded
 // (and the bias added, rounded) as MLX's graph rounds them; a rotation pair
 // (rope: angle j) rotated and written to q or the key cache, else two value
@@ -98,27 +88,10 @@ struct QkvOut {
     u16 *k_cache, *v_cache;
     int qd, kvd, cap, slot;
 };
-// Row r's bias (0 without one): loaded before the products with BIAS0,
-// else by qkv_out after them.
-__device__ __forceinline__ float row_bias(const QkvOut &o, int r) {
-#if HAS_BIAS
-    return load_half(o.bias + r);
-#else
-    (void)o, (void)r;
-    return 0.f;
-#endif
-}
-
-__device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a0, float a1, float b0, float b1,
-                                        bool rope, int j) {
+__device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a0, float a1, bool rope, int j) {
     a0 = round_half(a0), a1 = round_half(a1);
-#if HAS_BIAS && !BIAS0
-    b0 = row_bias(o, r0), b1 = row_bias(o, r1);
-#endif
 #if HAS_BIAS
-    a0 = round_half(a0 + b0), a1 = round_half(a1 + b1);
-#else
-    (void)b0, (void)b1;
+    a0 = round_half(a0 + load_half(o.bias + r0)), a1 = round_half(a1 + load_half(o.bias + r1));
 #endif
     if (rope) {
         float sn, cs;
@@ -195,20 +168,6 @@ __device__ __forceinline__ void prefetch_kv(const u16 *k_cache, const u16 *v_cac
         const char *p = reinterpret_cast<const char *>(rows) + (size_t)line * 128;
         prefetch_l2(p);
     }
-}
-#endif
-
-#if KVB
-// The keys and values of the token's chunk k0..k1 of kv head kvh asked of
-// L2 (128-byte lines: a row of HD 16-bit values is a whole number of
-// them), each of the HS blocks that share the chunk a share, so that the
-// attention's loads after q's find them there rather than in HBM.
-__device__ __forceinline__ void prefetch_chunk(const u16 *k_cache, const u16 *v_cache, int kvh, int g, int cap, int k0,
-                                               int k1) {
-    const int lines = (k1 - k0) * HD * 2 / 128;
-    const size_t row0 = ((size_t)kvh * cap + k0) * HD;
-    for (int i = g * LT + (int)threadIdx.x; i < 2 * lines; i += HS * LT)
-        prefetch_l2(reinterpret_cast<const char *>((i < lines ? k_cache : v_cache) + row0) + (size_t)(i % lines) * 128);
 }
 #endif
 
@@ -313,11 +272,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
             }
             float a0, a1;
-            // the bias, with BIAS0, asked for before the products (else qkv_out loads it)
-            const float b_lo = BIAS0 ? row_bias(qo, lo) : 0.f, b_hi = BIAS0 ? row_bias(qo, hi) : 0.f;
             tc_dot<TCW_H != 0>(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
-            qkv_out(qo, lo, hi, a0, a1, b_lo, b_hi, rope, j);
+            qkv_out(qo, lo, hi, a0, a1, rope, j);
         }
 #if KVP
         const int my_tile = team * gridDim.x + blockIdx.x, teams = gridDim.x * (NWARPS / TSA);
@@ -349,15 +306,11 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #pragma unroll
             for (int r = 0; r < ROWS_A; r++) rows[r] = qd + kvd + ROWS_A * (it - rope_items) + r;
         }
-        float a[ROWS_A], b[ROWS_A]; // the bias, with BIAS0, asked for before the products (else qkv_out loads it)
-#pragma unroll
-        for (int r = 0; r < ROWS_A; r++) b[r] = BIAS0 ? row_bias(qo, rows[r]) : 0.f;
+        float a[ROWS_A];
         dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a);
         if (lane) continue;
 #pragma unroll
-        for (int p = 0; p < ROWS_A / 2; p++)
-            qkv_out(qo, rows[2 * p], rows[2 * p + 1], a[2 * p], a[2 * p + 1], b[2 * p], b[2 * p + 1], rope,
-                    rope ? js[p] : 0);
+        for (int p = 0; p < ROWS_A / 2; p++) qkv_out(qo, rows[2 * p], rows[2 * p + 1], a[2 * p], a[2 * p + 1], rope, rope ? js[p] : 0);
     }
 #if KVP
     if (gwarp >= items) prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, gwarp - items, n_warps - items, lane);
@@ -365,25 +318,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #endif
   }
     if (layer == TL) stamp_block_latest(ctrl, ST_ARRIVED);
-#if KVB
-    // This block's chunk of the attention (a block takes at most one:
-    // chunks <= grid / (n_kv * HS)) asked of L2 before its arrival (KVB 2)
-    // or while thread 0 waits at the barrier (1).
-    {
-        const int c0 = first + (int)blockIdx.x % chunks * per_chunk;
-        const auto ask = [&] {
-            if ((int)blockIdx.x < n_kv * HS * chunks)
-                prefetch_chunk(k_cache, v_cache, blockIdx.x / (HS * chunks), blockIdx.x / chunks % HS, cap, c0,
-                               min(c0 + per_chunk, slot + 1));
-        };
-        if (KVB == 2) ask();
-        grid_sync_then(ctrl, bar_n, [&] {
-            if (KVB == 1) ask();
-        });
-    }
-#else
     grid_sync(ctrl, bar_n);
-#endif
     if (layer == TL) stamp(ctrl, 1);
     if (layer == TL && tid == 0) stamp_latest(ctrl, ST_B_START);
 

@@ -125,10 +125,8 @@ __device__ __forceinline__ float block_sum(float v, float *part) {
 // reset or second word on the way (grid_end zeroes it). A block that waits
 // ~seconds (the grid cannot all be resident: another of these kernels
 // running at once) gives up and raises the timeout flag rather than hang
-// the GPU. The block's other threads run while_waiting meanwhile (KVB asks
-// L2 for what the phase after the barrier reads).
-template <typename F>
-__device__ __forceinline__ void grid_sync_then(u32 *ctrl, u32 &bar_n, F while_waiting) {
+// the GPU.
+__device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
     __syncthreads();
     bar_n++;
     if (threadIdx.x == 0) {
@@ -152,14 +150,8 @@ __device__ __forceinline__ void grid_sync_then(u32 *ctrl, u32 &bar_n, F while_wa
                 break;
             }
         }
-    } else {
-        while_waiting();
     }
     __syncthreads();
-}
-
-__device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
-    grid_sync_then(ctrl, bar_n, [] {});
 }
 
 // After a block's last barrier: the last block to get here zeroes the count

@@ -80,14 +80,6 @@ const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
 // and left out.
 const int kNormPrefetch = env_int("GOMLX_CUDA_LAYER_NWP", 1, 0, 1);
 const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
-// More loads asked for before the chain needs them (twenty-sixth session,
-// being measured): a block's chunk of the attention's keys and values asked
-// of L2 at phase A's barrier (KVB 1: while thread 0 waits, 2: before the
-// block arrives), phase A's bias before its products (BIAS0), Gemma 2's
-// first run of h before the post-norm's sum (PNH0).
-const int kKvAtBarrier = env_int("GOMLX_CUDA_LAYER_KVB", 0, 0, 2);
-const int kBiasEarly = env_int("GOMLX_CUDA_LAYER_BIAS0", 0, 0, 1);
-const int kPostNormHEarly = env_int("GOMLX_CUDA_LAYER_PNH0", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -305,8 +297,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
-            "RES0=" + std::to_string(kResidualEarly), "KVB=" + std::to_string(kKvAtBarrier),
-            "BIAS0=" + std::to_string(kBiasEarly), "PNH0=" + std::to_string(kPostNormHEarly)};
+            "RES0=" + std::to_string(kResidualEarly)};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }

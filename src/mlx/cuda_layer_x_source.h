@@ -62,9 +62,6 @@ __device__ __forceinline__ void tc_runs_to_shared(u16 *xs, int n, Make make) {
 #ifndef NWP
 #define NWP 0
 #endif
-#ifndef PNH0
-#define PNH0 0
-#endif
 // Asks L1 for the line of run c of a norm's weights w1 and w2 (either may
 // be null): with NWP, the pass over x does, so that the normed pass after
 // the block's sum finds them there instead of waiting a trip to L2.
@@ -163,19 +160,11 @@ __device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
 template <bool PERM = false>
 __device__ void post_norm_add(const u16 *h, bool h_cg, const u16 *p, const u16 *pw, u16 *h_out, const u16 *nw,
                               u16 *xs, int n, float eps, float *part) {
-#if PNH0 // a thread's first run of h asked for with p's, not a trip to L2 after the block's sum
-    const V4 h_first = (int)threadIdx.x < n / 8 ? load_run(h + 8 * threadIdx.x, h_cg, aligned16(h)) : V4{0u, 0u, 0u, 0u};
-#endif
     const float inv = rsqrtf(block_sum(runs_to_shared(p, true, xs, n, pw, nw), part) / (float)n + eps);
     const bool h_al = aligned16(h);
     float ss2 = 0.f;
     for (int c = threadIdx.x; c < n / 8; c += LT) {
-#if PNH0
-        const V4 pv = *(const V4 *)(xs + 8 * c), hv = c == (int)threadIdx.x ? h_first : load_run(h + 8 * c, h_cg, h_al),
-                 wv = load16(pw + 8 * c, true);
-#else
         const V4 pv = *(const V4 *)(xs + 8 * c), hv = load_run(h + 8 * c, h_cg, h_al), wv = load16(pw + 8 * c, true);
-#endif
         const u32 ps[4] = {pv.x, pv.y, pv.z, pv.w}, hs[4] = {hv.x, hv.y, hv.z, hv.w}, ws[4] = {wv.x, wv.y, wv.z, wv.w};
         u16 out8[8];
 #pragma unroll
