@@ -76,9 +76,6 @@
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
 static const char *const kCudaLayerSource = R"CUDA(
-#ifndef EK
-#define EK 0
-#endif
 // Phase A's outputs for rows r0 and r1 of q|k|v with sums a0 and a1: rounded
 // (and the bias added, rounded) as MLX's graph rounds them; a rotation pair
 // (rope: angle j) rotated and written to q or the key cache, else two value
@@ -138,42 +135,21 @@ __device__ __forceinline__ void qkv_out(const QkvOut &o, int r0, int r1, float a
 #define TABLE_WORDS 22
 
 // The attention's keys t0, t0 + NWARPS, ... (KK of them; past k1, t0
-// again) of kv head kvh: this lane's EPL elements of each key and value,
-// as loaded (two 16-bit values a word), and as floats.
-__device__ __forceinline__ void attn_keys_raw(const u16 *k_cache, const u16 *v_cache, int kvh, int cap, int t0,
-                                              int k1, int lane, u32 (&kw)[KK][EPL / 2], u32 (&vw)[KK][EPL / 2]) {
+// again) of kv head kvh: this lane's EPL elements of each key and value.
+__device__ __forceinline__ void attn_keys(const u16 *k_cache, const u16 *v_cache, int kvh, int cap, int t0, int k1,
+                                          int lane, float (&kf)[KK][EPL], float (&vf)[KK][EPL]) {
 #pragma unroll
     for (int kk = 0; kk < KK; kk++) {
         const int t = t0 + kk * NWARPS < k1 ? t0 + kk * NWARPS : t0;
         const u16 *kr = k_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
         const u16 *vr = v_cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
 #pragma unroll
-        for (int e = 0; e < EPL; e += 2) kw[kk][e / 2] = load_cg32(kr + e), vw[kk][e / 2] = load_cg32(vr + e);
-    }
-}
-
-__device__ __forceinline__ void attn_rows_raw(const u16 *cache, int kvh, int cap, int t0, int k1, int lane,
-                                              u32 (&w)[KK][EPL / 2]) {
-#pragma unroll
-    for (int kk = 0; kk < KK; kk++) {
-        const int t = t0 + kk * NWARPS < k1 ? t0 + kk * NWARPS : t0;
-        const u16 *r = cache + ((size_t)kvh * cap + t) * HD + lane * EPL;
-#pragma unroll
-        for (int e = 0; e < EPL; e += 2) w[kk][e / 2] = load_cg32(r + e);
-    }
-}
-#define attn_keys_only attn_rows_raw
-#define attn_values_only attn_rows_raw
-
-__device__ __forceinline__ void attn_keys_float(const u32 (&kw)[KK][EPL / 2], const u32 (&vw)[KK][EPL / 2],
-                                                float (&kf)[KK][EPL], float (&vf)[KK][EPL]) {
-#pragma unroll
-    for (int kk = 0; kk < KK; kk++)
-#pragma unroll
         for (int e = 0; e < EPL; e += 2) {
-            kf[kk][e] = half_at(kw[kk][e / 2], 0), kf[kk][e + 1] = half_at(kw[kk][e / 2], 1);
-            vf[kk][e] = half_at(vw[kk][e / 2], 0), vf[kk][e + 1] = half_at(vw[kk][e / 2], 1);
+            const u32 kw = load_cg32(kr + e), vw = load_cg32(vr + e);
+            kf[kk][e] = half_at(kw, 0), kf[kk][e + 1] = half_at(kw, 1);
+            vf[kk][e] = half_at(vw, 0), vf[kk][e + 1] = half_at(vw, 1);
         }
+    }
 }
 
 #if KVP
@@ -359,12 +335,6 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         // shared memory: every warp of every block of a group loading them
         // from L2 queued ~1000 requests on each of their lines.
         float *qs = reinterpret_cast<float *>(smem); // [RB][HD]
-        // With EK the warp's first keys (not values) asked for before q's
-        // load, their trips to L2 overlapped.
-        u32 ekw[KK][EPL / 2];
-#if EK
-        if (k0 + warp < k1) attn_keys_only(k_cache, kvh, cap, k0 + warp, k1, lane, ekw);
-#endif
         __syncthreads(); // the block's last readers of smem are done
         for (int i = tid; i < RB * HD / 4; i += LT) {
             const V4 v = load_cg16(reinterpret_cast<const u16 *>(q_buf + (size_t)h0 * HD + 4 * i));
@@ -386,14 +356,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         // first again.
         for (int t0 = k0 + warp; t0 < k1; t0 += KK * NWARPS) {
             float kf[KK][EPL], vf[KK][EPL];
-            u32 kw[KK][EPL / 2], vw[KK][EPL / 2];
-            if (EK && t0 == k0 + warp) {
-                attn_values_only(v_cache, kvh, cap, t0, k1, lane, vw);
-                attn_keys_float(ekw, vw, kf, vf);
-            } else {
-                attn_keys_raw(k_cache, v_cache, kvh, cap, t0, k1, lane, kw, vw);
-                attn_keys_float(kw, vw, kf, vf);
-            }
+            attn_keys(k_cache, v_cache, kvh, cap, t0, k1, lane, kf, vf);
 #pragma unroll
             for (int kk = 0; kk < KK; kk++) {
                 if (t0 + kk * NWARPS >= k1) break;

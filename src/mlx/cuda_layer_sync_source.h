@@ -118,71 +118,39 @@ __device__ __forceinline__ float block_sum(float v, float *part) {
     return warp_sum(lane < NWARPS ? part[lane] : 0.f);
 }
 
-#ifndef GPOLL
-#define GPOLL 1
-#endif
-#ifndef GPOLL_GAP
-#define GPOLL_GAP 0
-#endif
 // Every block waits here until all have arrived; writes before it are seen
 // by every block after it. The count only grows during a kernel: barrier n
 // (bar_n, counted by each block) is passed once it reaches n * grid, so an
 // arrival is one release-add and a wait one acquire-load a poll, with no
-// reset or second word on the way (grid_end zeroes it). With GPOLL > 1,
-// lane 0 of warps 1..GPOLL-1 poll too, warp w starting w * GPOLL_GAP
-// clocks later, so that a poll is in flight more often than once a round
-// trip; the first to see the count tells the others through shared
-// memory. A block that waits ~seconds (the grid cannot all be resident:
-// another of these kernels running at once) gives up and raises the
-// timeout flag rather than hang the GPU.
-__device__ __forceinline__ void wait_count(u32 *ctrl, u32 target, u32 *passed) {
-    long long spins = 0;
-    for (;;) {
-        if (GPOLL > 1 && *(volatile u32 *)passed) break;
-        u32 n;
-        asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.acquire.gpu.global.u32 %0, [g]; }"
-                     : "=r"(n) : "l"(ctrl + BAR_COUNT) : "memory");
-        if ((int)(n - target) >= 0) {
-            if (GPOLL > 1) *(volatile u32 *)passed = 1;
-            break;
-        }
-        if (++spins > 1024) {
-            __nanosleep(100);
-            // Once a block gave up, the others stop waiting too (one
-            // wait of seconds, not one at every barrier left).
-            if ((spins & 1023) == 0 && *(volatile u32 *)(ctrl + BAR_TIMEOUT)) break;
-        }
-        if (spins > (1ll << 25)) {
-            atomicExch(ctrl + BAR_TIMEOUT, 1u);
-            break;
-        }
-    }
-}
-
+// reset or second word on the way (grid_end zeroes it). A block that waits
+// ~seconds (the grid cannot all be resident: another of these kernels
+// running at once) gives up and raises the timeout flag rather than hang
+// the GPU.
 __device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
-#if GPOLL > 1
-    __shared__ u32 bar_passed;
-    if (threadIdx.x == 0) bar_passed = 0; // read by the pollers only after the barrier below
-#define BAR_PASSED &bar_passed
-#else
-#define BAR_PASSED nullptr
-#endif
     __syncthreads();
     bar_n++;
     if (threadIdx.x == 0) {
         const u32 target = bar_n * gridDim.x;
         asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %0; red.release.gpu.global.add.u32 [g], 1; }"
                      ::"l"(ctrl + BAR_COUNT) : "memory");
-        wait_count(ctrl, target, BAR_PASSED);
+        long long spins = 0;
+        for (;;) {
+            u32 n;
+            asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.acquire.gpu.global.u32 %0, [g]; }"
+                         : "=r"(n) : "l"(ctrl + BAR_COUNT) : "memory");
+            if ((int)(n - target) >= 0) break;
+            if (++spins > 1024) {
+                __nanosleep(100);
+                // Once a block gave up, the others stop waiting too (one
+                // wait of seconds, not one at every barrier left).
+                if ((spins & 1023) == 0 && *(volatile u32 *)(ctrl + BAR_TIMEOUT)) break;
+            }
+            if (spins > (1ll << 25)) {
+                atomicExch(ctrl + BAR_TIMEOUT, 1u);
+                break;
+            }
+        }
     }
-#if GPOLL > 1
-    else if ((threadIdx.x & 31) == 0 && (int)(threadIdx.x >> 5) < GPOLL) {
-        const long long start = clock64();
-        while (clock64() - start < (long long)(threadIdx.x >> 5) * GPOLL_GAP) {}
-        wait_count(ctrl, bar_n * gridDim.x, BAR_PASSED);
-    }
-#endif
-#undef BAR_PASSED
     __syncthreads();
 }
 

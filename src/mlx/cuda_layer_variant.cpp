@@ -80,16 +80,6 @@ const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
 // and left out.
 const int kNormPrefetch = env_int("GOMLX_CUDA_LAYER_NWP", 1, 0, 1);
 const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
-// Warps of a block that poll the grid barrier's count (lane 0 each, warp w
-// starting w * GPOLL_GAP clocks after warp 0), so that a poll is in flight
-// more often than once a round trip to L2 (twenty-sixth session, being
-// measured).
-const int kBarrierPollers = env_int("GOMLX_CUDA_LAYER_GPOLL", 1, 1, 16);
-const int kBarrierPollGap = env_int("GOMLX_CUDA_LAYER_GPOLL_GAP", 150, 0, 100000);
-// The attention's first keys (not values) asked for before q's load (EK;
-// twenty-sixth session, being measured; the twenty-first's keys and values
-// together made ptxas spill in phase A).
-const int kEarlyKeys = env_int("GOMLX_CUDA_LAYER_EK", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -307,9 +297,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
-            "RES0=" + std::to_string(kResidualEarly), "GPOLL=" + std::to_string(kBarrierPollers),
-            "GPOLL_GAP=" + std::to_string(kBarrierPollers > 1 ? kBarrierPollGap : 0),
-            "EK=" + std::to_string(kEarlyKeys)};
+            "RES0=" + std::to_string(kResidualEarly)};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }
