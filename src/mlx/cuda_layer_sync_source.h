@@ -126,9 +126,6 @@ __device__ __forceinline__ float block_sum(float v, float *part) {
 // ~seconds (the grid cannot all be resident: another of these kernels
 // running at once) gives up and raises the timeout flag rather than hang
 // the GPU.
-#ifndef GSLEEP
-#define GSLEEP 0
-#endif
 __device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
     __syncthreads();
     bar_n++;
@@ -142,9 +139,6 @@ __device__ void grid_sync(u32 *ctrl, u32 &bar_n) {
             asm volatile("{ .reg .u64 g; cvta.to.global.u64 g, %1; ld.acquire.gpu.global.u32 %0, [g]; }"
                          : "=r"(n) : "l"(ctrl + BAR_COUNT) : "memory");
             if ((int)(n - target) >= 0) break;
-#if GSLEEP // fewer polls queued on the count's line, where the last arrival's add waits behind them
-            __nanosleep(GSLEEP);
-#endif
             if (++spins > 1024) {
                 __nanosleep(100);
                 // Once a block gave up, the others stop waiting too (one

@@ -80,9 +80,6 @@ const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
 // and left out.
 const int kNormPrefetch = env_int("GOMLX_CUDA_LAYER_NWP", 1, 0, 1);
 const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
-// Nanoseconds a block's poller sleeps between polls of the grid barrier's
-// count (twenty-sixth session, being measured).
-const int kBarrierSleep = env_int("GOMLX_CUDA_LAYER_GSLEEP", 0, 0, 100000);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -300,7 +297,7 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
-            "RES0=" + std::to_string(kResidualEarly), "GSLEEP=" + std::to_string(kBarrierSleep)};
+            "RES0=" + std::to_string(kResidualEarly)};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }
