@@ -245,7 +245,11 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                                    eps, part);
     else
 #endif
+#if LN
+    weighted_to_shared<TCA_ON != 0>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, part);
+#else
     norm_to_shared<TCA_ON != 0>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
+#endif
 #if TCA_ON
     // On tensor cores: a tile is 8 rotation pairs of a q or k head (A's
     // rows g and g + 8 a pair, so a lane ends with both of its halves), or
@@ -253,6 +257,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // share of K.
     {
         const TcX x = tc_finish_x(xs, hidden);
+        const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
         const int team = warp / TSA, member = warp % TSA;
         int g0, g1, step;
         tc_share(member, TSA, hidden / GS, g0, g1, step);
@@ -274,7 +279,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             float a0, a1;
             tc_dot<TCW_H != 0>(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
-            qkv_out(qo, lo, hi, a0, a1, rope, j);
+            qkv_out(qo, lo, hi, a0 * inv, a1 * inv, rope, j);
         }
 #if KVP
         const int my_tile = team * gridDim.x + blockIdx.x, teams = gridDim.x * (NWARPS / TSA);
@@ -287,6 +292,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
     // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
     const int rope_items = (qd + kvd) / ROWS_A, items = (qd + 2 * kvd) / ROWS_A;
+    const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
     for (int it = gwarp; it < items; it += n_warps) {
         int rows[ROWS_A], js[ROWS_A / 2];
         const bool rope = it < rope_items;
@@ -310,7 +316,8 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         dot<ROWS_A>(xs, qkv_w, qkv_s, qkv_b, rows, hidden, a);
         if (lane) continue;
 #pragma unroll
-        for (int p = 0; p < ROWS_A / 2; p++) qkv_out(qo, rows[2 * p], rows[2 * p + 1], a[2 * p], a[2 * p + 1], rope, rope ? js[p] : 0);
+        for (int p = 0; p < ROWS_A / 2; p++)
+            qkv_out(qo, rows[2 * p], rows[2 * p + 1], a[2 * p] * inv, a[2 * p + 1] * inv, rope, rope ? js[p] : 0);
     }
 #if KVP
     if (gwarp >= items) prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, gwarp - items, n_warps - items, lane);
@@ -480,6 +487,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         mlp_input<true>(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf,
                         TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
         const TcX x = tc_finish_x(xs, hidden);
+        const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
         // A team of TS warps takes an item, each warp a share of K. Items
         // are dealt to the blocks in turn, so every SM gets work when
         // there are fewer items than teams.
@@ -491,7 +499,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
             float gs, us;
             tc_dot<TCW_H != 0>(x, gu_w, gu_s, gu_b, r, r + ff, hidden, g0, g1, step, gs, us);
             if (!tc_team_sum<TS>(x, gs, us) || (lane & 3)) continue;
-            const float g = round_half(gs), up = round_half(us);
+            const float g = round_half(gs * inv), up = round_half(us * inv);
             act[r] = store_half(gate_act(g) * up);
         }
     }
@@ -499,6 +507,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
   {
     mlp_input(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW), xs,
               hidden, eps, part);
+    const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = dealt_warp<false>(); it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];
@@ -512,7 +521,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         if (lane) continue;
 #pragma unroll
         for (int p = 0; p < ROWS_D / 2; p++) {
-            const float g = round_half(a[2 * p]), up = round_half(a[2 * p + 1]);
+            const float g = round_half(a[2 * p] * inv), up = round_half(a[2 * p + 1] * inv);
             act[rows[2 * p]] = store_half(gate_act(g) * up);
         }
     }

@@ -80,6 +80,12 @@ const int kTcWhole = env_int("GOMLX_CUDA_LAYER_TCW", -1, -1, 7);
 // and left out.
 const int kNormPrefetch = env_int("GOMLX_CUDA_LAYER_NWP", 1, 0, 1);
 const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
+// The pre-norms of phases A and D applied to the products instead of x
+// (LN, cuda_layer_x_source.h: x * w staged in one pass, the products
+// scaled by rsqrt(mean(x^2) + eps) after them): prepared in the twenty-sixth
+// session, not yet measured on a GPU, so off. bfloat16 models without
+// Gemma 2's post-norms only (x * w unscaled could overflow float16).
+const int kLateNorm = env_int("GOMLX_CUDA_LAYER_LN", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -297,7 +303,8 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_H=" + std::to_string(whole_windows(d, d.hidden, 1)),
             "TCW_Q=" + std::to_string(whole_windows(d, d.n_heads * d.head_dim, 2)),
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
-            "RES0=" + std::to_string(kResidualEarly)};
+            "RES0=" + std::to_string(kResidualEarly),
+            "LN=" + std::to_string(kLateNorm && !d.half && !d.gemma ? 1 : 0)};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }

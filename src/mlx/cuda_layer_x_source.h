@@ -137,6 +137,60 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
     __syncthreads();
 }
 
+#ifndef LN
+#define LN 0
+#endif
+#if LN && (GEMMA || XT)
+#error "LN is for bfloat16 without Gemma 2's post-norms (x * w unscaled could overflow float16)"
+#endif
+#if LN
+// With LN (bfloat16, not Gemma 2): xs = x * w rounded (with PERM, in
+// tc_pos order), in one pass, and each warp's sum of the squares of x in
+// part; the products over it are scaled by late_inv() afterwards, since
+// rms_norm(x) * w = (x * w) * rsqrt(mean(x^2) + eps). The dot no longer
+// waits for the block's sum and a second pass over xs; the price is one
+// rounding of x * w where MLX rounds x * inv, then its product with w.
+__device__ __forceinline__ void weighted_run(const u16 *x, bool x_cg, bool aligned, const u16 *w, int c, float &ss,
+                                             u32 (&out)[4]) {
+    const V4 v = load_run(x + 8 * c, x_cg, aligned), wv = load16(w + 8 * c, true);
+    const u32 xw[4] = {v.x, v.y, v.z, v.w}, ww[4] = {wv.x, wv.y, wv.z, wv.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float a = half_at(xw[i], 0), b = half_at(xw[i], 1);
+        ss += a * a + b * b;
+        out[i] = (u32)store_half(a * half_at(ww[i], 0)) | (u32)store_half(b * half_at(ww[i], 1)) << 16;
+    }
+}
+
+template <bool PERM = false>
+__device__ void weighted_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float *part) {
+    const bool aligned = aligned16(x);
+    float ss = 0.f;
+    if (PERM) {
+        tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) { weighted_run(x, x_cg, aligned, w, c, ss, out); });
+    } else {
+        for (int c = threadIdx.x; c < n / 8; c += LT) {
+            u32 out[4];
+            weighted_run(x, x_cg, aligned, w, c, ss, out);
+            *(V4 *)(xs + 8 * c) = V4{out[0], out[1], out[2], out[3]};
+        }
+    }
+    ss = warp_sum(ss);
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
+    __syncthreads();
+}
+
+// rsqrt(mean(x^2) + eps) from weighted_to_shared's part, summed as
+// block_sum sums it (every lane of the warp calls it).
+__device__ __forceinline__ float late_inv(const float *part, int n, float eps) {
+    const int lane = threadIdx.x & 31;
+    return rsqrtf(warp_sum(lane < NWARPS ? part[lane] : 0.f) / (float)n + eps);
+}
+#define LATE_INV(part, n, eps) late_inv(part, n, eps)
+#else
+#define LATE_INV(part, n, eps) 1.f
+#endif
+
 // xs = x (n elements, a multiple of 8, written by other blocks of this
 // kernel; with PERM, in tc_pos order).
 template <bool PERM = false>
@@ -192,6 +246,9 @@ __device__ __forceinline__ void mlp_input(const u16 *h, bool h_cg, const u16 *h1
 #if GEMMA
     (void)h1;
     post_norm_add<PERM>(h, h_cg, p, post_nw, h1_buf, nw, xs, n, eps, part);
+#elif LN
+    (void)h, (void)h_cg, (void)p, (void)post_nw, (void)h1_buf, (void)eps;
+    weighted_to_shared<PERM>(h1, true, nw, xs, n, part);
 #else
     (void)h, (void)h_cg, (void)p, (void)post_nw, (void)h1_buf;
     norm_to_shared<PERM>(h1, true, nw, xs, n, eps, part);
