@@ -245,11 +245,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                                    eps, part);
     else
 #endif
-#if LN
-    weighted_to_shared<TCA_ON != 0>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, part);
-#else
     norm_to_shared<TCA_ON != 0>(x_in, x_cg, TABLE(const u16 *, T_ATTN_NW), xs, hidden, eps, part);
-#endif
 #if TCA_ON
     // On tensor cores: a tile is 8 rotation pairs of a q or k head (A's
     // rows g and g + 8 a pair, so a lane ends with both of its halves), or
@@ -257,7 +253,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // share of K.
     {
         const TcX x = tc_finish_x(xs, hidden);
-        const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
+        const float inv = norm_scale(part, hidden, eps); // LN: the norm's scale, applied to the products
         const int team = warp / TSA, member = warp % TSA;
         int g0, g1, step;
         tc_share(member, TSA, hidden / GS, g0, g1, step);
@@ -292,7 +288,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
     // An item is ROWS_A / 2 rotation pairs (j, j + HD/2, or 2j, 2j + 1 with
     // ROPE_TRAD) of a q or k head, or ROWS_A consecutive v rows.
     const int rope_items = (qd + kvd) / ROWS_A, items = (qd + 2 * kvd) / ROWS_A;
-    const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
+    const float inv = norm_scale(part, hidden, eps); // LN: the norm's scale, applied to the products
     for (int it = gwarp; it < items; it += n_warps) {
         int rows[ROWS_A], js[ROWS_A / 2];
         const bool rope = it < rope_items;
@@ -487,7 +483,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         mlp_input<true>(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf,
                         TABLE(const u16 *, T_MLP_NW), xs, hidden, eps, part);
         const TcX x = tc_finish_x(xs, hidden);
-        const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
+        const float inv = norm_scale(part, hidden, eps); // LN: the norm's scale, applied to the products
         // A team of TS warps takes an item, each warp a share of K. Items
         // are dealt to the blocks in turn, so every SM gets work when
         // there are fewer items than teams.
@@ -507,7 +503,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
   {
     mlp_input(x_in, x_cg, out, p_buf, TABLE(const u16 *, T_POST_ATTN_NW), h1_buf, TABLE(const u16 *, T_MLP_NW), xs,
               hidden, eps, part);
-    const float inv = LATE_INV(part, hidden, eps); // LN: the norm's scale, applied to the products
+    const float inv = norm_scale(part, hidden, eps); // LN: the norm's scale, applied to the products
     // An item is ROWS_D / 2 gate rows and their up rows.
     for (int it = dealt_warp<false>(); it < ff / (ROWS_D / 2); it += n_warps) {
         int rows[ROWS_D];

@@ -109,13 +109,23 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
-__device__ __forceinline__ float block_sum(float v, float *part) {
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+// Each warp's sum of v into part[warp], then the block's barrier.
+__device__ __forceinline__ void warp_sums_to_part(float v, float *part) {
     v = warp_sum(v);
     __syncthreads(); // part may still be read by an earlier call
-    if (lane == 0) part[warp] = v;
+    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = v;
     __syncthreads();
+}
+
+// The block's sum of the warps' sums in part (every lane of the warp calls it).
+__device__ __forceinline__ float part_total(const float *part) {
+    const int lane = threadIdx.x & 31;
     return warp_sum(lane < NWARPS ? part[lane] : 0.f);
+}
+
+__device__ __forceinline__ float block_sum(float v, float *part) {
+    warp_sums_to_part(v, part);
+    return part_total(part);
 }
 
 // Every block waits here until all have arrived; writes before it are seen

@@ -111,30 +111,28 @@ __device__ __forceinline__ void normed_run(const u16 *xs, const u16 *w, int c, f
     for (int i = 0; i < 4; i++) out[i] = (u32)normed(words[i], ws[i], 0, inv) | (u32)normed(words[i], ws[i], 1, inv) << 16;
 }
 
+// x's n values into xs, a run of 8 a thread at a time as make(c, words)
+// gives run c: with PERM for tensor cores (tc_runs_to_shared), else as
+// they are.
+template <bool PERM, class Make>
+__device__ __forceinline__ void make_runs(u16 *xs, int n, Make make) {
+    if (PERM) {
+        tc_runs_to_shared(xs, n, make);
+        return;
+    }
+    for (int c = threadIdx.x; c < n / 8; c += LT) {
+        u32 out[4];
+        make(c, out);
+        *(V4 *)(xs + 8 * c) = V4{out[0], out[1], out[2], out[3]};
+    }
+}
+
 // This thread's runs of xs normed in place as MLX's rms_norm rounds them:
 // v * inv rounded, times w, rounded (with PERM, in tc_pos order, which
 // stays within a run).
 template <bool PERM>
 __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float inv, int n) {
-    if (PERM) {
-        tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) { normed_run(xs, w, c, inv, out); });
-        return;
-    }
-    for (int c = threadIdx.x; c < n / 8; c += LT) {
-        u32 out[4];
-        normed_run(xs, w, c, inv, out);
-        *(V4 *)(xs + 8 * c) = V4{out[0], out[1], out[2], out[3]};
-    }
-}
-
-// xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
-// rounded, times w, rounded (with PERM, in tc_pos order). x is read once.
-template <bool PERM = false>
-__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
-                               float *part) {
-    const float inv = rsqrtf(block_sum(runs_to_shared(x, x_cg, xs, n, w), part) / (float)n + eps);
-    norm_runs_in_place<PERM>(xs, w, inv, n);
-    __syncthreads();
+    make_runs<PERM>(xs, n, [&](int c, u32(&out)[4]) { normed_run(xs, w, c, inv, out); });
 }
 
 #ifndef LN
@@ -144,9 +142,9 @@ __device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, i
 #error "LN is for bfloat16 without Gemma 2's post-norms (x * w unscaled could overflow float16)"
 #endif
 #if LN
-// With LN (bfloat16, not Gemma 2): xs = x * w rounded (with PERM, in
-// tc_pos order), in one pass, and each warp's sum of the squares of x in
-// part; the products over it are scaled by late_inv() afterwards, since
+// With LN (bfloat16, not Gemma 2) norm_to_shared stages x * w rounded, in
+// one pass, and leaves each warp's sum of the squares of x in part; the
+// products over it are scaled by norm_scale() afterwards, since
 // rms_norm(x) * w = (x * w) * rsqrt(mean(x^2) + eps). The dot no longer
 // waits for the block's sum and a second pass over xs; the price is one
 // rounding of x * w where MLX rounds x * inv, then its product with w.
@@ -161,48 +159,51 @@ __device__ __forceinline__ void weighted_run(const u16 *x, bool x_cg, bool align
         out[i] = (u32)store_half(a * half_at(ww[i], 0)) | (u32)store_half(b * half_at(ww[i], 1)) << 16;
     }
 }
-
-template <bool PERM = false>
-__device__ void weighted_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float *part) {
-    const bool aligned = aligned16(x);
-    float ss = 0.f;
-    if (PERM) {
-        tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) { weighted_run(x, x_cg, aligned, w, c, ss, out); });
-    } else {
-        for (int c = threadIdx.x; c < n / 8; c += LT) {
-            u32 out[4];
-            weighted_run(x, x_cg, aligned, w, c, ss, out);
-            *(V4 *)(xs + 8 * c) = V4{out[0], out[1], out[2], out[3]};
-        }
-    }
-    ss = warp_sum(ss);
-    if ((threadIdx.x & 31) == 0) part[threadIdx.x >> 5] = ss;
-    __syncthreads();
-}
-
-// rsqrt(mean(x^2) + eps) from weighted_to_shared's part, summed as
-// block_sum sums it (every lane of the warp calls it).
-__device__ __forceinline__ float late_inv(const float *part, int n, float eps) {
-    const int lane = threadIdx.x & 31;
-    return rsqrtf(warp_sum(lane < NWARPS ? part[lane] : 0.f) / (float)n + eps);
-}
-#define LATE_INV(part, n, eps) late_inv(part, n, eps)
-#else
-#define LATE_INV(part, n, eps) 1.f
 #endif
 
-// xs = x (n elements, a multiple of 8, written by other blocks of this
-// kernel; with PERM, in tc_pos order).
+// The scale a normed phase's products take: rsqrt(mean(x^2) + eps) from
+// the warps' sums norm_to_shared left in part with LN (every lane of the
+// warp calls it), else 1 (x itself was normed).
+__device__ __forceinline__ float norm_scale(const float *part, int n, float eps) {
+#if LN
+    return rsqrtf(part_total(part) / (float)n + eps);
+#else
+    (void)part, (void)n, (void)eps;
+    return 1.f;
+#endif
+}
+
+// xs = rms_norm(x) * w as MLX's rms_norm rounds it: x * rsqrt(mean(x^2) + eps)
+// rounded, times w, rounded (with PERM, in tc_pos order); with LN, x * w
+// (above). x is read once.
 template <bool PERM = false>
-__device__ void copy_to_shared(const u16 *x, u16 *xs, int n) {
+__device__ void norm_to_shared(const u16 *x, bool x_cg, const u16 *w, u16 *xs, int n, float eps,
+                               float *part) {
+#if LN
+    (void)eps;
+    const bool aligned = aligned16(x);
+    float ss = 0.f;
+    make_runs<PERM>(xs, n, [&](int c, u32(&out)[4]) { weighted_run(x, x_cg, aligned, w, c, ss, out); });
+    warp_sums_to_part(ss, part);
+#else
+    const float inv = rsqrtf(block_sum(runs_to_shared(x, x_cg, xs, n, w), part) / (float)n + eps);
+    norm_runs_in_place<PERM>(xs, w, inv, n);
+    __syncthreads();
+#endif
+}
+
+// xs = x (n elements, a multiple of 8, by default written by other blocks
+// of this kernel, x_cg; with PERM, in tc_pos order).
+template <bool PERM = false>
+__device__ void copy_to_shared(const u16 *x, u16 *xs, int n, bool x_cg = true) {
     const bool aligned = aligned16(x);
     if (PERM)
         tc_runs_to_shared(xs, n, [&](int c, u32(&out)[4]) {
-            const V4 v = load_run(x + 8 * c, true, aligned);
+            const V4 v = load_run(x + 8 * c, x_cg, aligned);
             out[0] = v.x, out[1] = v.y, out[2] = v.z, out[3] = v.w;
         });
     else
-        for (int c = threadIdx.x; c < n / 8; c += LT) *(V4 *)(xs + 8 * c) = load_run(x + 8 * c, true, aligned);
+        for (int c = threadIdx.x; c < n / 8; c += LT) *(V4 *)(xs + 8 * c) = load_run(x + 8 * c, x_cg, aligned);
     __syncthreads();
 }
 
@@ -246,9 +247,6 @@ __device__ __forceinline__ void mlp_input(const u16 *h, bool h_cg, const u16 *h1
 #if GEMMA
     (void)h1;
     post_norm_add<PERM>(h, h_cg, p, post_nw, h1_buf, nw, xs, n, eps, part);
-#elif LN
-    (void)h, (void)h_cg, (void)p, (void)post_nw, (void)h1_buf, (void)eps;
-    weighted_to_shared<PERM>(h1, true, nw, xs, n, part);
 #else
     (void)h, (void)h_cg, (void)p, (void)post_nw, (void)h1_buf;
     norm_to_shared<PERM>(h1, true, nw, xs, n, eps, part);

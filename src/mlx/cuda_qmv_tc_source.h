@@ -15,7 +15,7 @@ static const char *const kCudaQmvTcSource = R"CUDA(
 // rows g and g + 8 of its tile), a warp's tiles it = its place in the
 // grid, + all warps, ...: a block's warps read adjacent rows. Each block
 // first puts x (K values, a view or not) into shared memory in tc_pos order
-// with its group sums (tc_runs_to_shared): paid once for the block's many
+// with its group sums (copy_to_shared): paid once for the block's many
 // tiles. The weights are 16-byte aligned (the host checks); a ragged last
 // tile reads row N - 1 for the rows past the end and writes none of them.
 extern "C" __global__ void __launch_bounds__(LT, QMV_BLOCKS)
@@ -24,12 +24,7 @@ KERNEL_NAME(const u16 *__restrict__ x, const u32 *__restrict__ w, const u16 *__r
 #if __CUDA_ARCH__ >= 800
     extern __shared__ __align__(16) unsigned char qmv_smem[];
     u16 *xs = reinterpret_cast<u16 *>(qmv_smem);
-    const bool x_aligned = aligned16(x);
-    tc_runs_to_shared(xs, K, [&](int c, u32(&words)[4]) {
-        const V4 v = load_run(x + 8 * c, false, x_aligned);
-        words[0] = v.x, words[1] = v.y, words[2] = v.z, words[3] = v.w;
-    });
-    __syncthreads();
+    copy_to_shared<true>(x, xs, K, false); // x from the graph before: not through L2 only
     const TcX tx = tc_finish_x(xs, K);
     const int lane = threadIdx.x & 31, tiles = (N + 15) / 16, groups = K / GS;
     for (int it = dealt_warp<false>(); it < tiles; it += gridDim.x * NWARPS) {
