@@ -84,12 +84,14 @@ static mx_array gemma2_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, in
         gm_walk_begin(&w, h, t, m->cfg.num_layers);
         /* Its prefill attention materializes the soft-capped scores (heads x
          * T x S, three a layer: MLX has no attention kernel that caps them),
-         * all held until their batch has run: every 2 layers holds half of
-         * 4's (Gemma-2-2B, 512 tokens, on an H200: peak 1.12 -> 1.05 x
-         * needed, prompt 16.4K -> 15.3K tok/s), and once a layer's scores
-         * pass 16 MB (a chunk deep into a long prompt) every layer. */
-        double scores = (double)m->cfg.num_heads * t * (cache->offset + t) * mx_dtype_size(gm_model_dtype(m));
-        gm_walk_eval_every(&w, scores > 16e6 ? 1 : 2);
+         * all held until their batch has run, and how many of a batch's
+         * temporaries are alive at once depends on when MLX's completion
+         * handlers free them. Evaluated every 2 layers, Gemma-2-2B's
+         * 512-token prefill on an H200 peaked at 1.05 x needed in 58 of 64
+         * generations and 0.5-66 MB higher in 6 (two at 1.10 x), each time
+         * inside one batch; every layer, 1.02-1.05 in all 64, for ~7% of
+         * prompt tok/s (docs/PERFORMANCE.md, twenty-seventh session). */
+        gm_walk_eval_every(&w, 1);
         for (int i = 0; i < m->cfg.num_layers && w.h; i++) {
             const gm_layer *l = &m->layers[i];
             gm_walk_open(&w);
