@@ -110,6 +110,13 @@ std::vector<std::string> tc_defines(int half, int gs, int whole) {
             "DOT_U=1", "GEMMA=0", "TIMING=0"};
 }
 
+// The FMA kernel's defines for a dtype, group size, rows a warp and chunks
+// a lane loads ahead.
+std::vector<std::string> fma_defines(int half, int gs, int rows, int unroll) {
+    return {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs), "QMV_R=" + std::to_string(rows),
+            "QMV_U=" + std::to_string(unroll), "LOP=" + std::to_string(kLop)};
+}
+
 // Compiles a variant and runs it once on a tiny product (cuda_jit::prime).
 // `whole` < 0: the FMA kernel, else the tensor-core kernel with tc_dot's
 // WHOLE. Called under g_mu.
@@ -121,19 +128,20 @@ void build(gomlx::cuda_jit::Kernel &k, mc::Dtype t, int half, int gs, int rows, 
         const int K = whole > 0 ? 8 * gs : 128; // tc_dot's windows whole or not, as the variant has them
         array x = mc::zeros({1, K}, t), w = mc::zeros({1, K / 8}, mc::uint32);
         array sb = mc::zeros({1, K / gs}, t);
-        const bool ok = whole < 0
-            ? gomlx::cuda_jit::prepare(
-                  k, source,
-                  {"XT=" + std::to_string(half), "QMV_GS=" + std::to_string(gs), "QMV_R=" + std::to_string(rows),
-                   "QMV_U=" + std::to_string(unroll), "LOP=" + std::to_string(kLop)},
-                  [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); }, &g_status)
-            : gomlx::cuda_jit::prepare(
-                  k, tc_source, tc_defines(half, gs, whole),
-                  [&](const std::string &code) {
-                      mc::eval(w);
-                      mc::eval(call_tc(k, code, x, w, sb, sb, 1, K, gs));
-                  },
-                  &g_status);
+        bool ok;
+        if (whole < 0) {
+            ok = gomlx::cuda_jit::prepare(
+                k, source, fma_defines(half, gs, rows, unroll),
+                [&](const std::string &code) { mc::eval(call(k, code, x, w, sb, sb, 1, K, rows)); }, &g_status);
+        } else {
+            ok = gomlx::cuda_jit::prepare(
+                k, tc_source, tc_defines(half, gs, whole),
+                [&](const std::string &code) {
+                    mc::eval(w);
+                    mc::eval(call_tc(k, code, x, w, sb, sb, 1, K, gs));
+                },
+                &g_status);
+        }
         if (ok) g_status = gomlx::cuda_jit::in_use_status(k);
     } catch (const std::exception &e) {
         g_status = std::string("the mat-vec could not be prepared: ") + e.what();
