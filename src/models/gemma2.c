@@ -55,18 +55,8 @@ static int gemma2_load_layer(gm_model *m, gm_weights *w, int i) {
 }
 
 static int gemma2_load(gm_model *m, gm_weights *w) {
-    const gm_config *c = &m->cfg;
-    int rc = gm_linear_load(&m->embed, w, c, "model.embed_tokens", c->hidden_size, c->vocab_size, 0);
-    if (rc) return rc;
-    for (int i = 0; i < c->num_layers; i++)
-        if ((rc = gemma2_load_layer(m, w, i))) return rc;
-    if ((rc = load_norm(&m->final_norm, w, "model.norm.weight", c->hidden_size))) return rc;
-    /* Gemma 2 ties its embeddings; a separate head is honoured if present. */
-    if (gm_weights_get(w, "lm_head.weight"))
-        rc = gm_linear_load(&m->lm_head, w, c, "lm_head", c->hidden_size, c->vocab_size, 0);
-    else if (!c->tie_word_embeddings)
-        rc = gm_fail(GOMLX_ERR_FORMAT, "missing tensor lm_head.weight (tie_word_embeddings is false)");
-    m->embed_scale = sqrtf((float)c->hidden_size);
+    int rc = gm_decoder_load(m, w, gemma2_load_layer, load_norm);
+    m->embed_scale = sqrtf((float)m->cfg.hidden_size);
     m->gelu_mlp = 1;
     return rc;
 }

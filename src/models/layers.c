@@ -171,6 +171,20 @@ int gm_norm_load(mx_array *out, gm_weights *w, const char *name, int n) {
     return 0;
 }
 
+int gm_decoder_load(gm_model *m, gm_weights *w, gm_layer_loader load_layer, gm_norm_loader load_norm) {
+    const gm_config *c = &m->cfg;
+    int rc = gm_linear_load(&m->embed, w, c, "model.embed_tokens", c->hidden_size, c->vocab_size, 0);
+    if (rc) return rc;
+    for (int i = 0; i < c->num_layers; i++)
+        if ((rc = load_layer(m, w, i))) return rc;
+    if ((rc = load_norm(&m->final_norm, w, "model.norm.weight", c->hidden_size))) return rc;
+    if (gm_weights_get(w, "lm_head.weight"))
+        return gm_linear_load(&m->lm_head, w, c, "lm_head", c->hidden_size, c->vocab_size, 0);
+    if (!c->tie_word_embeddings)
+        return gm_fail(GOMLX_ERR_FORMAT, "missing tensor lm_head.weight (tie_word_embeddings is false)");
+    return 0;
+}
+
 mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight) {
     return mx_rms_norm(x, weight, m->cfg.rms_norm_eps);
 }

@@ -24,6 +24,13 @@ mx_array gm_embedding_lookup(const gm_linear *table, mx_array ids, mx_dtype dtyp
 /* Takes a 1-D norm weight of size n; GOMLX_ERR_FORMAT when missing or wrong. */
 int gm_norm_load(mx_array *out, gm_weights *w, const char *name, int n);
 mx_array gm_rms_norm(const gm_model *m, mx_array x, mx_array weight);
+typedef int (*gm_layer_loader)(gm_model *m, gm_weights *w, int i);
+typedef int (*gm_norm_loader)(mx_array *out, gm_weights *w, const char *name, int n);
+/* A decoder's weights: the embedding, every layer through load_layer, the
+ * final norm through load_norm, and the head: lm_head where the checkpoint
+ * has one, else the embedding table when the config ties them (an error
+ * when it does not). */
+int gm_decoder_load(gm_model *m, gm_weights *w, gm_layer_loader load_layer, gm_norm_loader load_norm);
 /* The attention's score scale: 1/sqrt(query_pre_attn_scalar) where the
  * config has one (Gemma 2), else 1/sqrt(head_dim). */
 float gm_attention_scale(const gm_config *c);

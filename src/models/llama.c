@@ -26,15 +26,7 @@ static int llama_load_layer(gm_model *m, gm_weights *w, int i) {
 }
 
 static int llama_load(gm_model *m, gm_weights *w) {
-    const gm_config *c = &m->cfg;
-    int rc = gm_linear_load(&m->embed, w, c, "model.embed_tokens", c->hidden_size, c->vocab_size, 0);
-    if (rc) return rc;
-    for (int i = 0; i < c->num_layers; i++)
-        if ((rc = llama_load_layer(m, w, i))) return rc;
-    if ((rc = gm_norm_load(&m->final_norm, w, "model.norm.weight", c->hidden_size))) return rc;
-    if (!c->tie_word_embeddings || gm_weights_get(w, "lm_head.weight"))
-        rc = gm_linear_load(&m->lm_head, w, c, "lm_head", c->hidden_size, c->vocab_size, 0);
-    return rc;
+    return gm_decoder_load(m, w, llama_load_layer, gm_norm_load);
 }
 
 static mx_array llama_forward(gm_model *m, mx_array ids, gm_kv_cache *cache, int logits) {
