@@ -177,6 +177,20 @@ static void test_missing_tensor(void) {
     CHECK(strstr(gomlx_last_error(), "model.layers.1.mlp.up_proj.weight") != NULL);
 }
 
+/* The fixture's head is its own (tie_word_embeddings false): without it
+ * the load names the missing head rather than reusing the embedding. */
+static void test_missing_untied_head(void) {
+    char d[300];
+    snprintf(d, sizeof d, "%s/missing_head", tmpdir);
+    char *cfg = fixture_config();
+    CHECK_MSG(strstr(cfg, "\"tie_word_embeddings\": false") != NULL, "the fixture's head is tied now");
+    make_model_dir(d, cfg);
+    free(cfg);
+    write_weights(d, "lm_head.weight", NULL);
+    CHECK_EQ_INT(try_load(d), GOMLX_ERR_FORMAT);
+    CHECK(strstr(gomlx_last_error(), "lm_head.weight") != NULL);
+}
+
 static void test_wrong_shape(void) {
     char d[300];
     snprintf(d, sizeof d, "%s/wrong_shape", tmpdir);
@@ -289,6 +303,7 @@ int main(void) {
     RUN(test_out_of_range_config_values);
     RUN(test_fewer_layers_than_weights);
     RUN(test_missing_tensor);
+    RUN(test_missing_untied_head);
     RUN(test_wrong_shape);
     RUN(test_truncated_safetensors);
     RUN(test_bad_gguf);
