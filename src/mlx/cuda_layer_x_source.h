@@ -139,7 +139,7 @@ __device__ __forceinline__ void norm_runs_in_place(u16 *xs, const u16 *w, float 
 #define LN 0
 #endif
 #if LN && (GEMMA || XT)
-#error "LN is for bfloat16 without Gemma 2's post-norms (x * w unscaled could overflow float16)"
+#error "LN is for bfloat16 (x * w unscaled could overflow float16) without Gemma 2's post-norms (slower there)"
 #endif
 #if LN
 // With LN (bfloat16, not Gemma 2) norm_to_shared stages x * w rounded, in
