@@ -144,6 +144,15 @@ def test_read_probe_kernel_compiles(nvrtc):
         assert rc == 0, f"read probe for {arch}:\n{log}"
 
 
+def test_sync_probe_kernel_compiles(nvrtc):
+    """tools/gpu_sync_probe.py's kernels (sm_90 only: the copy engine's bulk copies and mbarriers)."""
+    spec = importlib.util.spec_from_file_location("gpu_sync_probe", ROOT / "tools" / "gpu_sync_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    rc, log = compile_cuda(nvrtc, probe.SOURCE, "sm_90", [])
+    assert rc == 0, f"sync probe for sm_90:\n{log}"
+
+
 # The mat-vec on tensor cores with the defines cuda_qmv.cpp's tc_defines() gives it: the layer kernel's parts
 # (tc_dot) and its own kernel, for both dtypes, every group size, whole windows or not, and 1-3 blocks an SM.
 @pytest.mark.parametrize("xt,gs,whole,blocks", [(0, 64, 1, 2), (0, 32, 0, 2), (1, 128, 1, 2), (1, 64, 0, 3),
