@@ -56,8 +56,11 @@ typedef unsigned long long u64;
 // streams, and a wait (ns) standing for work that reads no weights (the
 // attention's chain).
 // work: dependent FMAs a thread spends on each 16 bytes of weights, standing
-// for the products' arithmetic (0: the weights only summed).
-struct Phase { u32 words, wbytes, delay, work; };
+// for the products' arithmetic (0: the weights only summed). heavy: where
+// not 0, only blocks below it stream wbytes; the others stream light bytes
+// with as many of their warps as keep each thread's share the same (the
+// tiles of a phase dealt unevenly over the SMs; register path only).
+struct Phase { u32 words, wbytes, delay, work, heavy, light; };
 
 // The bytes' sum, after `work` dependent FMAs that cannot change it.
 __device__ __forceinline__ u32 mix(uint4 v, u32 work) {
@@ -297,15 +300,17 @@ probe(u32 *ctrl, u32 *data, const uint4 *weights, u64 wsize, u32 nphases, const 
         } else if (ph.wbytes) {
             // Four loads in flight a thread, then their arithmetic.
             const unsigned char *src = share(weights, wsize, p);
-            const u32 n16 = ph.wbytes / 16;
-            for (u32 k = t; k < n16; k += 4 * LT) {
+            const bool light = ph.heavy && blockIdx.x >= ph.heavy;
+            const u32 n16 = (light ? ph.light : ph.wbytes) / 16;
+            const u32 nt = light ? (u32)((u64)LT * ph.light / ph.wbytes + 31) / 32 * 32 : LT;
+            for (u32 k = t; t < nt && k < n16; k += 4 * nt) {
                 uint4 v[4];
 #pragma unroll
                 for (int j = 0; j < 4; j++)
-                    v[j] = k + j * LT < n16 ? ld_weights16(src + 16 * (k + j * LT)) : make_uint4(0, 0, 0, 0);
+                    v[j] = k + j * nt < n16 ? ld_weights16(src + 16 * (k + j * nt)) : make_uint4(0, 0, 0, 0);
 #pragma unroll
                 for (int j = 0; j < 4; j++)
-                    if (k + j * LT < n16) w += mix(v[j], ph.work);
+                    if (k + j * nt < n16) w += mix(v[j], ph.work);
             }
         }
         spin_ns(ph.delay);
@@ -447,12 +452,12 @@ def run(cubin, phases, reps, cycles):
     wsize = 1 << 30
     weights = cu.alloc(wsize)
     out = cu.alloc(16)
-    cyc = cu.alloc(64 * 16)
+    cyc = cu.alloc(64 * 24)
     tag = [0]
 
     def launch(mode, cycle):
         tag[0] += 1 << 16  # a flag no earlier launch wrote
-        flat = (ctypes.c_uint32 * (4 * len(cycle)))(*[v for ph in cycle for v in ph])
+        flat = (ctypes.c_uint32 * (6 * len(cycle)))(*[v for ph in cycle for v in ph])
         cu.ok(cu.lib.cuMemcpyHtoD_v2(ctypes.c_uint64(cyc), flat, ctypes.c_size_t(ctypes.sizeof(flat))))
         n = phases // len(cycle) * len(cycle)
         if mode >= 4:
@@ -496,15 +501,17 @@ def run(cubin, phases, reps, cycles):
 
 
 def parse_cycle(text, work=0):
-    """LABEL=WORDS:BYTES[:DELAY_NS],... -> (label, [(words, bytes, delay, work)])"""
+    """LABEL=WORDS:BYTES[:DELAY_NS[:HEAVY:LIGHT]],... -> (label, [(words, bytes, delay, work, heavy, light)])"""
     label, _, spec = text.partition("=")
     cycle = []
     for ph in spec.split(","):
-        f = [int(x) for x in ph.split(":")]
-        words, wbytes, delay = f[0], f[1], f[2] if len(f) > 2 else 0
+        f = [int(x) for x in ph.split(":")] + [0, 0, 0]
+        words, wbytes, delay, heavy, light = f[:5]
+        if heavy and (light % 16 or light > wbytes):
+            sys.exit(f"bad phase {ph}: light bytes a multiple of 16, at most the heavy blocks'")
         if words % 4 or not 0 < words <= 5504 or wbytes % 16 or wbytes > MAX_STAGE:
             sys.exit(f"bad phase {ph}: words a multiple of 4 in 4..5504, bytes a multiple of 16 up to {MAX_STAGE}")
-        cycle.append((words, wbytes, delay, work))
+        cycle.append((words, wbytes, delay, work, heavy, light))
     return label, cycle
 
 
@@ -514,9 +521,10 @@ def main():
     ap.add_argument("--run", help="run the probe from this cubin")
     ap.add_argument("--phases", type=int, default=2000)
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--cycle", action="append", default=[], metavar="LABEL=WORDS:BYTES[:DELAY_NS],...",
+    ap.add_argument("--cycle", action="append", default=[], metavar="LABEL=WORDS:BYTES[:DELAY_NS[:HEAVY:LIGHT]],...",
                     help="phases run in turn (a layer's): each its vector's 4-byte words, the weight bytes "
-                         "each block streams and a wait standing for work without weights")
+                         "each block streams, a wait standing for work without weights, and optionally the "
+                         "blocks below HEAVY streaming BYTES and the others LIGHT (tiles dealt unevenly)")
     ap.add_argument("--work", default="0", help="comma-separated FMAs a thread spends on 16 bytes of weights "
                     "(every cycle is run at each)")
     a = ap.parse_args()
