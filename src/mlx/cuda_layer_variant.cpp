@@ -235,17 +235,18 @@ int rows_a(const Dims &d) {
 
 // Whether a phase of `items` FMA-loop items deals them to the blocks in
 // turn rather than a block's warps taking consecutive ones: where they are
-// at most 60% of the grid's warps, so that dealt a block at a time they
-// would leave 40% of the SMs idle. On an H100 (alternating, decode tok/s):
+// at most 5/8 of the grid's warps, so that dealt a block at a time they
+// would leave 3/8 of the SMs idle. On an H100 (alternating, decode tok/s):
 // Gemma-2-2B, whose o-proj and down projection have 1152 items for 2112
-// warps, 618-628 -> 642-649; Qwen2.5-3B with its 1024-item o-proj and
-// 1280-item q|k|v spread, level (613.7-614.1 -> 611.5-613.5; by this rule
-// only the o-proj is, not measured alone); spreading Llama-3.2-3B's 1536
-// items cost 1% (672 -> 665) and Mistral-7B's 2048 5% (391 -> 373)
-// (docs/bench/h100-2026-11-27-s17-deal.txt).
+// warps, 618-628 -> 642-649; spreading Llama-3.2-3B's 1536 items cost 1%
+// (672 -> 665) and Mistral-7B's 2048 5% (391 -> 373)
+// (docs/bench/h100-2026-11-27-s17-deal.txt). Qwen2.5-3B's 1280-item q|k|v
+// (61%): level on that H100 with its o-proj spread too, +0.6-0.7% alone
+// on an H200 in the twenty-eighth session (767.9-768.4 -> 771.9-773.2,
+// docs/bench/h200-2026-11-29-s28-deal.txt), when the bound moved from 60%.
 int deal_spread(int items) {
     if (kDealKnob >= 0) return kDealKnob;
-    return items * 10 <= sm_count() * kWarps * 6 ? 1 : 0;
+    return items * 8 <= sm_count() * kWarps * 5 ? 1 : 0;
 }
 
 // Groups a kv head's query heads are split into in the attention, a block
