@@ -15,6 +15,9 @@ static const char *const kCudaLayerDotSource = R"CUDA(
 #ifndef RES0
 #define RES0 0
 #endif
+#ifndef HALF
+#define HALF 0
+#endif
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA
@@ -235,7 +238,7 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
     {                                                                             \
         const float xs_ = x.xsum[J];                                              \
         ylo += NIB_SCALE * SL * CL + (BL - NIB_SCALE * SL) * xs_;                 \
-        yhi += NIB_SCALE * SH * CH + (BH - NIB_SCALE * SH) * xs_;                 \
+        if (!LO_ONLY) yhi += NIB_SCALE * SH * CH + (BH - NIB_SCALE * SH) * xs_;   \
     }
 
 // The sums of rows lo and hi (this lane's; lane group g's) of a 4-bit
@@ -245,7 +248,9 @@ __device__ TcX tc_finish_x(u16 *xp, int n) {
 // WHOLE: every window holds 8 groups (the host's TCW_*), so no load,
 // group or sum is checked against the end: fewer integer instructions,
 // which share the ALU pipe with the unpacking (docs/GPU.md).
-template <bool WHOLE>
+// LO_ONLY: row lo alone (a half tile, HALF): A's rows g + 8 are zeros,
+// nothing of row hi is loaded or unpacked, and out_hi is 0.
+template <bool WHOLE, bool LO_ONLY = false>
 __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases,
                                        int lo, int hi, int K, int g_begin, int g_end, int step, float &out_lo,
                                        float &out_hi) {
@@ -262,10 +267,10 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
         // This lane's two groups of the window (C's columns 2t, 2t + 1).
         const int j0 = WHOLE ? w0 + 2 * t : min(w0 + 2 * t, g_end - 1),
                   j1 = WHOLE ? w0 + 2 * t + 1 : min(w0 + 2 * t + 1, g_end - 1);
-        const float s0l = load_half(sl + j0), s1l = load_half(sl + j1), s0h = load_half(sh + j0),
-                    s1h = load_half(sh + j1);
-        const float b0l = load_half(bl + j0), b1l = load_half(bl + j1), b0h = load_half(bh + j0),
-                    b1h = load_half(bh + j1);
+        const float s0l = load_half(sl + j0), s1l = load_half(sl + j1), s0h = LO_ONLY ? 0.f : load_half(sh + j0),
+                    s1h = LO_ONLY ? 0.f : load_half(sh + j1);
+        const float b0l = load_half(bl + j0), b1l = load_half(bl + j1), b0h = LO_ONLY ? 0.f : load_half(bh + j0),
+                    b1h = LO_ONLY ? 0.f : load_half(bh + j1);
         const int ng = WHOLE ? 8 : min(8, g_end - w0);
         // Four sets of sums, so that consecutive mma do not wait on each other.
         float c4[4][4] = {};
@@ -281,7 +286,7 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
                 const int gw = (16 * i + 4 * t) * 8 / GS;
                 const int off = WHOLE || gw < ng ? 16 * i : 0; // past the window: a valid address, x zero
                 ql[i] = load16(reinterpret_cast<const u16 *>(rl + off), true);
-                qh[i] = load16(reinterpret_cast<const u16 *>(rh + off), true);
+                qh[i] = LO_ONLY ? V4{0, 0, 0, 0} : load16(reinterpret_cast<const u16 *>(rh + off), true);
             }
 #pragma unroll
             for (int i = 0; i < NLD; i++) {
@@ -292,10 +297,10 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
                     const V4 b = xv[r];
-                    mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r], one_bits), nib_pair<0>(whi[r], one_bits),
-                              nib_pair<1>(wlo[r], one_bits), nib_pair<1>(whi[r], one_bits), b.x, b.y);
-                    mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r], one_bits), nib_pair<2>(whi[r], one_bits),
-                              nib_pair<3>(wlo[r], one_bits), nib_pair<3>(whi[r], one_bits), b.z, b.w);
+                    mma_16816(c4[(2 * r) & 3], nib_pair<0>(wlo[r], one_bits), LO_ONLY ? 0u : nib_pair<0>(whi[r], one_bits),
+                              nib_pair<1>(wlo[r], one_bits), LO_ONLY ? 0u : nib_pair<1>(whi[r], one_bits), b.x, b.y);
+                    mma_16816(c4[(2 * r + 1) & 3], nib_pair<2>(wlo[r], one_bits), LO_ONLY ? 0u : nib_pair<2>(whi[r], one_bits),
+                              nib_pair<3>(wlo[r], one_bits), LO_ONLY ? 0u : nib_pair<3>(whi[r], one_bits), b.z, b.w);
                 }
             }
         }
@@ -308,7 +313,7 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 #pragma unroll
     for (int o = 1; o < 4; o <<= 1) {
         ylo += __shfl_xor_sync(0xffffffffu, ylo, o);
-        yhi += __shfl_xor_sync(0xffffffffu, yhi, o);
+        if (!LO_ONLY) yhi += __shfl_xor_sync(0xffffffffu, yhi, o);
     }
     out_lo = ylo, out_hi = yhi;
 }
@@ -316,28 +321,42 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W (n a multiple of
 // 16): a team of N warps takes 16 rows at a time (tiles dealt to the
 // blocks in turn), each warp a share of K, and its member 0 adds the
-// shares up (N = NWARPS: a block a tile).
+// shares up (N = NWARPS: a block a tile). With HALF the tiles past the
+// grid's last full round are dealt as 8-row halves (tc_dot's LO_ONLY),
+// so that where they are at most half the grid no block streams a whole
+// tile more than another (Llama-3.2-3B's 192 tiles: 1.5 tiles a block at
+// most instead of 2; the host's use_half).
 template <int N, bool WHOLE>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                  const u16 *res, bool res_cg, u16 *out, int n) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N;
     int g0, g1, step;
     tc_share(member, N, K / GS, g0, g1, step);
-    for (int tile = team * gridDim.x + blockIdx.x; tile < n / 16; tile += gridDim.x * (NWARPS / N)) {
-        const int lo = tile * 16 + (lane >> 2);
+#if HALF
+    const int full = n / 16 / (int)gridDim.x * (int)gridDim.x, items = full + 2 * (n / 16 - full);
+#else
+    const int full = n / 16, items = full;
+#endif
+    for (int item = team * gridDim.x + blockIdx.x; item < items; item += gridDim.x * (NWARPS / N)) {
+        const bool half = HALF && item >= full;
+        const int lo = (half ? 16 * full + 8 * (item - full) : item * 16) + (lane >> 2);
         float a_lo, a_hi;
 #if RES0 // the residual asked for before the products, not a trip to L2 after them
         const bool adds = res && member == 0 && !(lane & 3);
         const float r_lo = !adds ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
-        const float r_hi = !adds ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+        const float r_hi = !adds || half ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
 #endif
-        tc_dot<WHOLE>(x, w, scales, biases, lo, lo + 8, K, g0, g1, step, a_lo, a_hi);
+        if (half)
+            tc_dot<WHOLE, true>(x, w, scales, biases, lo, lo, K, g0, g1, step, a_lo, a_hi);
+        else
+            tc_dot<WHOLE>(x, w, scales, biases, lo, lo + 8, K, g0, g1, step, a_lo, a_hi);
         if (!tc_team_sum<N>(x, a_lo, a_hi) || (lane & 3)) continue;
 #if !RES0
         const float r_lo = !res ? 0.f : res_cg ? load_cg_half(res + lo) : load_half(res + lo);
-        const float r_hi = !res ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
+        const float r_hi = !res || half ? 0.f : res_cg ? load_cg_half(res + lo + 8) : load_half(res + lo + 8);
 #endif
-        out[lo] = store_half(r_lo + round_half(a_lo)), out[lo + 8] = store_half(r_hi + round_half(a_hi));
+        out[lo] = store_half(r_lo + round_half(a_lo));
+        if (!half) out[lo + 8] = store_half(r_hi + round_half(a_hi));
     }
 }
 #define TC_ON TC
