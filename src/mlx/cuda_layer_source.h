@@ -70,8 +70,10 @@
 // TCW_F (1: every tensor-core window over K = hidden, the q width or ff
 // holds 8 groups, tc_dot's WHOLE), LOP and NIB0 (how tc_dot unpacks a
 // nibble pair, cuda_layer_dot_source.h), NWP (1: a norm's weights asked
-// of L1 in the pass over x, cuda_layer_x_source.h) and RES0 (1: phases
-// C's and E's residual loaded before the products).
+// of L1 in the pass over x, cuda_layer_x_source.h), RES0 (1: phases
+// C's and E's residual loaded before the products), LN (1: phases A's and
+// D's pre-norm applied to the products) and HALF (1: phases C's and E's
+// tiles past the grid's last full round as 8-row halves, tc_residual_rows).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
