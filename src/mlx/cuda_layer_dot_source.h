@@ -18,6 +18,9 @@ static const char *const kCudaLayerDotSource = R"CUDA(
 #ifndef HALF
 #define HALF 0
 #endif
+#ifndef HALF_A
+#define HALF_A 0
+#endif
 // The MLP's gate activation: GeGLU's tanh GELU for Gemma 2, else SiLU.
 __device__ __forceinline__ float gate_act(float g) {
 #if GEMMA

@@ -72,8 +72,9 @@
 // nibble pair, cuda_layer_dot_source.h), NWP (1: a norm's weights asked
 // of L1 in the pass over x, cuda_layer_x_source.h), RES0 (1: phases
 // C's and E's residual loaded before the products), LN (1: phases A's and
-// D's pre-norm applied to the products) and HALF (1: phases C's and E's
-// tiles past the grid's last full round as 8-row halves, tc_residual_rows).
+// D's pre-norm applied to the products), HALF (1: phases C's and E's
+// tiles past the grid's last full round as 8-row halves, tc_residual_rows)
+// and HALF_A (1: phase A's v tiles likewise).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -260,8 +261,13 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         int g0, g1, step;
         tc_share(member, TSA, hidden / GS, g0, g1, step);
         const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
-        for (int it = team * gridDim.x + blockIdx.x; it < tiles; it += gridDim.x * (NWARPS / TSA)) {
-            const bool rope = it < rope_tiles;
+#if HALF_A // v tiles past the grid's last full round (never a rope tile) as 8-row halves (tc_residual_rows')
+        const int full = max(tiles / (int)gridDim.x * (int)gridDim.x, rope_tiles), items = full + 2 * (tiles - full);
+#else
+        const int full = tiles, items = tiles;
+#endif
+        for (int it = team * gridDim.x + blockIdx.x; it < items; it += gridDim.x * (NWARPS / TSA)) {
+            const bool rope = it < rope_tiles, half = HALF_A && it >= full;
             int lo, hi, j = 0;
             if (rope) {
                 const int head = it / (HD / 16);
@@ -271,19 +277,24 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
 #else
                 lo = head * HD + j, hi = lo + HD / 2;
 #endif
+            } else if (half) {
+                lo = qd + kvd + 16 * (full - rope_tiles) + 8 * (it - full) + (lane >> 2), hi = lo;
             } else {
                 lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
             }
             float a0, a1;
-            tc_dot<TCW_H != 0>(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
+            if (half)
+                tc_dot<TCW_H != 0, true>(x, qkv_w, qkv_s, qkv_b, lo, lo, hidden, g0, g1, step, a0, a1);
+            else
+                tc_dot<TCW_H != 0>(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
             if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
-            qkv_out(qo, lo, hi, a0 * inv, a1 * inv, rope, j);
+            qkv_out(qo, lo, hi, a0 * inv, (half ? a0 : a1) * inv, rope, j); // a half: row lo twice
         }
 #if KVP
         const int my_tile = team * gridDim.x + blockIdx.x, teams = gridDim.x * (NWARPS / TSA);
-        if (my_tile >= tiles)
-            prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, (my_tile - tiles) * TSA + member,
-                        (teams - tiles) * TSA, lane);
+        if (my_tile >= items)
+            prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, (my_tile - items) * TSA + member,
+                        (teams - items) * TSA, lane);
 #endif
     }
 #else

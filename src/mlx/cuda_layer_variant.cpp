@@ -87,10 +87,12 @@ const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
 // post-norms only: x * w unscaled could overflow float16, and done the
 // same way inside Gemma 2's post_norm_add it measured slower (docs/GPU.md).
 const int kLateNorm = env_int("GOMLX_CUDA_LAYER_LN", 1, 0, 1);
-// Phases C's and E's tiles past the grid's last full round dealt as 8-row
-// halves (HALF, tc_residual_rows): 0 never, 1 by shape (use_half), 2
-// wherever either phase is on tensor cores (the tests).
-const int kHalfKnob = env_int("GOMLX_CUDA_LAYER_HALF", 0, 0, 2);
+// Tiles past the grid's last full round dealt as 8-row halves, a mask:
+// 1 phases C and E (HALF, tc_residual_rows), 2 phase A's v tiles (HALF_A),
+// each by shape (use_half); with GOMLX_CUDA_LAYER_HALF_ALL=1 wherever the
+// phase is on tensor cores (the tests).
+const int kHalfKnob = env_int("GOMLX_CUDA_LAYER_HALF", 0, 0, 3);
+const int kHalfAll = env_int("GOMLX_CUDA_LAYER_HALF_ALL", 0, 0, 1);
 
 // Warps that share one of phase D's tensor-core items (8 gate rows and
 // their up rows), each taking a share of K: 2 where there are at most
@@ -278,19 +280,21 @@ int heads_per_round(const Dims &d) {
     return std::max(1, std::min({want, rep, fit}));
 }
 
-// Whether phases C and E (their hidden rows, on tensor cores) deal the
-// tiles left after the grid's full rounds as 8-row halves: where those
-// are at most half the grid, no block then streams a whole tile more than
-// another (Llama-3.2-3B's and Gemma-2-2B's 192 and 144 tiles on 132 SMs:
-// 1.5 tiles a block at most instead of 2); a half tile costs ~1.4x the
-// instructions a byte (A's rows g + 8 zeros, docs/GPU.md). In the probe of
-// the layer's data movement the uneven tiles cost Llama-3.2-3B's layer
-// 0.35-1.1 us (twenty-eighth session).
-int use_half(const Dims &d) {
-    if (kHalfKnob == 0 || !(use_tcr_c(d) || use_tcr_e(d))) return 0;
-    if (kHalfKnob == 2) return 1;
-    const int tiles = d.hidden / 16, grid = sm_count(), rest = tiles % grid;
-    return tiles >= grid && rest > 0 && 2 * rest <= grid ? 1 : 0;
+// Whether a tensor-core phase of `tiles` 16-row tiles (the last `halvable`
+// of them may be split) deals those left after the grid's full rounds as
+// 8-row halves: where they are at most half the grid, no block then
+// streams a whole tile more than another (Llama-3.2-3B's and Gemma-2-2B's
+// 192 and 144 hidden tiles on 132 SMs: 1.5 tiles a block at most instead
+// of 2; Llama-3.2-3B's 320 q|k|v tiles, whose last 64 are v rows: 2.5
+// instead of 3). A half tile costs ~1.4x the instructions a byte (A's
+// rows g + 8 zeros, docs/GPU.md). In the probe of the layer's data
+// movement the uneven tiles cost Llama-3.2-3B's layer 0.35-1.1 us
+// (twenty-eighth session). bit: the knob's bit for the phase.
+int use_half(int bit, bool tensor_cores, int tiles, int halvable) {
+    if (!(kHalfKnob & bit) || !tensor_cores) return 0;
+    if (kHalfAll) return 1;
+    const int grid = sm_count(), rest = tiles % grid;
+    return tiles >= grid && rest > 0 && 2 * rest <= grid && rest <= halvable ? 1 : 0;
 }
 
 } // namespace
@@ -326,7 +330,9 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
             "RES0=" + std::to_string(kResidualEarly),
             "LN=" + std::to_string(kLateNorm && !d.half && !d.gemma ? 1 : 0),
-            "HALF=" + std::to_string(use_half(d))};
+            "HALF=" + std::to_string(use_half(1, use_tcr_c(d) || use_tcr_e(d), d.hidden / 16, d.hidden / 16)),
+            "HALF_A=" + std::to_string(use_half(2, use_tca(d), (d.n_heads + 2 * d.n_kv) * d.head_dim / 16,
+                                                d.n_kv * d.head_dim / 16))};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }

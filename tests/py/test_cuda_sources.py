@@ -69,7 +69,7 @@ def compile_cuda(lib, source, arch, defines, options=(), cubin=False):
 LAYER_BASE = dict(XT=0, GS=64, HD=128, REP=3, HAS_BIAS=0, ROPE_TRAD=0, LT=512, DOT_U=1, ROWS_A=4, ROWS_D=4,
                   KC=32, KK=3, HS=1, RH=3, TIMING=0, TC=0, TS=2, TCA=0, TSA=1, TCR_C=0, TCR_E=0, GEMMA=0,
                   KVP=0, DEAL_A=0, DEAL_C=0, DEAL_E=0, TCI=1, LOP=1, NIB0=0, TCW_H=0, TCW_Q=0, TCW_F=0,
-                  NWP=1, RES0=1, LN=0, HALF=0)
+                  NWP=1, RES0=1, LN=0, HALF=0, HALF_A=0)
 LAYER_VARIANTS = {
     "llama-3.2-3b": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1, LN=1),
     "qwen2.5-3b": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCR_C=8, TCR_E=16, KVP=1, TCW_H=1,
@@ -77,11 +77,11 @@ LAYER_VARIANTS = {
     "gemma-2-2b": dict(NL=26, HD=256, KK=2, REP=2, HS=2, RH=1, TC=1, TS=1, TCA=1, TSA=8, TCR_C=8, TCR_E=8, GEMMA=1,
                        KVP=1, TCW_F=1),
     "gemma-2-2b-halves": dict(NL=26, HD=256, KK=2, REP=2, HS=2, RH=1, TC=1, TS=1, TCA=1, TSA=8, TCR_C=8, TCR_E=8, GEMMA=1,
-                              KVP=1, TCW_F=1, HALF=1),
+                              KVP=1, TCW_F=1, HALF=1, HALF_A=1),
     "gemma-2-2b-fma-residuals": dict(NL=26, HD=256, KK=2, REP=2, HS=2, RH=1, TC=1, TS=1, TCA=1, TSA=8, GEMMA=1, KVP=1,
                                      DEAL_C=1, DEAL_E=1),
     "llama-3.2-3b-halves": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1, LN=1,
-                                HALF=1),
+                                HALF=1, HALF_A=1),
     "mistral-7b": dict(NL=32, REP=4, RH=4, TC=1, TS=1, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1,
                        LN=1),
     "mistral-7b-windows-checked": dict(NL=32, REP=4, RH=4, TC=1, TS=1, TCA=1, TSA=4, TCR_C=8, TCR_E=8),
