@@ -382,6 +382,8 @@ probe_ring(u32 *ctrl, u32 *data, const uint4 *weights, u64 wsize, u32 nphases, c
 
 def compile_cubin(out):
     spec = importlib.util.find_spec("nvidia.cuda_nvrtc")
+    if not spec or not spec.submodule_search_locations:
+        sys.exit("gpu_sync_probe: nvidia-cuda-nvrtc-cu12 is not installed (requirements/test.txt)")
     lib = ctypes.CDLL(str(Path(list(spec.submodule_search_locations)[0]) / "lib" / "libnvrtc.so.12"))
     prog = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(prog), SOURCE.encode(), b"probe.cu", 0, None, None) == 0
@@ -402,7 +404,10 @@ def compile_cubin(out):
 
 class Cuda:
     def __init__(self):
-        self.lib = ctypes.CDLL("libcuda.so.1")
+        try:
+            self.lib = ctypes.CDLL("libcuda.so.1")
+        except OSError:
+            sys.exit("gpu_sync_probe: no NVIDIA driver here (libcuda.so.1); --run needs the GPU machine")
         self.ok(self.lib.cuInit(0))
         self.dev = ctypes.c_int()
         self.ok(self.lib.cuDeviceGet(ctypes.byref(self.dev), 0))
