@@ -321,28 +321,41 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
     out_lo = ylo, out_hi = yhi;
 }
 
+// A phase's 16-row tiles as the items its teams take: with halves (HALF,
+// HALF_A) the tiles past the grid's last full round, and never before
+// tile `first`, are two 8-row items each (tc_dot's LO_ONLY), so that where
+// they are at most half the grid no block streams a whole tile more than
+// another (the host's use_half).
+struct TileItems {
+    int full, items; // items before `full` are whole tiles
+};
+__device__ __forceinline__ TileItems tile_items(int tiles, int first, bool halves) {
+    if (!halves) return {tiles, tiles};
+    const int full = max(tiles / (int)gridDim.x * (int)gridDim.x, first);
+    return {full, full + 2 * (tiles - full)};
+}
+
+// The first row of item `item` (half: one of the 8-row items).
+__device__ __forceinline__ int item_row(const TileItems &t, int item, bool half) {
+    return half ? 16 * t.full + 8 * (item - t.full) : 16 * item;
+}
+
 // out[r] = res[r] + round(x W[r]^T) for the n rows of W (n a multiple of
 // 16): a team of N warps takes 16 rows at a time (tiles dealt to the
 // blocks in turn), each warp a share of K, and its member 0 adds the
-// shares up (N = NWARPS: a block a tile). With HALF the tiles past the
-// grid's last full round are dealt as 8-row halves (tc_dot's LO_ONLY),
-// so that where they are at most half the grid no block streams a whole
-// tile more than another (Llama-3.2-3B's 192 tiles: 1.5 tiles a block at
-// most instead of 2; the host's use_half).
+// shares up (N = NWARPS: a block a tile); with HALF, the last tiles in
+// halves (tile_items: Llama-3.2-3B's 192 tiles, 1.5 a block at most
+// instead of 2).
 template <int N, bool WHOLE>
 __device__ void tc_residual_rows(const TcX &x, const u32 *w, const u16 *scales, const u16 *biases, int K,
                                  const u16 *res, bool res_cg, u16 *out, int n) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, team = warp / N, member = warp % N;
     int g0, g1, step;
     tc_share(member, N, K / GS, g0, g1, step);
-#if HALF
-    const int full = n / 16 / (int)gridDim.x * (int)gridDim.x, items = full + 2 * (n / 16 - full);
-#else
-    const int full = n / 16, items = full;
-#endif
-    for (int item = team * gridDim.x + blockIdx.x; item < items; item += gridDim.x * (NWARPS / N)) {
-        const bool half = HALF && item >= full;
-        const int lo = (half ? 16 * full + 8 * (item - full) : item * 16) + (lane >> 2);
+    const TileItems ti = tile_items(n / 16, 0, HALF);
+    for (int item = team * gridDim.x + blockIdx.x; item < ti.items; item += gridDim.x * (NWARPS / N)) {
+        const bool half = HALF && item >= ti.full;
+        const int lo = item_row(ti, item, half) + (lane >> 2);
         float a_lo, a_hi;
 #if RES0 // the residual asked for before the products, not a trip to L2 after them
         const bool adds = res && member == 0 && !(lane & 3);

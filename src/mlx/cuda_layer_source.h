@@ -261,13 +261,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         int g0, g1, step;
         tc_share(member, TSA, hidden / GS, g0, g1, step);
         const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
-#if HALF_A // v tiles past the grid's last full round (never a rope tile) as 8-row halves (tc_residual_rows')
-        const int full = max(tiles / (int)gridDim.x * (int)gridDim.x, rope_tiles), items = full + 2 * (tiles - full);
-#else
-        const int full = tiles, items = tiles;
-#endif
-        for (int it = team * gridDim.x + blockIdx.x; it < items; it += gridDim.x * (NWARPS / TSA)) {
-            const bool rope = it < rope_tiles, half = HALF_A && it >= full;
+        const TileItems ti = tile_items(tiles, rope_tiles, HALF_A); // halves: v tiles only (a rope tile holds pairs)
+        for (int it = team * gridDim.x + blockIdx.x; it < ti.items; it += gridDim.x * (NWARPS / TSA)) {
+            const bool rope = it < rope_tiles, half = HALF_A && it >= ti.full;
             int lo, hi, j = 0;
             if (rope) {
                 const int head = it / (HD / 16);
@@ -278,7 +274,7 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
                 lo = head * HD + j, hi = lo + HD / 2;
 #endif
             } else if (half) {
-                lo = qd + kvd + 16 * (full - rope_tiles) + 8 * (it - full) + (lane >> 2), hi = lo;
+                lo = qd + kvd - 16 * rope_tiles + item_row(ti, it, true) + (lane >> 2), hi = lo;
             } else {
                 lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
             }
@@ -292,9 +288,9 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         }
 #if KVP
         const int my_tile = team * gridDim.x + blockIdx.x, teams = gridDim.x * (NWARPS / TSA);
-        if (my_tile >= items)
-            prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, (my_tile - items) * TSA + member,
-                        (teams - items) * TSA, lane);
+        if (my_tile >= ti.items)
+            prefetch_kv(k_cache, v_cache, n_kv, cap, first, slot, (my_tile - ti.items) * TSA + member,
+                        (teams - ti.items) * TSA, lane);
 #endif
     }
 #else
