@@ -74,7 +74,7 @@
 // C's and E's residual loaded before the products), LN (1: phases A's and
 // D's pre-norm applied to the products), HALF (1: phases C's and E's
 // tiles past the grid's last full round as 8-row halves, tc_residual_rows)
-// and HALF_A (1: phase A's v tiles likewise).
+// and HALF_A (1: phase A's tiles likewise, a rope half 4 rotation pairs).
 #ifndef GOMLX_CUDA_LAYER_SOURCE_H
 #define GOMLX_CUDA_LAYER_SOURCE_H
 
@@ -261,30 +261,38 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         int g0, g1, step;
         tc_share(member, TSA, hidden / GS, g0, g1, step);
         const int rope_tiles = (qd + kvd) / 16, tiles = (qd + 2 * kvd) / 16;
-        const TileItems ti = tile_items(tiles, rope_tiles, HALF_A); // halves: v tiles only (a rope tile holds pairs)
+        const TileItems ti = tile_items(tiles, 0, HALF_A);
+        const int g = lane >> 2;
         for (int it = team * gridDim.x + blockIdx.x; it < ti.items; it += gridDim.x * (NWARPS / TSA)) {
-            const bool rope = it < rope_tiles, half = HALF_A && it >= ti.full;
+            const bool half = HALF_A && it >= ti.full;
+            const int row = item_row(ti, it, half); // in the tiles' order: rope tiles, then v tiles
+            const bool rope = half ? row < 16 * rope_tiles : it < rope_tiles;
             int lo, hi, j = 0;
             if (rope) {
-                const int head = it / (HD / 16);
-                j = it % (HD / 16) * 8 + (lane >> 2);
+                // A whole tile: pair g of its 8 (rows g and g + 8). A half:
+                // pair g & 3 of its 4, lane g < 4 taking the pair's first
+                // row and lane g + 4 (16 lanes on) its second.
+                const int head = half ? row / HD : it / (HD / 16);
+                j = half ? row % HD / 2 + (g & 3) : it % (HD / 16) * 8 + g;
 #if ROPE_TRAD
                 lo = head * HD + 2 * j, hi = lo + 1;
 #else
                 lo = head * HD + j, hi = lo + HD / 2;
 #endif
-            } else if (half) {
-                lo = qd + kvd - 16 * rope_tiles + item_row(ti, it, true) + (lane >> 2), hi = lo;
             } else {
-                lo = qd + kvd + 16 * (it - rope_tiles) + (lane >> 2), hi = lo + 8;
+                lo = half ? qd + kvd - 16 * rope_tiles + row + g : qd + kvd + 16 * (it - rope_tiles) + g, hi = lo + 8;
             }
+            const int mine = half && rope && g >= 4 ? hi : lo;
             float a0, a1;
             if (half)
-                tc_dot<TCW_H != 0, true>(x, qkv_w, qkv_s, qkv_b, lo, lo, hidden, g0, g1, step, a0, a1);
+                tc_dot<TCW_H != 0, true>(x, qkv_w, qkv_s, qkv_b, mine, mine, hidden, g0, g1, step, a0, a1);
             else
                 tc_dot<TCW_H != 0>(x, qkv_w, qkv_s, qkv_b, lo, hi, hidden, g0, g1, step, a0, a1);
-            if (!tc_team_sum<TSA>(x, a0, a1) || (lane & 3)) continue;
-            qkv_out(qo, lo, hi, a0 * inv, (half ? a0 : a1) * inv, rope, j); // a half: row lo twice
+            if (!tc_team_sum<TSA>(x, a0, a1)) continue;
+            if (half && rope) a1 = __shfl_down_sync(0xffffffffu, a0, 16); // the pair's second row
+            if ((lane & 3) || (half && rope && g >= 4)) continue;
+            if (half && !rope) hi = lo, a1 = a0; // a v half: row lo twice
+            qkv_out(qo, lo, hi, a0 * inv, a1 * inv, rope, j);
         }
 #if KVP
         const int my_tile = team * gridDim.x + blockIdx.x, teams = gridDim.x * (NWARPS / TSA);

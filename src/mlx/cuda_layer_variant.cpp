@@ -88,7 +88,7 @@ const int kResidualEarly = env_int("GOMLX_CUDA_LAYER_RES0", 1, 0, 1);
 // same way inside Gemma 2's post_norm_add it measured slower (docs/GPU.md).
 const int kLateNorm = env_int("GOMLX_CUDA_LAYER_LN", 1, 0, 1);
 // Tiles past the grid's last full round dealt as 8-row halves, a mask:
-// 1 phases C and E (HALF, tc_residual_rows), 2 phase A's v tiles (HALF_A),
+// 1 phases C and E (HALF, tc_residual_rows), 2 phase A (HALF_A),
 // each by shape (use_half); with GOMLX_CUDA_LAYER_HALF_ALL=1 wherever the
 // phase is on tensor cores (the tests). Both by default: Llama-3.2-3B
 // decodes 1.6-1.9% faster, Gemma-2-2B 0.2-0.5% (twenty-ninth session).
@@ -281,21 +281,21 @@ int heads_per_round(const Dims &d) {
     return std::max(1, std::min({want, rep, fit}));
 }
 
-// Whether a tensor-core phase of `tiles` 16-row tiles (the last `halvable`
-// of them may be split) deals those left after the grid's full rounds as
-// 8-row halves: where they are at most half the grid, no block then
-// streams a whole tile more than another (Llama-3.2-3B's and Gemma-2-2B's
-// 192 and 144 hidden tiles on 132 SMs: 1.5 tiles a block at most instead
-// of 2; Llama-3.2-3B's 320 q|k|v tiles, whose last 64 are v rows: 2.5
-// instead of 3). A half tile costs ~1.4x the instructions a byte (A's
-// rows g + 8 zeros, docs/GPU.md). In the probe of the layer's data
+// Whether a tensor-core phase of `tiles` 16-row tiles deals those left
+// after the grid's full rounds as 8-row halves: where they are at most
+// half the grid, no block then streams a whole tile more than another
+// (Llama-3.2-3B's and Gemma-2-2B's 192 and 144 hidden tiles on 132 SMs:
+// 1.5 tiles a block at most instead of 2; Llama-3.2-3B's 320 q|k|v tiles
+// 2.5 instead of 3, Qwen2.5-3B's 160 1.5 instead of 2 where its phase A
+// is on tensor cores). A half tile costs ~1.4x the instructions a byte
+// (A's rows g + 8 zeros, docs/GPU.md). In the probe of the layer's data
 // movement the uneven tiles cost Llama-3.2-3B's layer 0.35-1.1 us
 // (twenty-eighth session). bit: the knob's bit for the phase.
-int use_half(int bit, bool tensor_cores, int tiles, int halvable) {
+int use_half(int bit, bool tensor_cores, int tiles) {
     if (!(kHalfKnob & bit) || !tensor_cores) return 0;
     if (kHalfAll) return 1;
     const int grid = sm_count(), rest = tiles % grid;
-    return tiles >= grid && rest > 0 && 2 * rest <= grid && rest <= halvable ? 1 : 0;
+    return tiles >= grid && rest > 0 && 2 * rest <= grid ? 1 : 0;
 }
 
 } // namespace
@@ -331,9 +331,8 @@ std::vector<std::string> variant_defines(const Dims &d, int n) {
             "TCW_F=" + std::to_string(whole_windows(d, d.ff, 4)), "NWP=" + std::to_string(kNormPrefetch),
             "RES0=" + std::to_string(kResidualEarly),
             "LN=" + std::to_string(kLateNorm && !d.half && !d.gemma ? 1 : 0),
-            "HALF=" + std::to_string(use_half(1, use_tcr_c(d) || use_tcr_e(d), d.hidden / 16, d.hidden / 16)),
-            "HALF_A=" + std::to_string(use_half(2, use_tca(d), (d.n_heads + 2 * d.n_kv) * d.head_dim / 16,
-                                                d.n_kv * d.head_dim / 16))};
+            "HALF=" + std::to_string(use_half(1, use_tcr_c(d) || use_tcr_e(d), d.hidden / 16)),
+            "HALF_A=" + std::to_string(use_half(2, use_tca(d), (d.n_heads + 2 * d.n_kv) * d.head_dim / 16))};
 }
 
 int tc_x_shared_bytes(int n, int gs) { return ((2 * n + 15) & ~15) + 4 * ((n / gs + 3) & ~3) + 64; }

@@ -81,6 +81,8 @@ LAYER_VARIANTS = {
                                          TCR_E=8, GEMMA=1, KVP=1, TCW_F=1, HALF=1, HALF_A=1),
     "gemma-2-2b-fma-residuals": dict(NL=26, HD=256, KK=2, REP=2, HS=2, RH=1, TC=1, TS=1, TCA=1, TSA=8, GEMMA=1, KVP=1,
                                      DEAL_C=1, DEAL_E=1),
+    "qwen2.5-3b-tca-halves": dict(NL=36, REP=8, HAS_BIAS=1, ROWS_A=2, HS=4, RH=2, TC=1, TS=1, TCA=1, TSA=8, TCR_C=8,
+                                  TCR_E=16, KVP=1, TCW_H=1, LN=1, HALF_A=1),
     "llama-3.2-3b-whole-tiles": dict(NL=28, TC=1, TS=2, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1,
                                      LN=1),
     "mistral-7b": dict(NL=32, REP=4, RH=4, TC=1, TS=1, TCA=1, TSA=4, TCR_C=8, TCR_E=8, TCW_H=1, TCW_Q=1, TCW_F=1,
