@@ -325,7 +325,9 @@ __device__ __forceinline__ void tc_dot(const TcX &x, const u32 *w, const u16 *sc
 // HALF_A) the tiles past the grid's last full round, and never before
 // tile `first`, are two 8-row items each (tc_dot's LO_ONLY), so that where
 // they are at most half the grid no block streams a whole tile more than
-// another (the host's use_half).
+// another (the host's use_half). Both callers pass first = 0 since phase A
+// halves rope tiles too; dropping it changes their cubins by its max(),
+// left until a GPU can run the result.
 struct TileItems {
     int full, items; // items before `full` are whole tiles
 };

@@ -264,6 +264,8 @@ KERNEL_NAME(const u16 *__restrict__ h, const unsigned long long *__restrict__ ta
         const TileItems ti = tile_items(tiles, 0, HALF_A);
         const int g = lane >> 2;
         for (int it = team * gridDim.x + blockIdx.x; it < ti.items; it += gridDim.x * (NWARPS / TSA)) {
+            // A whole tile's indices keep their own forms (`it`, not `row`):
+            // with them every cubin without HALF_A is the one measured before.
             const bool half = HALF_A && it >= ti.full;
             const int row = item_row(ti, it, half); // in the tiles' order: rope tiles, then v tiles
             const bool rope = half ? row < 16 * rope_tiles : it < rope_tiles;
